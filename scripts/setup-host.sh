@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what koji-adjutant needs on a Debian 12 host (run as root): podman with runc,
+# debootstrap for the offline images, nix-bin to check flake.nix, docker-registry for the
+# registry tests, and a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE
+# and cgroups are hybrid (see README "Troubleshooting"). Idempotent.
+set -euo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup-host.sh: must run as root (it installs packages and /etc/containers/containers.conf)" >&2
+  exit 1
+fi
+
+PKGS=(podman runc conmon uidmap slirp4netns fuse-overlayfs debootstrap nix-bin docker-registry
+      skopeo curl ca-certificates xz-utils zstd git)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup-host.sh: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# docker-registry starts itself as a service on install where systemd exists; the tests run
+# their own instance on a loopback port, so a stray system one is harmless but not needed.
+
+conf=/etc/containers/containers.conf
+want=$(cat <<'CONF'
+# Written by koji-adjutant scripts/setup-host.sh.
+# runc: crun rejects hybrid cgroup hierarchies. default_ulimits: podman's built-in
+# 1048576 exceeds the hard limits of a process without CAP_SYS_RESOURCE.
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+log_driver = "k8s-file"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+)
+if [ ! -f "$conf" ] || ! grep -q "koji-adjutant" "$conf"; then
+  mkdir -p /etc/containers
+  [ -f "$conf" ] && cp "$conf" "$conf.bak.$(date +%s)"
+  printf '%s\n' "$want" > "$conf"
+  echo "setup-host.sh: wrote $conf"
+fi
+podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null
+echo "setup-host.sh: podman $(podman version --format '{{.Client.Version}}') ready"
