@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every koji-adjutant test on a fresh Debian 12 machine, as root: installs podman, runc
+# and the containers.conf these hosts need (scripts/setup-host.sh), the Node packages, builds
+# the offline images (scripts/build-images.sh), then type-checks, builds and runs the whole
+# suite, podman tests included (they fail rather than skip here: KOJI_ADJUTANT_REQUIRE_PODMAN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: run as root (sudo $0): the tests drive a rootful podman" >&2
+  exit 1
+fi
+
+bash scripts/setup-host.sh
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+bash scripts/build-images.sh
+[ -x scripts/build-test-image.sh ] && bash scripts/build-test-image.sh
+nix-instantiate --parse flake.nix >/dev/null
+npm run typecheck
+npm run build
+
+mkdir -p .cache
+export KOJI_ADJUTANT_REQUIRE_PODMAN=1
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json=.cache/vitest.json "$@" || status=$?
+# One plain closing line for CI tools that do not read vitest's own summary.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(".cache/vitest.json", "utf8"));
+  console.log(`Tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' || true
+exit "$status"
