@@ -204,7 +204,7 @@ tar -C "$ROOTFS" --numeric-owner --xattrs --acls -cf - . |
     --change "LABEL io.koji.adjutant.inputs-hash=$HASH" \
     --change "LABEL org.opencontainers.image.title=koji-adjutant-bootstrap" \
     --message "koji-adjutant bootstrap image ($SUITE, inputs $HASH)" \
-    - "$IMAGE" >/dev/null
+    --quiet - "$IMAGE" >/dev/null
 stamp imported
 t3=$(date +%s)
 
@@ -216,7 +216,7 @@ for d in "$BUILD_ROOT"/*; do
   ROOTFS=$d/rootfs remove_tree "$d"
 done
 podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$IMAGE_REPO" |
-  grep -v -e ":$HASH\$" -e ':latest$' | while read -r old; do
+  { grep -v -e ":$HASH\$" -e ':latest$' || true; } | while read -r old; do
     podman rmi "$old" >/dev/null 2>&1 && log "removed old $old" || log "kept old $old (in use)"
   done
 
