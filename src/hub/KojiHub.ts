@@ -1,0 +1,510 @@
+/**
+ * KojiHub: sessions with the koji hub exactly as kojid's `ClientSession` keeps them
+ * (koji-protocol.md §1.5–1.8, §3): login, exclusive lock, header or URL session auth, a callnum
+ * that only ever increases, one call in flight per session, renewal on AuthExpired, subsessions,
+ * and kojid's retry policy.
+ */
+import { Context, Duration, Effect, Either, Layer, ParseResult, Schema, type Scope } from "effect"
+import { type Fault, isFault, ParameterError, ServerOffline } from "./faults.js"
+import { HubError, LoginError } from "./HubError.js"
+import { HubTransport, type HubRequest, type TlsVersion, type TransportOptions } from "./HubTransport.js"
+import {
+  decodeMultiCallResult, decodeResponse, encodeMethodCall, encodeMultiCall, kwargs as kwargsStruct,
+  type XmlRpcStruct, type XmlRpcValue
+} from "./xmlrpc.js"
+
+/** Session options: kojid.conf names in camelCase, with kojid's defaults (§1.7, §9). */
+export interface HubOptions extends TransportOptions {
+  readonly user?: string | undefined
+  readonly password?: string | undefined
+  readonly krbPrincipal?: string | undefined
+  readonly hostPrincipalFormat?: string | undefined
+  readonly keytab?: string | undefined
+  readonly ccache?: string | undefined
+  /** kojid default 120. */
+  readonly maxRetries?: number | undefined
+  /** Seconds; kojid default 60. */
+  readonly retryInterval?: number | undefined
+  /** kojid default true. */
+  readonly offlineRetry?: boolean | undefined
+  /** Seconds; kojid default 120. */
+  readonly offlineRetryInterval?: number | undefined
+  /** Retry transport errors of calls made without a session (koji `anon_retry`, default false). */
+  readonly anonRetry?: boolean | undefined
+}
+
+/** Keyword arguments of a call; `undefined` members are left out. */
+export type Kwargs = Readonly<Record<string, XmlRpcValue | undefined>>
+
+/** One call of a multiCall batch. */
+export interface BatchCall {
+  readonly method: string
+  readonly params?: ReadonlyArray<XmlRpcValue> | undefined
+  readonly kwargs?: Kwargs | undefined
+}
+
+/** Arguments of one `rawUpload` chunk (§6.1). */
+export interface RawUploadArgs {
+  /** Directory relative to `<topdir>/work`, e.g. `tasks/1234/51234`. */
+  readonly path: string
+  readonly name: string
+  /** Byte offset; -1 appends. */
+  readonly offset: number
+  readonly data: Uint8Array
+  readonly overwrite?: boolean | undefined
+  readonly volume?: string | undefined
+  /** Digest the hub computes over the chunk; `adler32` by default, `""` for none. */
+  readonly verify?: "adler32" | "md5" | "sha256" | "" | undefined
+}
+
+/** The hub's answer to `rawUpload`. */
+export const RawUploadResult = Schema.Struct({
+  size: Schema.Number,
+  fileverify: Schema.String,
+  offset: Schema.Number,
+  hexdigest: Schema.optional(Schema.String)
+})
+
+/** The hub's answer to `rawUpload`, plus how many attempts the chunk took (>1 means a retry). */
+export interface RawUploadReply extends Schema.Schema.Type<typeof RawUploadResult> {
+  readonly attempts: number
+}
+
+/** Calls that need no login. */
+export interface AnonymousSession {
+  readonly call: (method: string, params?: ReadonlyArray<XmlRpcValue>, kwargs?: Kwargs) => Effect.Effect<XmlRpcValue, Fault | HubError>
+  readonly callAs: <A, I>(schema: Schema.Schema<A, I>, method: string, params?: ReadonlyArray<XmlRpcValue>, kwargs?: Kwargs) => Effect.Effect<A, Fault | HubError>
+  readonly multiCall: (calls: ReadonlyArray<BatchCall>) => Effect.Effect<ReadonlyArray<Either.Either<XmlRpcValue, Fault>>, Fault | HubError>
+}
+
+/** A logged-in hub session (or subsession). Calls on one session run one at a time. */
+export interface Session extends AnonymousSession {
+  readonly sessionId: number
+  /** The next callnum this session will send (for tests and logs). */
+  readonly nextCallnum: Effect.Effect<number>
+  /** One chunk of a fast upload (§6.1); counts against the callnum like any call. */
+  readonly rawUpload: (args: RawUploadArgs) => Effect.Effect<RawUploadReply, Fault | HubError>
+  /** A new subsession of the same user (kojid: one per task), with its own callnum. */
+  readonly subsession: Effect.Effect<Session, Fault | HubError>
+  /** Closes this session and its subsessions; never fails (logs). */
+  readonly logout: Effect.Effect<void>
+  /** Closes one subsession of this session. */
+  readonly logoutChild: (sessionId: number) => Effect.Effect<void, Fault | HubError>
+}
+
+/** The session service. */
+export interface KojiHubService {
+  /** Logs in as kojid does (§3.1), then `exclusiveSession(force)` and `echo("OK")`. */
+  readonly login: (force: boolean) => Effect.Effect<Session, Fault | HubError | LoginError>
+  /** Like `login`, with `logout` when the scope closes. */
+  readonly loginScoped: (force: boolean) => Effect.Effect<Session, Fault | HubError | LoginError, Scope.Scope>
+  /** Calls without a session. */
+  readonly anonymous: AnonymousSession
+}
+
+/** Koji hub sessions. */
+export class KojiHub extends Context.Tag("koji-adjutant/KojiHub")<KojiHub, KojiHubService>() {
+  /** Sessions over an existing HubTransport. */
+  static readonly layer = (options: HubOptions): Layer.Layer<KojiHub, never, HubTransport> =>
+    Layer.effect(KojiHub, make(options))
+  /** Sessions and their transport from the same options. */
+  static readonly layerWithTransport = (options: HubOptions): Layer.Layer<KojiHub | HubTransport, HubError> =>
+    Layer.provideMerge(KojiHub.layer(options), HubTransport.layer(options))
+}
+
+/** Maps RetryError (1009: the hub already committed this callnum) to success, for calls whose effect is idempotent in intent: `host.closeTask`, `host.failTask`, `host.setTaskWeight`, `host.freeTasks`. The reply of the first attempt was lost, but the hub did the work (§1.6). */
+export const doneOnRetry = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A | void, Exclude<E, { readonly _tag: "RetryError" }>, R> =>
+  Effect.catchIf(
+    self,
+    (e): e is Extract<E, { readonly _tag: "RetryError" }> =>
+      typeof e === "object" && e !== null && "_tag" in e && e._tag === "RetryError",
+    (e) => Effect.logInfo(`RetryError treated as done: ${String((e as { faultString?: unknown }).faultString)}`)
+  ) as Effect.Effect<A | void, Exclude<E, { readonly _tag: "RetryError" }>, R> // catchIf cannot narrow the error union by tag itself
+
+/** `sinfo` as the login calls return it (§1.5). */
+const SessionInfo = Schema.Struct({
+  "session-id": Schema.Number,
+  "session-key": Schema.String,
+  "header-auth": Schema.optional(Schema.Boolean)
+})
+type SessionInfo = typeof SessionInfo.Type
+
+/** Formats a Schema parse error as "field a.b: expected …". */
+export const formatParseError = (method: string, error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const parts = issues.slice(0, 3).map((i) =>
+    i.path.length === 0 ? i.message : `field ${i.path.map(String).join(".")}: ${i.message}`
+  )
+  return `${method}: ${parts.join("; ")}${issues.length > 3 ? ` (and ${issues.length - 3} more)` : ""}`
+}
+
+/** Decodes a hub value with a Schema; a mismatch is `HubError("Decode")` naming the field. */
+export const decodeAs = <A, I>(schema: Schema.Schema<A, I>, method: string) => (value: XmlRpcValue): Effect.Effect<A, HubError> =>
+  Schema.decodeUnknown(schema)(value).pipe(
+    Effect.mapError((error) => new HubError({ reason: "Decode", method, message: formatParseError(method, error) }))
+  )
+
+const withKwargs = (params: ReadonlyArray<XmlRpcValue> | undefined, kw: Kwargs | undefined): ReadonlyArray<XmlRpcValue> => {
+  const base = params ?? []
+  if (kw === undefined) return base
+  const present: Record<string, XmlRpcValue> = {}
+  for (const [k, v] of Object.entries(kw)) if (v !== undefined) present[k] = v
+  // koji's encode_args adds the keyword struct only when there are keywords (§1.3).
+  return Object.keys(present).length === 0 ? base : [...base, kwargsStruct(present as XmlRpcStruct)]
+}
+
+const textStart = (body: Uint8Array): string =>
+  new TextDecoder().decode(body.subarray(0, 40)).replace(/\s+/g, " ").trim()
+
+/** Decodes a 200 body into the value or the fault; parse failures become `HubError("Parse")`. */
+const readResponse = (method: string, body: Uint8Array): Effect.Effect<Either.Either<XmlRpcValue, Fault>, HubError> => {
+  const decoded = decodeResponse(body)
+  if (Either.isRight(decoded)) return Effect.succeed(Either.right(decoded.right))
+  const error = decoded.left
+  if (isFault(error)) return Effect.succeed(Either.left(error))
+  return Effect.fail(
+    new HubError({
+      reason: "Parse",
+      method,
+      message: `${method}: response is not XML-RPC (starts with '${textStart(body)}'): ${error.message}`
+    })
+  )
+}
+
+type LoginMethod = "sslLogin" | "login"
+
+interface SessionState {
+  sessionId: number
+  key: string
+  headerAuth: boolean
+  callnum: number
+  exclusive: boolean
+  loggedIn: boolean
+}
+
+/** Builds the service. */
+export const make = (options: HubOptions) =>
+  Effect.gen(function* () {
+    const transport = yield* HubTransport
+    const maxRetries = options.maxRetries ?? 120
+    const retryInterval = Duration.seconds(options.retryInterval ?? 60)
+    const offlineRetry = options.offlineRetry ?? true
+    const offlineRetryInterval = Duration.seconds(options.offlineRetryInterval ?? 120)
+    const baseUrl = transport.baseUrl
+
+    /**
+     * kojid's retry loop (`ClientSession._callMethod`, §1.7): faults are final except ServerOffline
+     * with offline_retry (sleep, reset the counter, forever); transport errors are retried up to
+     * max_retries, the first retry at once and later ones after retry_interval; certificate
+     * errors and calls without a session are not retried.
+     */
+    const withRetries = (
+      method: string,
+      callnum: number | undefined,
+      retry: boolean,
+      attempt: Effect.Effect<Either.Either<XmlRpcValue, Fault>, HubError>
+    ): Effect.Effect<{ readonly value: XmlRpcValue; readonly attempts: number }, Fault | HubError> =>
+      Effect.gen(function* () {
+        let tries = 0
+        let attempts = 0
+        while (true) {
+          tries++
+          attempts++
+          const result = yield* Effect.either(attempt)
+          if (Either.isRight(result)) {
+            const outcome = result.right
+            if (Either.isRight(outcome)) return { value: outcome.right, attempts }
+            const fault = outcome.left
+            if (fault instanceof ServerOffline && offlineRetry) {
+              yield* Effect.logWarning(`hub offline (${fault.faultString}); retrying ${method} in ${Duration.format(offlineRetryInterval)}`)
+              yield* Effect.sleep(offlineRetryInterval)
+              tries = 0
+              continue
+            }
+            return yield* Effect.fail(fault)
+          }
+          const error = result.left
+          if (error.reason === "Certificate" || !retry || tries > maxRetries) return yield* Effect.fail(error)
+          yield* Effect.logWarning(`Try #${tries} for call ${callnum ?? "-"} (${method}) failed: ${error.message}`)
+          if (tries > 1) yield* Effect.sleep(retryInterval)
+        }
+      })
+
+    const xmlRequest = (url: string, method: string, params: ReadonlyArray<XmlRpcValue>, headers: Record<string, string>, query: ReadonlyArray<readonly [string, string]> | undefined, login: boolean): HubRequest => ({
+      method,
+      url,
+      query,
+      headers,
+      body: new TextEncoder().encode(encodeMethodCall(method, params)),
+      contentType: "text/xml",
+      login
+    })
+
+    const sendAndRead = (request: HubRequest) =>
+      transport.send(request).pipe(Effect.flatMap((response) => readResponse(request.method, response.body)))
+
+    const multiCallResult = (method: string) => (value: XmlRpcValue) => {
+      const decoded = decodeMultiCallResult(value)
+      return Either.isRight(decoded)
+        ? Effect.succeed(decoded.right)
+        : Effect.fail(new HubError({ reason: "Decode", method, message: `${method}: ${decoded.left.message}` }))
+    }
+
+    const toBatch = (calls: ReadonlyArray<BatchCall>) =>
+      encodeMultiCall(calls.map((c) => ({ methodName: c.method, params: withKwargs(c.params, c.kwargs) })))
+
+    const anonymousCall = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) => {
+      const request = xmlRequest(baseUrl, method, withKwargs(params, kw), {}, undefined, false)
+      return withRetries(method, undefined, options.anonRetry === true, sendAndRead(request)).pipe(Effect.map((r) => r.value))
+    }
+
+    const anonymous: AnonymousSession = {
+      call: (method, params, kw) => anonymousCall(method, params, kw).pipe(Effect.withSpan("KojiHub.call", { attributes: { method } })),
+      callAs: (schema, method, params, kw) => anonymousCall(method, params, kw).pipe(Effect.flatMap(decodeAs(schema, method))),
+      multiCall: (calls) => anonymousCall("multiCall", toBatch(calls)).pipe(Effect.flatMap(multiCallResult("multiCall")))
+    }
+
+    /** The login call itself, fresh or as a renewal (§3.2, §3.3, §3.5). */
+    const loginCall = (
+      loginMethod: LoginMethod,
+      renew: { readonly state: SessionState; readonly headers: Record<string, string> } | undefined
+    ): Effect.Effect<SessionInfo, Fault | HubError | LoginError> => {
+      const kw: Record<string, XmlRpcValue | undefined> = loginMethod === "sslLogin" ? { proxyuser: null } : { opts: null }
+      if (renew !== undefined) {
+        kw["renew"] = true
+        kw["exclusive"] = renew.state.exclusive
+      }
+      const positional: ReadonlyArray<XmlRpcValue> = loginMethod === "login" ? [options.user ?? "", options.password ?? ""] : []
+      const url = loginMethod === "sslLogin" ? `${baseUrl}/ssllogin` : baseUrl
+      const request = xmlRequest(url, loginMethod, withKwargs(positional, kw), renew?.headers ?? {}, undefined, loginMethod === "sslLogin")
+      // Not logged in while this runs, so koji does not retry it (anon_retry is off, §1.7).
+      return withRetries(loginMethod, undefined, false, sendAndRead(request)).pipe(
+        Effect.mapError((error): Fault | HubError | LoginError =>
+          error._tag === "HubError" && error.reason === "Http" && error.status === 403 && loginMethod === "sslLogin"
+            ? new LoginError({
+              method: "sslLogin",
+              message: `${error.message} — the hub did not receive a client certificate on ${url}. The stock koji ` +
+                `Apache config asks for it only there; under TLS 1.3 that is post-handshake auth, which Node cannot ` +
+                `do (koji-protocol.md §12). Keep login_tls_max_version = TLSv1.2 (now ${options.loginTlsMaxVersion ?? "TLSv1.2"}) ` +
+                `or make Apache request the certificate in the initial handshake.`
+            })
+            : error
+        ),
+        Effect.flatMap(({ value }): Effect.Effect<SessionInfo, HubError | LoginError> =>
+          value === null || value === false
+            ? Effect.fail(new LoginError({ method: loginMethod, message: `${loginMethod}: the hub returned no session` }))
+            : decodeAs(SessionInfo, loginMethod)(value)
+        )
+      )
+    }
+
+    const makeSession = (loginMethod: LoginMethod, sinfo: SessionInfo): Effect.Effect<Session & { readonly markExclusive: () => void }> =>
+      Effect.gen(function* () {
+        const lock = yield* Effect.makeSemaphore(1)
+        const state: SessionState = {
+          sessionId: sinfo["session-id"],
+          key: sinfo["session-key"],
+          headerAuth: sinfo["header-auth"] === true,
+          callnum: 0,
+          exclusive: false,
+          loggedIn: true
+        }
+
+        /** Takes the next callnum: copied into the request, then incremented, once per logical call (§1.6). */
+        const auth = (): { headers: Record<string, string>; query: Array<readonly [string, string]>; callnum: number } => {
+          const callnum = state.callnum
+          state.callnum += 1
+          if (state.headerAuth) {
+            return {
+              headers: {
+                "Koji-Session-Id": String(state.sessionId),
+                "Koji-Session-Key": state.key,
+                "Koji-Session-Callnum": String(callnum)
+              },
+              query: [],
+              callnum
+            }
+          }
+          return {
+            headers: {},
+            query: [["session-id", String(state.sessionId)], ["session-key", state.key], ["callnum", String(callnum)]],
+            callnum
+          }
+        }
+
+        const renewHeaders = (): Record<string, string> => {
+          const callnum = state.callnum
+          state.callnum += 1
+          return {
+            "Koji-Session-Id": String(state.sessionId),
+            "Koji-Session-Key": state.key,
+            "Koji-Session-Callnum": String(callnum)
+          }
+        }
+
+        const renew = Effect.gen(function* () {
+          yield* Effect.logInfo(`session ${state.sessionId} expired; renewing with ${loginMethod}`)
+          const fresh = yield* loginCall(loginMethod, { state, headers: renewHeaders() }).pipe(
+            Effect.mapError((e): Fault | HubError => (e._tag === "LoginError" ? new HubError({ reason: "Http", method: loginMethod, message: e.message }) : e))
+          )
+          // The hub keeps the session id and issues a new key; the callnum is NOT reset (§1.6 pitfall).
+          state.key = fresh["session-key"]
+          if (fresh["header-auth"] === true) state.headerAuth = true
+        })
+
+        /** Runs one logical call: fresh callnum, retries re-send the identical bytes (§1.6). */
+        const once = (build: (a: ReturnType<typeof auth>) => HubRequest) =>
+          Effect.suspend(() => {
+            const a = auth()
+            const request = build(a)
+            return withRetries(request.method, a.callnum, true, sendAndRead(request))
+          })
+
+        /** One call with renewal on AuthExpired and then exactly one more try (§3.5). */
+        const serialized = (build: (a: ReturnType<typeof auth>) => HubRequest) =>
+          lock.withPermits(1)(
+            once(build).pipe(
+              Effect.catchIf(
+                (e): e is Fault => e._tag === "AuthExpired",
+                () => renew.pipe(Effect.zipRight(once(build)))
+              )
+            )
+          )
+
+        const callRaw = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) => {
+          const encodedParams = withKwargs(params, kw)
+          const body = new TextEncoder().encode(encodeMethodCall(method, encodedParams))
+          return serialized((a) => ({
+            method,
+            url: baseUrl,
+            query: a.query,
+            headers: a.headers,
+            body,
+            contentType: "text/xml"
+          }))
+        }
+
+        const call = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) =>
+          callRaw(method, params, kw).pipe(
+            Effect.map((r) => r.value),
+            Effect.withSpan("KojiHub.call", { attributes: { method, sessionId: state.sessionId } })
+          )
+
+        const rawUpload = (args: RawUploadArgs) => {
+          const query: Array<readonly [string, string]> = [
+            ["filename", args.name],
+            ["filepath", args.path],
+            ["fileverify", args.verify ?? "adler32"],
+            ["offset", String(args.offset)]
+          ]
+          if (args.overwrite === true) query.push(["overwrite", "1"])
+          if (args.volume !== undefined) query.push(["volume", args.volume])
+          return serialized((a) => ({
+            method: "rawUpload",
+            url: baseUrl,
+            query: [...query, ...a.query],
+            headers: a.headers,
+            body: args.data,
+            contentType: "application/octet-stream"
+          })).pipe(
+            Effect.flatMap(({ value, attempts }) =>
+              decodeAs(RawUploadResult, "rawUpload")(value).pipe(Effect.map((r): RawUploadReply => ({ ...r, attempts })))
+            ),
+            Effect.withSpan("KojiHub.rawUpload", { attributes: { path: args.path, name: args.name, offset: args.offset } })
+          )
+        }
+
+        const logout: Effect.Effect<void> = Effect.gen(function* () {
+          if (!state.loggedIn) return
+          // koji sends logout once, without the retry loop (ClientSession.logout, §3.6).
+          const sendLogout = (kw: Kwargs | undefined) =>
+            lock.withPermits(1)(
+              Effect.suspend(() => {
+                const a = auth()
+                return sendAndRead({
+                  method: "logout",
+                  url: baseUrl,
+                  query: a.query,
+                  headers: a.headers,
+                  body: new TextEncoder().encode(encodeMethodCall("logout", withKwargs([], kw))),
+                  contentType: "text/xml"
+                })
+              })
+            )
+          const first = yield* sendLogout({ session_id: null })
+          const outcome = Either.isLeft(first) && first.left instanceof ParameterError
+            ? yield* sendLogout(undefined) // hubs older than 1.31 reject the session_id keyword
+            : first
+          if (Either.isLeft(outcome) && outcome.left._tag !== "AuthExpired") {
+            yield* Effect.logWarning(`logout of session ${state.sessionId}: ${outcome.left.message}`)
+          }
+          state.loggedIn = false
+        }).pipe(
+          Effect.catchAll((e) => Effect.logWarning(`logout of session ${state.sessionId} failed: ${e.message}`)),
+          Effect.timeout(Duration.seconds(30)),
+          Effect.catchAll(() => Effect.logWarning(`logout of session ${state.sessionId} timed out`)),
+          Effect.withSpan("KojiHub.logout")
+        )
+
+        const session: Session & { readonly markExclusive: () => void } = {
+          sessionId: state.sessionId,
+          nextCallnum: Effect.sync(() => state.callnum),
+          call,
+          callAs: (schema, method, params, kw) => call(method, params, kw).pipe(Effect.flatMap(decodeAs(schema, method))),
+          multiCall: (calls) => call("multiCall", toBatch(calls)).pipe(Effect.flatMap(multiCallResult("multiCall"))),
+          rawUpload,
+          subsession: call("subsession").pipe(
+            Effect.flatMap(decodeAs(SessionInfo, "subsession")),
+            Effect.flatMap((sub) => makeSession(loginMethod, sub)),
+            Effect.map((sub): Session => sub),
+            Effect.withSpan("KojiHub.subsession")
+          ),
+          logout,
+          logoutChild: (sessionId) => call("logoutChild", [sessionId]).pipe(Effect.asVoid),
+          markExclusive: () => {
+            state.exclusive = true
+          }
+        }
+        return session
+      })
+
+    const login = Effect.fn("KojiHub.login")(function* (force: boolean) {
+      let loginMethod: LoginMethod
+      if (transport.hasClientCert) loginMethod = "sslLogin"
+      else if (options.user !== undefined && options.user !== "") loginMethod = "login"
+      else {
+        return yield* Effect.fail(
+          new LoginError({
+            method: "gssapi",
+            message: `no client certificate${options.cert ? ` (${options.cert} does not exist)` : ""} and no user configured; ` +
+              `GSSAPI/Kerberos login${options.krbPrincipal ? ` as ${options.krbPrincipal}` : ""} is not available: ` +
+              `koji-adjutant has no Kerberos library. Configure cert = <PEM with cert and key> or user/password.`
+          })
+        )
+      }
+      const sinfo = yield* loginCall(loginMethod, undefined)
+      const session = yield* makeSession(loginMethod, sinfo)
+      yield* Effect.annotateCurrentSpan({ sessionId: session.sessionId, loginMethod })
+      // A builder must take the exclusive lock before any other call (§3.4).
+      yield* session.call("exclusiveSession", [], { force })
+      session.markExclusive()
+      const echo = yield* session.call("echo", ["OK"])
+      if (!Array.isArray(echo) || echo.length !== 1 || echo[0] !== "OK") {
+        yield* session.logout
+        return yield* Effect.fail(
+          new HubError({ reason: "Decode", method: "echo", message: `echo: expected ["OK"], got ${JSON.stringify(echo, (_k, v) => typeof v === "bigint" ? String(v) : v)}` })
+        )
+      }
+      yield* Effect.logInfo(`logged in with ${loginMethod}, session ${session.sessionId}`)
+      return session as Session
+    })
+
+    return KojiHub.of({
+      login,
+      loginScoped: (force) => Effect.acquireRelease(login(force), (s) => s.logout),
+      anonymous
+    })
+  })
+
+/** The TLS version type, re-exported for config code. */
+export type { TlsVersion }
