@@ -1,0 +1,248 @@
+import { randomBytes } from "node:crypto"
+import { readFileSync } from "node:fs"
+import { hostname } from "node:os"
+import { Context, Duration, Effect, Fiber, Layer, Scope, Stream } from "effect"
+import { AdjutantConfig, effectiveUlimits, podmanSocketPath } from "../config/AdjutantConfig.js"
+import { collectOutput, type LogFrame } from "./demux.js"
+import { hostLabelFilter } from "./labels.js"
+import { type ContainerInspect, type ExecOptions, type ExecResult, Libpod, PodmanError } from "./Libpod.js"
+import {
+  clampUlimits,
+  type ContainerSpec,
+  type ContainersOptions,
+  containerName,
+  DEFAULT_ULIMITS,
+  mergeUlimits,
+  parseProcLimits,
+  type ProcLimits,
+  specProblem,
+  toSpecGenerator,
+  type Ulimit
+} from "./spec.js"
+
+export type { ContainerMount, ContainerSpec, ContainersOptions, Ulimit } from "./spec.js"
+export type { ExecOptions, ExecResult } from "./Libpod.js"
+export { PodmanError } from "./Libpod.js"
+export type { LogFrame } from "./demux.js"
+
+/** A created container, removed when the scope that created it closes. */
+export interface Container {
+  readonly id: string
+  readonly name: string
+  /** Fails when the runtime cannot start it (a failed start must not be mistaken for exit 0). */
+  readonly start: Effect.Effect<void, PodmanError>
+  /** The exit code once it stopped; -1 when podman killed it at `timeoutSeconds`. */
+  readonly wait: Effect.Effect<number, PodmanError>
+  /** stdout/stderr frames; with `follow` the stream ends when the container exits. */
+  readonly logs: (options?: { readonly follow?: boolean }) => Stream.Stream<LogFrame, PodmanError>
+  readonly exec: (cmd: ReadonlyArray<string>, options?: ExecOptions) => Effect.Effect<ExecResult, PodmanError>
+  /** Extracts a tar into `path` (created if missing; files owned by the container's user, notes §5.2). */
+  readonly putArchive: (path: string, tar: Uint8Array) => Effect.Effect<void, PodmanError>
+  /** `path` (file or directory) as a tar. */
+  readonly getArchive: (path: string) => Effect.Effect<Uint8Array, PodmanError>
+  /** SIGTERM, then SIGKILL after `timeoutSeconds` (default: the configured stop timeout). */
+  readonly stop: (timeoutSeconds?: number) => Effect.Effect<void, PodmanError>
+  readonly kill: (signal?: string) => Effect.Effect<void, PodmanError>
+  readonly inspect: Effect.Effect<ContainerInspect, PodmanError>
+}
+
+/** Exit code and the whole output of a command run to completion. */
+export interface RunResult extends ExecResult {}
+
+/** Options of `Containers.run`. */
+export interface RunOptions {
+  /** Called with each output frame as it is produced (follows the logs live). */
+  readonly onOutput?: ((frame: LogFrame) => Effect.Effect<void>) | undefined
+}
+
+/** A container of this host as podman lists it. */
+export interface OwnedContainer {
+  readonly id: string
+  readonly name: string
+  readonly labels: Readonly<Record<string, string>>
+  /** podman's state: created, running, exited, … */
+  readonly state: string
+}
+
+/** Runs task commands in ephemeral podman containers with secure defaults (DESIGN §5). */
+export class Containers extends Context.Tag("Containers")<
+  Containers,
+  {
+    /** The `io.koji.adjutant.host` label value of this daemon. */
+    readonly hostName: string
+    /** Creates (not starts) a container; it is removed — stop, kill, DELETE, bounded — when the scope closes. */
+    readonly create: (spec: ContainerSpec) => Effect.Effect<Container, PodmanError, Scope.Scope>
+    /** create + start + wait + collect output + remove. */
+    readonly run: (spec: ContainerSpec, options?: RunOptions) => Effect.Effect<RunResult, PodmanError>
+    /** Every container labelled with this host, whatever its state. */
+    readonly listOwned: () => Effect.Effect<ReadonlyArray<OwnedContainer>, PodmanError>
+    /** Force-removes a container now (no stop grace period); false if it did not exist. */
+    readonly remove: (idOrName: string) => Effect.Effect<boolean, PodmanError>
+  }
+>() {
+  /** The real service on `options.socket`; also provides the Libpod client it uses. */
+  static layer = (options: ContainersOptions): Layer.Layer<Containers | Libpod> =>
+    Layer.effect(Containers, makeContainers(options)).pipe(Layer.provideMerge(Libpod.layer({ socket: options.socket })))
+
+  /** The real service configured from `[adjutant]` and kojid's `RLIMIT_*` keys. */
+  static layerConfig: Layer.Layer<Containers | Libpod, never, AdjutantConfig> = Layer.unwrapEffect(
+    Effect.map(AdjutantConfig, (config) => Containers.layer(containersOptionsFromConfig(config)))
+  )
+}
+
+/** ContainersOptions from the daemon config; the host label is kojid's `user` or else the machine's host name. */
+export const containersOptionsFromConfig = (config: AdjutantConfig["Type"]): ContainersOptions => {
+  const a = config.adjutant
+  return {
+    socket: podmanSocketPath(a),
+    hostName: config.kojid.user ?? hostname(),
+    ...(a.oci_runtime === "" ? {} : { ociRuntime: a.oci_runtime }),
+    defaultLimits: { memory: a.container_memory, pids: a.container_pids, cpus: a.container_cpus },
+    ulimits: effectiveUlimits(config).map((u) => ({
+      type: u.name,
+      soft: u.soft < 0 ? Infinity : u.soft,
+      hard: u.hard < 0 ? Infinity : u.hard
+    })),
+    stopTimeout: a.container_stop_timeout,
+    ...(a.cgroup_parent === "" ? {} : { cgroupParent: a.cgroup_parent }),
+    ...(a.build_user === "" ? {} : { buildUser: a.build_user })
+  }
+}
+
+const readOwnLimits = (): ProcLimits => {
+  try {
+    return parseProcLimits(readFileSync("/proc/self/limits", "utf8"))
+  } catch {
+    return new Map()
+  }
+}
+
+/** catatonit's message when the command itself cannot be executed (init: true). */
+const PID1_EXEC_FAILED = /^ERROR \(catatonit:\d+\): failed to exec pid1: (.*)$/m
+
+/** Seconds allowed for a forced DELETE beyond the stop timeout before escalating to SIGKILL. */
+const REMOVE_GRACE = Duration.seconds(15)
+
+/** Builds the Containers service over Libpod. */
+export const makeContainers = Effect.fnUntraced(function* (options: ContainersOptions) {
+  const libpod = yield* Libpod
+  const hostLimits = readOwnLimits()
+  const wanted = mergeUlimits(DEFAULT_ULIMITS, options.ulimits)
+  const ulimits: ReadonlyArray<Ulimit> = clampUlimits(wanted, hostLimits)
+  for (const u of ulimits) {
+    const w = wanted.find((x) => x.type === u.type)
+    if (w !== undefined && (w.soft !== u.soft || w.hard !== u.hard)) {
+      yield* Effect.logWarning(
+        `container ulimit ${u.type}=${w.soft}:${w.hard} lowered to ${u.soft}:${u.hard}: ` +
+          "raising a hard limit needs CAP_SYS_RESOURCE (podman caps nproc at 32768)"
+      )
+    }
+  }
+
+  const removeNow = (id: string) => libpod.remove(id, { force: true, timeoutSeconds: 0, volumes: true })
+
+  /** Never fails; bounded: DELETE with the stop timeout, then SIGKILL + DELETE timeout 0. */
+  const release = (id: string, name: string) =>
+    Effect.gen(function* () {
+      const first = yield* libpod.remove(id, { force: true, timeoutSeconds: options.stopTimeout, volumes: true }).pipe(
+        Effect.interruptible,
+        Effect.timeout(Duration.sum(Duration.seconds(options.stopTimeout), REMOVE_GRACE)),
+        Effect.either
+      )
+      if (first._tag === "Right") {
+        yield* Effect.logDebug("container removed")
+        return
+      }
+      yield* Effect.logWarning("container removal failed, killing it", first.left)
+      yield* libpod.kill(id, "SIGKILL").pipe(Effect.interruptible, Effect.timeout(REMOVE_GRACE), Effect.ignore)
+      const second = yield* removeNow(id).pipe(Effect.interruptible, Effect.timeout(REMOVE_GRACE), Effect.either)
+      if (second._tag === "Left") {
+        yield* Effect.logError("container left behind; the reaper removes it at the next pass", second.left)
+      }
+    }).pipe(Effect.annotateLogs({ container: name, containerId: id.slice(0, 12) }))
+
+  const makeContainer = (id: string, name: string): Container => ({
+    id,
+    name,
+    start: libpod.start(id),
+    wait: libpod.wait(id),
+    logs: (o) => libpod.logs(id, o),
+    exec: (cmd, o) => libpod.exec(id, cmd, o),
+    putArchive: (path, tar) => libpod.putArchive(id, path, tar),
+    getArchive: (path) => libpod.getArchive(id, path),
+    stop: (timeout) => libpod.stop(id, timeout ?? options.stopTimeout),
+    kill: (signal) => libpod.kill(id, signal),
+    inspect: libpod.inspect(id)
+  })
+
+  const create = Effect.fn("Containers.create")(function* (spec: ContainerSpec) {
+    const name = containerName(spec, randomBytes(4).toString("hex"))
+    const problem = specProblem(spec)
+    if (problem !== undefined) {
+      return yield* new PodmanError({ operation: "container.create", target: name, message: `invalid container spec for ${name}: ${problem}` })
+    }
+    const generator = toSpecGenerator(spec, options, name, ulimits)
+    const id = yield* Effect.acquireRelease(
+      libpod.containerCreate(generator).pipe(
+        // A transport failure may come after podman created it: remove by name, which we chose.
+        Effect.tapError((e) => (e.status === undefined ? removeNow(name).pipe(Effect.ignore) : Effect.void))
+      ),
+      (id) => release(id, name)
+    )
+    yield* Effect.annotateCurrentSpan({ container: name })
+    return makeContainer(id, name)
+  })
+
+  const run = Effect.fn("Containers.run")(function* (spec: ContainerSpec, runOptions?: RunOptions) {
+    return yield* Effect.scoped(
+      Effect.gen(function* () {
+        const c = yield* create(spec)
+        yield* c.start
+        const onOutput = runOptions?.onOutput
+        let exitCode: number
+        let frames: ReadonlyArray<LogFrame>
+        if (onOutput === undefined) {
+          exitCode = yield* c.wait
+          frames = Array.from(yield* Stream.runCollect(c.logs()))
+        } else {
+          const seen: Array<LogFrame> = []
+          const follower = yield* c.logs({ follow: true }).pipe(
+            Stream.runForEach((f) => {
+              seen.push(f)
+              return onOutput(f)
+            }),
+            Effect.fork
+          )
+          exitCode = yield* c.wait
+          yield* Fiber.join(follower)
+          frames = seen
+        }
+        const output = collectOutput(frames)
+        const execFailure = exitCode !== 0 ? PID1_EXEC_FAILED.exec(output.stderr) : null
+        if (execFailure !== null) {
+          return yield* new PodmanError({
+            operation: "container.start",
+            target: c.name,
+            message:
+              `command ${JSON.stringify(spec.command[0])} cannot be executed in ` +
+              `${spec.image ?? spec.rootfs?.path}: ${execFailure[1]}`
+          })
+        }
+        return { exitCode, ...output }
+      })
+    )
+  })
+
+  const listOwned = Effect.fn("Containers.listOwned")(function* () {
+    const found = yield* libpod.list([hostLabelFilter(options.hostName)])
+    return found.map(
+      (c): OwnedContainer => ({ id: c.Id, name: c.Names?.[0] ?? c.Id, labels: c.Labels ?? {}, state: c.State })
+    )
+  })
+
+  const remove = Effect.fn("Containers.remove")(function* (idOrName: string) {
+    return yield* removeNow(idOrName)
+  })
+
+  return Containers.of({ hostName: options.hostName, create, run, listOwned, remove })
+})
