@@ -966,7 +966,7 @@ export const effectiveUlimits = (config: Config): ReadonlyArray<Ulimit> => {
 // Rendering
 
 const REDACTED = "********"
-const SECRET_KEY = /pass|secret|token|(^|_)key$/i
+const SECRET_KEY = /(^|_)(pass|passwd|password|secret|token|key)$/i
 
 const redactUrl = (value: string): string =>
   value.replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)[^/\s@]*@/gi, `$1${REDACTED}@`)
@@ -986,8 +986,8 @@ const renderKojidValue = (value: string | number | boolean | null): string | nul
 
 /**
  * Every effective value as a kojid.conf (it parses back to the same config), secrets
- * (`password`, `smtp_pass`, any option named like pass, secret, token or ending in _key, and
- * passwords inside URLs)
+ * (`password`, `smtp_pass`, any option whose name ends in pass, password, secret, token or key,
+ * and passwords inside URLs)
  * shown as "********". Unset options appear commented out.
  */
 export const renderEffectiveConfig = (config: Config): string => {
