@@ -6,6 +6,7 @@
  */
 import { Context, Duration, Effect, Either, Layer, ParseResult, Schema, type Scope } from "effect"
 import { type Fault, isFault, ParameterError, ServerOffline } from "./faults.js"
+import { AdjutantConfig, type Config } from "../config/AdjutantConfig.js"
 import { HubError, LoginError } from "./HubError.js"
 import { HubTransport, type HubRequest, type TlsVersion, type TransportOptions } from "./HubTransport.js"
 import {
@@ -31,6 +32,35 @@ export interface HubOptions extends TransportOptions {
   readonly offlineRetryInterval?: number | undefined
   /** Retry transport errors of calls made without a session (koji `anon_retry`, default false). */
   readonly anonRetry?: boolean | undefined
+  /** kojid `use_fast_upload` (default true): `rawUpload`, else legacy `uploadFile` (§6). */
+  readonly useFastUpload?: boolean | undefined
+}
+
+/** HubOptions from the effective kojid.conf (`[kojid]` + `[adjutant]` TLS keys). */
+export const hubOptionsFromConfig = (config: Config): HubOptions => {
+  const k = config.kojid
+  const orUndefined = (s: string | null): string | undefined => (s === null || s === "" ? undefined : s)
+  return {
+    server: k.server,
+    cert: orUndefined(k.cert),
+    serverca: orUndefined(k.serverca),
+    noSslVerify: k.no_ssl_verify,
+    timeout: k.timeout ?? undefined,
+    tlsMinVersion: config.adjutant.tls_min_version,
+    tlsMaxVersion: config.adjutant.tls_max_version,
+    loginTlsMaxVersion: config.adjutant.login_tls_max_version,
+    user: orUndefined(k.user),
+    password: orUndefined(k.password),
+    krbPrincipal: orUndefined(k.krb_principal),
+    hostPrincipalFormat: k.host_principal_format,
+    keytab: k.keytab,
+    ccache: k.ccache,
+    maxRetries: k.max_retries,
+    retryInterval: k.retry_interval,
+    offlineRetry: k.offline_retry,
+    offlineRetryInterval: k.offline_retry_interval,
+    useFastUpload: k.use_fast_upload
+  }
 }
 
 /** Keyword arguments of a call; `undefined` members are left out. */
@@ -80,6 +110,8 @@ export interface AnonymousSession {
 /** A logged-in hub session (or subsession). Calls on one session run one at a time. */
 export interface Session extends AnonymousSession {
   readonly sessionId: number
+  /** kojid `use_fast_upload`: uploads use `rawUpload` (true) or legacy `uploadFile`. */
+  readonly useFastUpload: boolean
   /** The next callnum this session will send (for tests and logs). */
   readonly nextCallnum: Effect.Effect<number>
   /** One chunk of a fast upload (§6.1); counts against the callnum like any call. */
@@ -110,6 +142,10 @@ export class KojiHub extends Context.Tag("koji-adjutant/KojiHub")<KojiHub, KojiH
   /** Sessions and their transport from the same options. */
   static readonly layerWithTransport = (options: HubOptions): Layer.Layer<KojiHub | HubTransport, HubError> =>
     Layer.provideMerge(KojiHub.layer(options), HubTransport.layer(options))
+  /** Sessions and transport configured from AdjutantConfig (kojid.conf). */
+  static readonly layerConfig: Layer.Layer<KojiHub | HubTransport, HubError, AdjutantConfig> = Layer.unwrapEffect(
+    Effect.map(AdjutantConfig, (config) => KojiHub.layerWithTransport(hubOptionsFromConfig(config)))
+  )
 }
 
 /** Maps RetryError (1009: the hub already committed this callnum) to success, for calls whose effect is idempotent in intent: `host.closeTask`, `host.failTask`, `host.setTaskWeight`, `host.freeTasks`. The reply of the first attempt was lost, but the hub did the work (§1.6). */
@@ -448,6 +484,7 @@ export const make = (options: HubOptions) =>
 
         const session: Session & { readonly markExclusive: () => void } = {
           sessionId: state.sessionId,
+          useFastUpload: options.useFastUpload ?? true,
           nextCallnum: Effect.sync(() => state.callnum),
           call,
           callAs: (schema, method, params, kw) => call(method, params, kw).pipe(Effect.flatMap(decodeAs(schema, method))),
