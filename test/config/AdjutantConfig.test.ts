@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, LogLevel } from "effect"
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import {
@@ -817,5 +817,25 @@ describe("loading files", () => {
       assert.strictEqual(config.adjutant.container_pids, 7)
       assert.strictEqual(config.adjutant.bootstrap_image, defaultAdjutantOptions.bootstrap_image)
     }).pipe(Effect.provide(AdjutantConfig.layerTest({ kojid: { maxjobs: 3 }, adjutant: { container_pids: 7 } })))
+  )
+})
+
+describe("examples/kojid.conf", () => {
+  const path = join(import.meta.dirname, "../../examples/kojid.conf")
+
+  it.effect("parses, and documents every [kojid] and [adjutant] key", () =>
+    Effect.gen(function* () {
+      const config = yield* loadConfig(path, {}, noCerts)
+      assert.strictEqual(config.kojid.server, "https://koji.example.com/kojihub")
+      assert.deepStrictEqual(config.adjutant.image_rules, [
+        { tag: "f4[0-9]-build", arch: null, image: "registry.fedoraproject.org/fedora:41" },
+        { tag: "el9-*", arch: "aarch64", image: "quay.io/centos/centos:stream9" }
+      ])
+      const content = readFileSync(path, "utf8")
+      for (const key of [...Object.keys(defaultKojidOptions), ...Object.keys(defaultAdjutantOptions)]) {
+        if (key === "topurls" || key === "rlimits") continue
+        assert.match(content, new RegExp(`^;? ?${key} ?=`, "m"), `${key} is not documented in examples/kojid.conf`)
+      }
+    })
   )
 })
