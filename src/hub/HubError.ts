@@ -21,10 +21,3 @@ export class LoginError extends Schema.TaggedError<LoginError>()("LoginError", {
   method: Schema.Literal("sslLogin", "login", "gssapi"),
   message: Schema.String
 }) {}
-
-/** An upload was refused locally or the hub's answer did not match what was sent. */
-export class UploadError extends Schema.TaggedError<UploadError>()("UploadError", {
-  reason: Schema.Literal("BadName", "Digest", "Size", "Missing", "LocalFile", "Rejected"),
-  file: Schema.String,
-  message: Schema.String
-}) {}

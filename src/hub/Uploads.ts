@@ -1,0 +1,296 @@
+/**
+ * Uploads to the hub's work area (koji-protocol.md §6): fast `rawUpload` in 1 MiB chunks with
+ * adler32 checks, the legacy base64 `uploadFile`, kojid's `uploadWrapper` choice between them,
+ * and the incremental log streamer that mirrors growing log files while a command runs.
+ */
+import { Duration, Effect, Schedule, Schema, type Scope } from "effect"
+import { createHash } from "node:crypto"
+import * as fsp from "node:fs/promises"
+import * as nodePath from "node:path"
+import { adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
+import { type Fault, GenericError } from "./faults.js"
+import { hostApi } from "./HostApi.js"
+import type { HubError } from "./HubError.js"
+import type { Session } from "./KojiHub.js"
+
+/** An upload was refused locally, or the hub's answer did not match what was sent. */
+export class UploadError extends Schema.TaggedError<UploadError>()("UploadError", {
+  reason: Schema.Literal("BadName", "Digest", "Size", "Missing", "LocalFile", "Rejected"),
+  file: Schema.String,
+  message: Schema.String
+}) {}
+
+/** koji's `upload_blocksize` default. */
+export const UPLOAD_BLOCKSIZE = 1048576
+/** Chunk size of kojid's incremental log upload. */
+export const LOG_CHUNK_SIZE = 65536
+
+/** Options of a whole-file upload. */
+export interface UploadOptions {
+  /** Truncate/replace an existing file (default true, as kojid's uploadWrapper). */
+  readonly overwrite?: boolean | undefined
+  readonly volume?: string | undefined
+  readonly blocksize?: number | undefined
+}
+
+/**
+ * The hub's rules for upload names and paths (§6.1), checked before anything is sent:
+ * the name has no `/` and does not start with `.`; the path, normalised, is not empty and does
+ * not climb out with `..`.
+ */
+export const checkUploadTarget = (path: string, name: string): Effect.Effect<void, UploadError> => {
+  const file = `${path}/${name}`
+  if (name === "" || name.includes("/") || name.startsWith(".")) {
+    return Effect.fail(new UploadError({ reason: "BadName", file, message: `invalid upload name ${JSON.stringify(name)}: it must not contain '/' or start with '.'` }))
+  }
+  const normalised = nodePath.posix.normalize(path)
+  if (path === "" || normalised === "." || normalised.startsWith("..") || normalised.startsWith("/")) {
+    return Effect.fail(new UploadError({ reason: "BadName", file, message: `invalid upload path ${JSON.stringify(path)}: it must be a relative path inside the work area` }))
+  }
+  return Effect.void
+}
+
+const localError = (file: string) => (cause: unknown) =>
+  new UploadError({ reason: "LocalFile", file, message: `cannot read ${file}: ${cause instanceof Error ? cause.message : String(cause)}` })
+
+const openLocal = (file: string) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({ try: () => fsp.open(file, "r"), catch: localError(file) }),
+    (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+  )
+
+const readAt = (handle: fsp.FileHandle, file: string, position: number, length: number) =>
+  Effect.tryPromise({
+    try: async () => {
+      const buffer = new Uint8Array(length)
+      const { bytesRead } = await handle.read(buffer, 0, length, position)
+      return buffer.subarray(0, bytesRead)
+    },
+    catch: localError(file)
+  })
+
+const volumeOf = (volume: string | undefined): string | undefined => (volume === undefined || volume === "DEFAULT" ? undefined : volume)
+
+/**
+ * `fastUpload` (§6.1): `rawUpload` chunks at increasing offsets (at least one, even for an
+ * empty file), each reply checked for size and adler32, then `checkUpload` — asking the hub for
+ * the whole-file adler32 only when some chunk needed a retry — whose size must match.
+ */
+export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
+  session: Session,
+  localFile: string,
+  path: string,
+  name: string = nodePath.basename(localFile),
+  options: UploadOptions = {}
+) {
+  yield* checkUploadTarget(path, name)
+  const blocksize = options.blocksize ?? UPLOAD_BLOCKSIZE
+  const volume = volumeOf(options.volume)
+  const remote = `${path}/${name}`
+  return yield* Effect.scoped(Effect.gen(function* () {
+    const handle = yield* openLocal(localFile)
+    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
+    let offset = 0
+    let full = 1
+    let problems = false
+    let first = true
+    while (true) {
+      const chunk = yield* readAt(handle, localFile, offset, blocksize)
+      if (chunk.length === 0 && !first) break
+      first = false
+      const reply = yield* session.rawUpload({ path, name, offset, data: chunk, overwrite: options.overwrite ?? true, volume })
+      if (reply.attempts > 1) problems = true
+      const digest = adler32Hexdigest(chunk)
+      full = adler32Update(full, chunk)
+      if (reply.size !== chunk.length) {
+        return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${chunk.length}-byte chunk at offset ${offset}` }))
+      }
+      if (reply.hexdigest !== digest) {
+        return yield* Effect.fail(new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${offset}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` }))
+      }
+      offset += chunk.length
+    }
+    if (offset !== size) yield* Effect.logWarning(`local file changed size while uploading: ${localFile}, ${size} -> ${offset}`)
+    const check = yield* hostApi(session).checkUpload(path, name, { ...(problems ? { verify: "adler32" as const } : {}), ...(volume === undefined ? {} : { volume }) })
+    if (check === null) {
+      return yield* Effect.fail(new UploadError({ reason: "Missing", file: remote, message: `file upload failed: the hub has no ${remote}` }))
+    }
+    if (Number(check.size) !== offset) {
+      return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `uploaded file is wrong length: ${String(check.size)} != ${offset}` }))
+    }
+    if (problems && check.hexdigest !== adler32Hex(full)) {
+      return yield* Effect.fail(new UploadError({ reason: "Digest", file: remote, message: `uploaded file has wrong checksum: ${check.hexdigest ?? "(none)"} != ${adler32Hex(full)}` }))
+    }
+    return offset
+  }))
+})
+
+/**
+ * Legacy `uploadFile` (§6.2): base64 chunks sent as XML-RPC *strings* with `["sha256", hex]`,
+ * each retried while the hub answers false (koji: up to 4 more times), finalised with
+ * offset -1, the total size and the whole-file digest.
+ */
+export const uploadFileLegacy = Effect.fn("Uploads.uploadFileLegacy")(function* (
+  session: Session,
+  localFile: string,
+  path: string,
+  name: string = nodePath.basename(localFile),
+  options: UploadOptions = {}
+) {
+  yield* checkUploadTarget(path, name)
+  const blocksize = options.blocksize ?? UPLOAD_BLOCKSIZE
+  const volume = volumeOf(options.volume)
+  const remote = `${path}/${name}`
+  const api = hostApi(session)
+  return yield* Effect.scoped(Effect.gen(function* () {
+    const handle = yield* openLocal(localFile)
+    const whole = createHash("sha256")
+    let offset = 0
+    while (true) {
+      const chunk = yield* readAt(handle, localFile, offset, blocksize)
+      whole.update(chunk)
+      const last = chunk.length === 0
+      const digest = last ? whole.digest("hex") : createHash("sha256").update(chunk).digest("hex")
+      const data = Buffer.from(chunk).toString("base64")
+      const sendOffset = last ? -1 : offset
+      const sendSize = last ? offset : chunk.length
+      let ok = false
+      for (let tries = 0; tries <= 4 && !ok; tries++) {
+        ok = yield* api.uploadFile(path, name, sendSize, ["sha256", digest], sendOffset, data, volume)
+      }
+      if (!ok) {
+        return yield* Effect.fail(new UploadError({ reason: "Rejected", file: remote, message: `error uploading file ${remote}, offset ${sendOffset}: the hub kept rejecting the chunk's checksum` }))
+      }
+      if (last) return offset
+      offset += chunk.length
+    }
+  }))
+})
+
+/**
+ * kojid's `uploadWrapper` (§6.1): fast upload when `use_fast_upload` is on; otherwise probe
+ * `checkUpload` — a hub that knows it gets the fast upload anyway — and fall back to
+ * `uploadFile` only when the probe is refused with GenericError (hubs before 1.7.1).
+ */
+export const uploadWrapper = Effect.fn("Uploads.uploadWrapper")(function* (
+  session: Session,
+  localFile: string,
+  path: string,
+  name: string = nodePath.basename(localFile),
+  options: UploadOptions = {}
+) {
+  if (session.useFastUpload) return yield* fastUpload(session, localFile, path, name, options)
+  yield* checkUploadTarget(path, name)
+  const volume = volumeOf(options.volume)
+  const probe = yield* Effect.either(hostApi(session).checkUpload(path, name, volume === undefined ? {} : { volume }))
+  if (probe._tag === "Left" && probe.left instanceof GenericError) {
+    return yield* uploadFileLegacy(session, localFile, path, name, options)
+  }
+  if (probe._tag === "Left") return yield* Effect.fail(probe.left)
+  return yield* fastUpload(session, localFile, path, name, options)
+})
+
+// ---------------------------------------------------------------------------------------------
+// Incremental log streaming (§6.3)
+
+/** A local log file and the name it gets in the task directory on the hub. */
+export interface StreamedLog {
+  readonly local: string
+  readonly remote: string
+}
+
+/** Options of `streamLogs`. */
+export interface StreamLogsOptions {
+  /** Time between passes (kojid: about one second). */
+  readonly interval?: Duration.DurationInput | undefined
+  /** Sleep before re-sending a chunk whose digest did not match (kojid: 10 s). */
+  readonly mismatchDelay?: Duration.DurationInput | undefined
+  /** Re-sends of a chunk with a wrong digest (kojid: 5). */
+  readonly mismatchRetries?: number | undefined
+  /** Bound for the final flush when the scope closes. */
+  readonly flushTimeout?: Duration.DurationInput | undefined
+  readonly chunkSize?: number | undefined
+}
+
+interface FileCursor {
+  position: number
+  ino: number | undefined
+}
+
+/**
+ * Mirrors `files` into `taskDir` on the hub while the scope is open: about every second each
+ * file is read from where the last pass stopped to EOF in 64 KiB pieces, each sent with
+ * `rawUpload(overwrite=true, offset)`; a file that shrank or was replaced (new inode) is sent
+ * again from 0 (overwrite truncates it on the hub). A final pass runs when the scope closes.
+ * Upload problems are logged and never fail the task.
+ */
+export const streamLogs = (
+  session: Session,
+  files: ReadonlyArray<StreamedLog>,
+  taskDir: string,
+  options: StreamLogsOptions = {}
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const chunkSize = options.chunkSize ?? LOG_CHUNK_SIZE
+    const mismatchDelay = options.mismatchDelay ?? Duration.seconds(10)
+    const mismatchRetries = options.mismatchRetries ?? 5
+    const cursors = new Map<string, FileCursor>()
+    const valid: Array<StreamedLog> = []
+    for (const f of files) {
+      const ok = yield* Effect.either(checkUploadTarget(taskDir, f.remote))
+      if (ok._tag === "Left") yield* Effect.logWarning(`not streaming ${f.local}: ${ok.left.message}`)
+      else valid.push(f)
+    }
+
+    const sendChunk = (f: StreamedLog, offset: number, data: Uint8Array): Effect.Effect<void, Fault | HubError> =>
+      Effect.gen(function* () {
+        const digest = adler32Hexdigest(data)
+        for (let tries = 0; ; tries++) {
+          const reply = yield* session.rawUpload({ path: taskDir, name: f.remote, offset, data, overwrite: true })
+          if (reply.hexdigest === digest) return
+          if (tries >= mismatchRetries) {
+            yield* Effect.logError(`Error uploading file ${f.remote} to ${taskDir} at offset ${offset}: digest ${reply.hexdigest ?? "(none)"} != ${digest}`)
+            return
+          }
+          yield* Effect.sleep(mismatchDelay)
+        }
+      })
+
+    const passOne = (f: StreamedLog): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        const stat = yield* Effect.either(Effect.tryPromise(() => fsp.stat(f.local)))
+        if (stat._tag === "Left") return // not created yet
+        const cursor = cursors.get(f.local) ?? { position: 0, ino: undefined }
+        cursors.set(f.local, cursor)
+        if ((cursor.ino !== undefined && stat.right.ino !== cursor.ino) || stat.right.size < cursor.position) {
+          cursor.position = 0
+        }
+        cursor.ino = stat.right.ino
+        if (stat.right.size === cursor.position) return
+        yield* Effect.scoped(Effect.gen(function* () {
+          const handle = yield* openLocal(f.local)
+          while (true) {
+            const chunk = yield* readAt(handle, f.local, cursor.position, chunkSize)
+            if (chunk.length === 0) return
+            yield* sendChunk(f, cursor.position, chunk)
+            cursor.position += chunk.length
+          }
+        }))
+      }).pipe(
+        Effect.catchAll((error) =>
+          // A lost log piece must not fail the task (kojid logs and goes on); the next pass resumes here.
+          Effect.logWarning(`log upload of ${f.local} to ${taskDir}/${f.remote} failed: ${error instanceof Error ? error.message : String(error)}`)
+        ),
+        Effect.annotateLogs({ logFile: f.remote })
+      )
+
+    const pass = Effect.forEach(valid, passOne, { discard: true })
+
+    yield* Effect.addFinalizer(() =>
+      pass.pipe(
+        Effect.timeout(options.flushTimeout ?? Duration.minutes(2)),
+        Effect.catchAll(() => Effect.logWarning(`final log flush to ${taskDir} timed out`))
+      )
+    )
+    yield* Effect.forkScoped(Effect.repeat(pass, Schedule.spaced(options.interval ?? Duration.seconds(1))))
+  })
