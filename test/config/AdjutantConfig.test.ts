@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, LogLevel } from "effect"
+import { Effect, Either, FastCheck, LogLevel } from "effect"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -838,4 +838,31 @@ describe("examples/kojid.conf", () => {
       }
     })
   )
+})
+
+describe("render ∘ parse (property)", () => {
+  it("any int, bool and text values survive renderEffectiveConfig and parse back unchanged", () => {
+    const word = FastCheck.stringMatching(/^[A-Za-z0-9/_.:%@<>,*-]([A-Za-z0-9/_.:%@<>,* -]{0,20}[A-Za-z0-9/_.:%@<>,*-])?$/)
+    const textKeys = ["literal_task_arches", "packager", "vendor", "mockhost", "allowed_scms", "from_addr", "xz_options", "keytab"] as const
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.record({
+          ints: FastCheck.array(FastCheck.tuple(FastCheck.constantFrom(...INT_KEYS), FastCheck.integer({ min: -1e12, max: 1e12 })), { maxLength: 6 }),
+          bools: FastCheck.array(FastCheck.tuple(FastCheck.constantFrom(...BOOL_KEYS), FastCheck.boolean()), { maxLength: 6 }),
+          texts: FastCheck.array(FastCheck.tuple(FastCheck.constantFrom(...textKeys), FastCheck.array(word, { minLength: 1, maxLength: 3 })), { maxLength: 4 })
+        }),
+        ({ ints, bools, texts }) => {
+          const lines = new Map<string, string>()
+          for (const [k, v] of ints) lines.set(k, String(v))
+          for (const [k, v] of bools) lines.set(k, v ? "on" : "off")
+          for (const [k, v] of texts) lines.set(k, v.join("\n    "))
+          const body = [...lines].map(([k, v]) => `${k} = ${v}`).join("\n")
+          const config = ok(parseKojid(body))
+          const again = ok(parseConfig(renderEffectiveConfig(config), FILE, {}, noCerts))
+          assert.deepStrictEqual(again, config)
+        }
+      ),
+      { numRuns: 200 }
+    )
+  })
 })
