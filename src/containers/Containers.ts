@@ -6,6 +6,7 @@ import { AdjutantConfig, effectiveUlimits, podmanSocketPath } from "../config/Ad
 import { collectOutput, type LogFrame } from "./demux.js"
 import { hostLabelFilter } from "./labels.js"
 import { type ContainerInspect, type ExecOptions, type ExecResult, Libpod, PodmanError } from "./Libpod.js"
+import { layerMemory, type MemoryContainers, type MemoryContainersOptions } from "./MemoryContainers.js"
 import {
   clampUlimits,
   type ContainerSpec,
@@ -83,6 +84,10 @@ export class Containers extends Context.Tag("Containers")<
   /** The real service on `options.socket`; also provides the Libpod client it uses. */
   static layer = (options: ContainersOptions): Layer.Layer<Containers | Libpod> =>
     Layer.effect(Containers, makeContainers(options)).pipe(Layer.provideMerge(Libpod.layer({ socket: options.socket })))
+
+  /** In-memory fake recording every create and removal (see MemoryContainers for its state). */
+  static layerMemory = (options?: MemoryContainersOptions): Layer.Layer<Containers | MemoryContainers> =>
+    layerMemory(options)
 
   /** The real service configured from `[adjutant]` and kojid's `RLIMIT_*` keys. */
   static layerConfig: Layer.Layer<Containers | Libpod, never, AdjutantConfig> = Layer.unwrapEffect(
