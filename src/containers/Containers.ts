@@ -166,18 +166,19 @@ export const makeContainers = Effect.fnUntraced(function* (options: ContainersOp
       }
     }).pipe(Effect.annotateLogs({ container: name, containerId: id.slice(0, 12) }))
 
+  // Calls address the container by its (unique) name so that errors name it readably.
   const makeContainer = (id: string, name: string): Container => ({
     id,
     name,
-    start: libpod.start(id),
-    wait: libpod.wait(id),
-    logs: (o) => libpod.logs(id, o),
-    exec: (cmd, o) => libpod.exec(id, cmd, o),
-    putArchive: (path, tar) => libpod.putArchive(id, path, tar),
-    getArchive: (path) => libpod.getArchive(id, path),
-    stop: (timeout) => libpod.stop(id, timeout ?? options.stopTimeout),
-    kill: (signal) => libpod.kill(id, signal),
-    inspect: libpod.inspect(id)
+    start: libpod.start(name),
+    wait: libpod.wait(name),
+    logs: (o) => libpod.logs(name, o),
+    exec: (cmd, o) => libpod.exec(name, cmd, o),
+    putArchive: (path, tar) => libpod.putArchive(name, path, tar),
+    getArchive: (path) => libpod.getArchive(name, path),
+    stop: (timeout) => libpod.stop(name, timeout ?? options.stopTimeout),
+    kill: (signal) => libpod.kill(name, signal),
+    inspect: libpod.inspect(name)
   })
 
   const create = Effect.fn("Containers.create")(function* (spec: ContainerSpec) {

@@ -78,7 +78,8 @@ export const layerMemory = (options: MemoryContainersOptions = {}): Layer.Layer<
     }
     const gone = (operation: string, c: MemoryContainer) =>
       new PodmanError({ operation, target: c.name, status: 404, message: `${operation} ${c.name} failed: no such container` })
-    const alive = (operation: string, c: MemoryContainer) => (c.removed ? Effect.fail(gone(operation, c)) : Effect.void)
+    const alive = (operation: string, c: MemoryContainer) =>
+      Effect.suspend(() => (c.removed ? Effect.fail(gone(operation, c)) : Effect.void))
 
     const handle = (c: MemoryContainer): Container => {
       let result: RunResult | undefined
