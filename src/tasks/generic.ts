@@ -8,7 +8,6 @@ import { GenericError } from "../hub/faults.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import {
   AnyValue,
-  callAs,
   defineHandler,
   Int,
   Num,
@@ -42,7 +41,7 @@ const asctime = (ts: number): string => {
     `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`
 }
 
-const hostId = (ctx: TaskContext) => callAs(ctx.session, Schema.Number, "host.getID")
+const hostId = (ctx: TaskContext) => ctx.session.callAs(Schema.Number, "host.getID")
 
 /** `someMethod` (FakeTask, foreground, weight 1.0): any arguments, returns 42. */
 export const fakeTask = defineHandler({
@@ -165,7 +164,7 @@ export const restartVerifyTask = defineHandler({
   signature: signature("RestartVerifyTask.handler", { task_id: required(Int), host: required(HostRef) }),
   run: ({ task_id, host }, ctx) =>
     Effect.gen(function*() {
-      const tinfo = yield* callAs(ctx.session, TaskInfo, "getTaskInfo", [task_id])
+      const tinfo = yield* ctx.session.callAs(TaskInfo, "getTaskInfo", [task_id])
       const state = taskStateName(tinfo.state)
       if (state !== "CLOSED") return yield* new GenericError({ faultString: `Stage one restart task is ${state}` })
       if (host.id !== (yield* hostId(ctx))) return yield* new GenericError({ faultString: "Host mismatch" })
@@ -194,16 +193,15 @@ export const restartHostsTask = defineHandler({
       const opts = options ?? {}
       const query: Record<string, XmlRpcValue> = { enabled: true }
       if (opts.channel !== undefined) {
-        const chan = yield* callAs(ctx.session, HostRef, "getChannel", [opts.channel], { strict: true, __starstar: true })
+        const chan = yield* ctx.session.callAs(HostRef, "getChannel", [opts.channel], { strict: true })
         query["channelID"] = chan.id
       }
       if (opts.arches !== undefined) query["arches"] = opts.arches
-      const hosts = yield* callAs(
-        ctx.session,
+      const hosts = yield* ctx.session.callAs(
         Schema.Array(Schema.Record({ key: Schema.String, value: AnyValue })),
         "listHosts",
         [],
-        { ...query, __starstar: true }
+        { ...query }
       )
       if (hosts.length === 0) return yield* new GenericError({ faultString: "No matching hosts" })
       const timeout = Duration.seconds(opts.timeout ?? 3600 * 24)
@@ -219,7 +217,7 @@ export const restartHostsTask = defineHandler({
       }
       if (mine !== undefined) {
         yield* ctx.wait(mine[0], { timeout })
-        const verified = yield* callAs(ctx.session, Schema.Boolean, "taskFinished", [mine[1]])
+        const verified = yield* ctx.session.callAs(Schema.Boolean, "taskFinished", [mine[1]])
         // kojid raises ServerRestart so that this task is freed and does not block our own restart.
         if (!verified) return yield* new ServerRestart()
       }
@@ -244,15 +242,15 @@ export const dependantTask = defineHandler({
       const waitFor: Array<number> = []
       for (const t of wait_list) {
         if (typeof t !== "number" || !Number.isInteger(t)) continue
-        const info = yield* callAs(ctx.session, NullableTaskInfo, "getTaskInfo", [t])
+        const info = yield* ctx.session.callAs(NullableTaskInfo, "getTaskInfo", [t])
         if (info !== null) waitFor.push(t)
         else yield* Effect.logDebug(`invalid task id ${t}, removing from wait_list`)
       }
       // These tasks are not our children, so host.taskWait cannot be used: poll as kojid does.
       while (waitFor.length > 0) {
         for (const t of [...waitFor]) {
-          if (yield* callAs(ctx.session, Schema.Boolean, "taskFinished", [t])) {
-            const info = yield* callAs(ctx.session, NullableTaskInfo, "getTaskInfo", [t])
+          if (yield* ctx.session.callAs(Schema.Boolean, "taskFinished", [t])) {
+            const info = yield* ctx.session.callAs(NullableTaskInfo, "getTaskInfo", [t])
             if (info !== null && (info.state === TaskState.CANCELED || info.state === TaskState.FAILED)) {
               return yield* new GenericError({ faultString: `Dependency ${info.id} failed to complete.` })
             }
@@ -266,9 +264,8 @@ export const dependantTask = defineHandler({
         const method = String(spec[0])
         const args: ReadonlyArray<XmlRpcValue> = Array.isArray(spec[1]) ? spec[1] : []
         const extra: XmlRpcStruct = spec.length > 2 && isStruct(spec[2]) ? spec[2] : {}
-        const id = yield* callAs(ctx.session, Schema.NullOr(Schema.Number), "host.subtask", [method, args, ctx.taskId], {
-          ...extra,
-          __starstar: true
+        const id = yield* ctx.session.callAs(Schema.NullOr(Schema.Number), "host.subtask", [method, args, ctx.taskId], {
+          ...extra
         })
         if (id !== null) subtasks.push(id)
       }

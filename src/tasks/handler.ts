@@ -4,10 +4,12 @@
  * `handler(*args, **kwargs)`, and a `run` effect given a `TaskContext` (its own hub subsession,
  * workdir, and the subtask/wait helpers).
  */
-import { Duration, Effect, Either, ParseResult, Schema } from "effect"
+import { Duration, Effect, Either, ParseResult, Schema, type Scope } from "effect"
 import type { Fault } from "../hub/faults.js"
 import { ParameterError } from "../hub/faults.js"
-import { HubError as HubErrorCtor, type HubError } from "../hub/HubError.js"
+import type { HubError } from "../hub/HubError.js"
+import type { Session } from "../hub/KojiHub.js"
+import type * as S from "../hub/schemas.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -189,15 +191,6 @@ const describe = (v: XmlRpcValue | undefined): string => {
 // ---------------------------------------------------------------------------------------------
 // The context a running task gets
 
-/** A hub session as handlers use it: any call, serialised on the task's own subsession. */
-export interface HubCaller {
-  readonly call: (
-    method: string,
-    params?: ReadonlyArray<XmlRpcValue>,
-    kwargs?: XmlRpcStruct
-  ) => Effect.Effect<XmlRpcValue, Fault | HubError>
-}
-
 /** Options of `host.subtask` (§4.6); `label` makes the call idempotent. */
 export interface SubtaskOptions {
   readonly label?: string
@@ -236,7 +229,7 @@ export interface TaskContext {
   /** `<workdir>/tasks/<id % 10000>/<id>`, created before `run` and removed after. */
   readonly workdir: string
   /** The task's own subsession (the main session for foreground handlers). */
-  readonly session: HubCaller
+  readonly session: Session
   readonly daemon: DaemonControl
   /** `host.subtask(method, args, parent=this task, **opts)` → the child's task id. */
   readonly subtask: (
@@ -257,21 +250,14 @@ export interface TaskContext {
 }
 
 /** The `host.getHost()` row as checkHost sees it. */
-export interface HostInfo {
-  readonly id: number
-  readonly name: string
-  readonly arches: string
-  readonly capacity: number
-  readonly enabled: boolean
-  readonly task_load: number
-  readonly ready: boolean
-}
+export type HostInfo = S.HostInfo
 
 /** A task handler with its parameters already bound (one per running task). */
 export interface BoundTask {
-  readonly run: (ctx: TaskContext) => Effect.Effect<XmlRpcValue, unknown>
+  /** Runs in the task's scope: containers and files acquired there go when the task ends. */
+  readonly run: (ctx: TaskContext) => Effect.Effect<XmlRpcValue, unknown, Scope.Scope>
   /** kojid's `checkHost(hostdata)`, run on the main session before `host.openTask`. */
-  readonly checkHost: ((host: HostInfo, session: HubCaller) => Effect.Effect<boolean, unknown>) | undefined
+  readonly checkHost: ((host: HostInfo, session: Session) => Effect.Effect<boolean, unknown>) | undefined
 }
 
 /** A registered handler: the shape the TaskManager works with. */
@@ -296,8 +282,8 @@ export const defineHandler = <P>(def: {
   readonly weight: number | ((request: ReadonlyArray<XmlRpcValue>) => number)
   readonly foreground?: boolean
   readonly signature: Signature<P>
-  readonly run: (params: P, ctx: TaskContext) => Effect.Effect<XmlRpcValue, unknown>
-  readonly checkHost?: (params: P, host: HostInfo, session: HubCaller) => Effect.Effect<boolean, unknown>
+  readonly run: (params: P, ctx: TaskContext) => Effect.Effect<XmlRpcValue, unknown, Scope.Scope>
+  readonly checkHost?: (params: P, host: HostInfo, session: Session) => Effect.Effect<boolean, unknown>
 }): TaskHandler => {
   const weight = def.weight
   const checkHost = def.checkHost
@@ -314,21 +300,6 @@ export const defineHandler = <P>(def: {
       }))
   }
 }
-
-/** Calls `method` on `session` and decodes the answer with `schema`; nonsense is a HubError "Decode". */
-export const callAs = <A, I>(
-  session: HubCaller,
-  schema: Schema.Schema<A, I, never>,
-  method: string,
-  params: ReadonlyArray<XmlRpcValue> = [],
-  kwargs?: XmlRpcStruct
-): Effect.Effect<A, Fault | HubError> =>
-  Effect.flatMap(session.call(method, params, kwargs), (value) =>
-    Effect.mapError(
-      Schema.decodeUnknown(schema)(value),
-      (e) => new HubErrorCtor({ reason: "Decode", method, message: `${method}: unexpected answer: ${e.message}` })
-    )
-  )
 
 /** koji's TASK_STATES. */
 export const TaskState = { FREE: 0, OPEN: 1, CLOSED: 2, CANCELED: 3, ASSIGNED: 4, FAILED: 5 } as const

@@ -1,0 +1,79 @@
+/**
+ * The local half of kojid's `readyForTask` (koji-protocol.md §4.3): free space on the workdir and
+ * on podman's storage at least `minspace` MB (kojid checks its mockdir; our buildroots live in
+ * podman's storage and task files in the workdir), and the 1-minute load average at most
+ * 4 × the number of CPUs. The hub half (enabled, capacity, maxjobs) is the TaskManager's.
+ */
+import { statfsSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Context, Effect, Layer, Ref } from "effect"
+import { AdjutantConfig } from "../config/AdjutantConfig.js"
+
+/** Where podman keeps images and containers when run as root (containers-storage.conf default). */
+export const PODMAN_STORAGE = "/var/lib/containers/storage"
+
+/** Options of the real check. */
+export interface ReadinessOptions {
+  readonly minspaceMB: number
+  readonly paths: ReadonlyArray<string>
+}
+
+/** Free MB on the file system holding `p` (its nearest existing ancestor). */
+export const freeMB = (p: string): number => {
+  let dir = path.resolve(p)
+  for (;;) {
+    try {
+      const st = statfsSync(dir)
+      return Math.floor((Number(st.bavail) * Number(st.bsize)) / 1024 / 1024)
+    } catch (e) {
+      const parent = path.dirname(dir)
+      if (parent === dir) throw e
+      dir = parent
+    }
+  }
+}
+
+/** Why this machine cannot take a task now; empty when it can. */
+export class Readiness extends Context.Tag("Readiness")<
+  Readiness,
+  { readonly check: Effect.Effect<ReadonlyArray<string>> }
+>() {
+  /** Disk space and load average, measured on each call. */
+  static layer(options: ReadinessOptions): Layer.Layer<Readiness> {
+    return Layer.succeed(Readiness, {
+      check: Effect.sync(() => {
+        const reasons: Array<string> = []
+        for (const p of options.paths) {
+          try {
+            const mb = freeMB(p)
+            if (mb < options.minspaceMB) {
+              reasons.push(`Insufficient disk space at ${p}: ${mb} MB, ${options.minspaceMB} MB required`)
+            }
+          } catch (e) {
+            reasons.push(`Cannot check free space at ${p}: ${String(e)}`)
+          }
+        }
+        const load = os.loadavg()[0] ?? 0
+        const maxload = 4.0 * os.availableParallelism()
+        if (load > maxload) reasons.push(`Load average ${load.toFixed(2)} > ${maxload.toFixed(2)}`)
+        return reasons
+      })
+    })
+  }
+
+  /** From kojid.conf: `minspace` on `workdir` and on podman's storage. */
+  static layerConfig: Layer.Layer<Readiness, never, AdjutantConfig> = Layer.unwrapEffect(
+    Effect.map(AdjutantConfig, (config) =>
+      Readiness.layer({ minspaceMB: config.kojid.minspace, paths: [config.kojid.workdir, PODMAN_STORAGE] })
+    )
+  )
+
+  /** Reports whatever the test puts in `reasons`. */
+  static layerTest(reasons: Ref.Ref<ReadonlyArray<string>>): Layer.Layer<Readiness> {
+    return Layer.succeed(Readiness, { check: Ref.get(reasons) })
+  }
+
+  /** Always ready. */
+  static layerAlways: Layer.Layer<Readiness> = Layer.succeed(Readiness, { check: Effect.succeed([]) })
+}

@@ -1,0 +1,443 @@
+/**
+ * The daemon loop: kojid's `main` + `TaskManager` (DESIGN.md §3, koji-protocol.md §4). Every
+ * cycle, in kojid's order: expire buildroots no running task owns (when the previous cycle took
+ * nothing), watch running tasks (`host.getHostTasks`: free stale ones, interrupt canceled or
+ * reassigned ones, wake waiters, sum the load), heartbeat (`host.updateHost`, every cycle), and
+ * take at most one assigned task. Task fibers live in a FiberMap keyed by task id and do their
+ * hub calls on their own subsessions, so the heartbeat on the main session never waits on them.
+ */
+import { Duration, Effect, Either, FiberMap, Option, Runtime, type Scope } from "effect"
+import { Containers } from "../containers/Containers.js"
+import { reap } from "../containers/Reaper.js"
+import { ActionNotAllowed, AuthExpired, type Fault, isAuthFamily, isFault, ParameterError, RetryError } from "../hub/faults.js"
+import type { HubError, LoginError } from "../hub/HubError.js"
+import { hostApi } from "../hub/HostApi.js"
+import { KojiHub, type Session } from "../hub/KojiHub.js"
+import type { HostInfo, HostTask } from "../hub/schemas.js"
+import type { XmlRpcValue } from "../hub/xmlrpc.js"
+import { type DaemonControl, TaskState } from "../tasks/handler.js"
+import { TaskRegistry } from "../tasks/TaskRegistry.js"
+import { Readiness } from "./Readiness.js"
+import { type RunnerOptions, runTask } from "./TaskRunner.js"
+import { makeWaker, type Waker } from "./Waiter.js"
+
+/** The daemon's options (from kojid.conf and the command line; see `daemonOptionsFromConfig`). */
+export interface DaemonOptions {
+  /** kojid `sleeptime`: pause after a cycle that took no task. */
+  readonly sleeptime: Duration.Duration
+  readonly maxjobs: number
+  /** `--force-lock`: `exclusiveSession(force)` at login. */
+  readonly forceLock: boolean
+  readonly runner: RunnerOptions
+  /** Bound on interrupting the task fibers at shutdown (containers are removed meanwhile). */
+  readonly shutdownTimeout: Duration.Duration
+  /** Bound on each hub call made while shutting down. */
+  readonly shutdownCallTimeout: Duration.Duration
+}
+
+/** How a daemon run ended. */
+export type DaemonResult =
+  | { readonly _tag: "Restart" }
+  | { readonly _tag: "Exit"; readonly code: number }
+
+/** A running task fiber as the loop tracks it (kojid's `pids` + `subsessions`). */
+interface Running {
+  readonly taskId: number
+  readonly method: string
+  readonly subsessionId: number
+  readonly waker: Waker
+  /** The fiber has ended (reported or not); the next cycle sends logoutChild and forgets it. */
+  done: boolean
+}
+
+/** What a cycle asks of the loop. */
+type Control = "taken" | "idle" | "restart" | "exit"
+
+const BR_ACTIVE = [0, 1, 2] as const
+const BR_EXPIRED = 3
+
+const describe = (e: unknown): string =>
+  isFault(e) ? `${e._tag} ${e.faultCode}: ${e.faultString}` : e instanceof Error ? e.message : String(e)
+
+/** The loop's state and steps over one logged-in main session. */
+export const makeTaskManager = Effect.fnUntraced(function*(session: Session, options: DaemonOptions) {
+  const registry = yield* TaskRegistry
+  const readiness = yield* Readiness
+  const api = hostApi(session)
+  const fibers = yield* FiberMap.make<number>()
+  const hostId = yield* api.getID()
+  const sinfo = yield* api.getSessionInfo()
+  const startTs = sinfo.start_ts ?? Date.now() / 1000
+  const running = new Map<number, Running>()
+  /** OPEN tasks we hold (kojid's `self.tasks`): freed at shutdown. */
+  let held = new Set<number>()
+  let taskLoad = 0.0
+  let hostdata: HostInfo | undefined
+  let restartPending = false
+  let legacyHostData = false
+
+  const control: DaemonControl = {
+    startTs,
+    requestRestart: Effect.sync(() => {
+      restartPending = true
+    })
+  }
+  const mainWaker = yield* makeWaker
+
+  /** §5.5 step 1: active buildroots of this host that no running task owns → EXPIRED. */
+  const updateBuildroots = Effect.gen(function*() {
+    const brs = yield* api.listBuildroots({ hostID: hostId, state: BR_ACTIVE })
+    for (const br of brs) {
+      const desc = `${br.id}/${br.tag_name ?? ""}/${br.arch ?? ""}`
+      if (br.task_id == null) {
+        yield* Effect.logWarning(`Expiring taskless buildroot: ${desc}`)
+        yield* api.setBuildRootState(br.id, BR_EXPIRED)
+      } else if (!running.has(br.task_id) || running.get(br.task_id)!.done) {
+        yield* Effect.logInfo(`Expiring buildroot: ${desc}`)
+        yield* api.setBuildRootState(br.id, BR_EXPIRED)
+      }
+    }
+  })
+
+  const logoutChild = (entry: Running) =>
+    session.logoutChild(entry.subsessionId).pipe(
+      Effect.catchAll((e) => Effect.logInfo(`logoutChild(${entry.subsessionId}) failed: ${describe(e)}`))
+    )
+
+  /** Interrupts a task fiber (its scope removes containers and the workdir), bounded. */
+  const killTask = (entry: Running, why: string) =>
+    Effect.gen(function*() {
+      yield* Effect.logInfo(`${why} ${entry.taskId}`)
+      const stopped = yield* FiberMap.remove(fibers, entry.taskId).pipe(Effect.timeoutOption(options.shutdownTimeout))
+      if (Option.isNone(stopped)) yield* Effect.logWarning(`task ${entry.taskId} is still stopping`)
+      yield* logoutChild(entry)
+      running.delete(entry.taskId)
+    })
+
+  /** §4.7: watch running tasks. */
+  const updateTasks = Effect.gen(function*() {
+    const open = yield* api.getHostTasks()
+    const seen = new Set<number>()
+    const stale: Array<number> = []
+    let load = 0.0
+    for (const t of open) {
+      const entry = running.get(t.id)
+      if (entry === undefined) {
+        stale.push(t.id)
+        continue
+      }
+      seen.add(t.id)
+      if (t.alert === true) {
+        yield* Effect.logInfo(`Waking up task ${t.id}`)
+        yield* entry.waker.wake
+      }
+      if (t.waiting !== true) load += t.weight
+    }
+    taskLoad = load
+    held = seen
+    if (stale.length > 0) {
+      yield* Effect.logInfo(`freeing stale tasks: ${stale.join(", ")}`)
+      yield* api.freeTasks(stale)
+    }
+    for (const entry of [...running.values()]) {
+      if (!entry.done) continue
+      yield* logoutChild(entry)
+      running.delete(entry.taskId)
+      held.delete(entry.taskId)
+    }
+    for (const entry of [...running.values()]) {
+      if (seen.has(entry.taskId)) continue
+      const info = yield* api.getTaskInfo(entry.taskId)
+      if (entry.done) continue
+      if (info === null) {
+        yield* Effect.logError(`Invalid task ${entry.taskId}`)
+      } else if (info.state === TaskState.CANCELED) {
+        yield* killTask(entry, "Killing canceled task")
+      } else if (info.host_id !== hostId) {
+        yield* killTask(entry, "Killing reassigned task")
+      } else {
+        yield* Effect.logInfo(`Lingering task ${entry.taskId}`)
+      }
+    }
+  })
+
+  /** §4.3 readyForTask: "restart" once a pending restart finds no task running. */
+  const readyForTask = Effect.gen(function*() {
+    if (restartPending) {
+      if (running.size > 0) {
+        yield* Effect.logInfo("Pending restart")
+        return false as const
+      }
+      return "restart" as const
+    }
+    hostdata = yield* api.getHost()
+    if (!hostdata.enabled) {
+      yield* Effect.logInfo("Host is disabled")
+      return false as const
+    }
+    if (taskLoad > hostdata.capacity) {
+      yield* Effect.logInfo(`Task load (${taskLoad.toFixed(2)}) exceeds capacity (${hostdata.capacity.toFixed(2)})`)
+      return false as const
+    }
+    if (running.size >= options.maxjobs) {
+      yield* Effect.logInfo("Full queue")
+      return false as const
+    }
+    const reasons = yield* readiness.check
+    if (reasons.length > 0) {
+      yield* Effect.logWarning(reasons.join("; "))
+      return false as const
+    }
+    return true as const
+  })
+
+  /** The heartbeat; a 1.34 hub has no `data` keyword (ParameterError) → updateHost + setHostData. */
+  const heartbeat = (ready: boolean) => {
+    const data = { methods: [...registry.methods], maxjobs: options.maxjobs }
+    if (legacyHostData) {
+      return Effect.zipRight(api.updateHost(taskLoad, ready), api.setHostData(data))
+    }
+    return api.updateHost(taskLoad, ready, data).pipe(
+      Effect.catchIf(
+        (e): e is ParameterError => e instanceof ParameterError,
+        () =>
+          Effect.gen(function*() {
+            yield* Effect.logInfo("hub has no updateHost data keyword (1.34): using host.setHostData")
+            legacyHostData = true
+            yield* api.updateHost(taskLoad, ready)
+            yield* api.setHostData(data)
+          })
+      )
+    )
+  }
+
+  /** §4.3 takeTask. */
+  const takeTask = (task: HostTask) =>
+    Effect.gen(function*() {
+      yield* Effect.logInfo(`Attempting to take task ${task.id}`)
+      const handler = registry.get(task.method)
+      if (handler === undefined) {
+        yield* Effect.logWarning(`Refusing task ${task.id}, no handler for ${task.method}`)
+        yield* api.refuseTask(task.id, { soft: false, msg: "no handler for method" })
+        return false
+      }
+      const info = yield* api.getTaskInfo(task.id, { request: true })
+      if (info === null || info.request === undefined || info.request === null) {
+        yield* Effect.logWarning(`Task ${task.id} has no request`)
+        return false
+      }
+      const request: ReadonlyArray<XmlRpcValue> = Array.isArray(info.request) ? info.request : [info.request]
+      if (handler.hasCheckHost) {
+        const bound = handler.bind(request)
+        const valid = Either.isLeft(bound) || hostdata === undefined || bound.right.checkHost === undefined
+          ? false
+          : yield* bound.right.checkHost(hostdata, session).pipe(
+            Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("Error during host check", cause), false))
+          )
+        if (!valid) {
+          yield* Effect.logInfo(`Skipping task ${task.id} (${task.method}) due to host check`)
+          if (task.state === TaskState.ASSIGNED) {
+            yield* api.refuseTask(task.id, { soft: false, msg: "failed host check" })
+          }
+          return false
+        }
+      }
+      const opened = yield* api.openTask(task.id)
+      if (opened === null) {
+        yield* Effect.logWarning("Could not open")
+        return false
+      }
+      held.add(task.id)
+      const weightSet = yield* api.setTaskWeight(task.id, handler.weight(request)).pipe(
+        Effect.as(true),
+        Effect.catchIf(
+          (e): e is ActionNotAllowed => e instanceof ActionNotAllowed,
+          (e) =>
+            Effect.gen(function*() {
+              const again = yield* api.getTaskInfo(task.id)
+              if (again === null || again.host_id !== hostId) {
+                yield* Effect.logWarning(`Task ${task.id} was reassigned`)
+                return false
+              }
+              if (again.state !== TaskState.OPEN) {
+                yield* Effect.logWarning(`Task ${task.id} changed state to ${again.state}`)
+                return false
+              }
+              return yield* Effect.fail(e)
+            })
+        )
+      )
+      if (!weightSet) {
+        held.delete(task.id)
+        return false
+      }
+      const base = { taskId: task.id, method: task.method, handler, request, hostId, daemon: control, options: options.runner }
+      if (handler.foreground) {
+        yield* Effect.logInfo("running task in foreground")
+        const outcome = yield* runTask({ ...base, session, waker: mainWaker })
+        return outcome === "exit" ? ("exit" as const) : true
+      }
+      const sub = yield* session.subsession
+      const entry: Running = { taskId: task.id, method: task.method, subsessionId: sub.sessionId, waker: yield* makeWaker, done: false }
+      running.set(task.id, entry)
+      yield* FiberMap.run(
+        fibers,
+        task.id,
+        runTask({ ...base, session: sub, waker: entry.waker }).pipe(
+          // The task's own session logs out after reporting, as kojid's task process (§13).
+          Effect.zipRight(sub.logout),
+          Effect.ensuring(Effect.sync(() => {
+            entry.done = true
+          }))
+        )
+      )
+      return true
+    })
+
+  /** §4.3 getNextTask. */
+  const getNextTask = Effect.gen(function*() {
+    const ready = yield* readyForTask
+    if (ready === "restart") return "restart" as const
+    yield* heartbeat(ready)
+    if (!ready) return "idle" as const
+    const tasks = yield* api.getTasks()
+    for (const task of tasks) {
+      if (running.has(task.id)) {
+        yield* Effect.logInfo(`Task ${task.id} reassigned`)
+        continue
+      }
+      if (task.state !== TaskState.ASSIGNED) {
+        yield* Effect.logError(`Received task ${task.id} is not assigned, state=${task.state}`)
+        continue
+      }
+      if (task.host_id != null && task.host_id !== hostId) {
+        yield* Effect.logError(`Received task ${task.id} is not ours, host=${task.host_id}`)
+        continue
+      }
+      const took = yield* takeTask(task)
+      if (took === "exit") return "exit" as const
+      if (took) return "taken" as const
+    }
+    return "idle" as const
+  })
+
+  /** One cycle of kojid's main loop. */
+  const cycle = (taken: boolean): Effect.Effect<Control, Fault | HubError> =>
+    Effect.gen(function*() {
+      if (!taken) yield* updateBuildroots
+      yield* updateTasks
+      return yield* getNextTask
+    })
+
+  /** kojid's `TaskManager.shutdown`: kill every task, free ours, report not ready; bounded. */
+  const shutdown = Effect.gen(function*() {
+    yield* Effect.logWarning("Shutting down, please wait...")
+    const ids = new Set([...held, ...[...running.values()].filter((e) => !e.done).map((e) => e.taskId)])
+    yield* FiberMap.clear(fibers).pipe(
+      Effect.timeoutOption(options.shutdownTimeout),
+      Effect.tap((r) => (Option.isNone(r) ? Effect.logWarning("some tasks are still stopping") : Effect.void))
+    )
+    const bounded = <A>(what: string, eff: Effect.Effect<A, Fault | HubError>) =>
+      eff.pipe(
+        Effect.timeoutOption(options.shutdownCallTimeout),
+        Effect.catchAllCause((cause) => Effect.logWarning(`${what} failed during shutdown`, cause))
+      )
+    for (const entry of running.values()) yield* bounded("logoutChild", session.logoutChild(entry.subsessionId))
+    running.clear()
+    yield* bounded("host.freeTasks", api.freeTasks([...ids]))
+    yield* bounded("host.updateHost", api.updateHost(0.0, false))
+  })
+
+  return {
+    hostId,
+    startTs,
+    cycle,
+    shutdown,
+    requestRestart: control.requestRestart,
+    /** Ids of running task fibers (for status and tests). */
+    runningTasks: Effect.sync(() => [...running.values()].filter((e) => !e.done).map((e) => e.taskId))
+  }
+})
+
+/** The task manager of one daemon run. */
+export type TaskManagerApi = Effect.Effect.Success<ReturnType<typeof makeTaskManager>>
+
+/**
+ * kojid's main loop with its error policy (§2): AuthExpired → "Session expired", exit 1;
+ * RetryError → the daemon dies; other AuthError → exit 1; ServerExit → exit 0; anything else is
+ * logged and the loop goes on. Sleeps `sleeptime` after a cycle that took no task.
+ */
+export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult, RetryError> =>
+  Effect.gen(function*() {
+    let taken = false
+    for (;;) {
+      const step: Either.Either<Control, Fault | HubError> = yield* Effect.either(tm.cycle(taken))
+      if (Either.isRight(step)) {
+        if (step.right === "restart") {
+          yield* Effect.logWarning("Restarting")
+          return { _tag: "Restart" } as const
+        }
+        if (step.right === "exit") {
+          yield* Effect.logWarning("Exiting")
+          yield* tm.shutdown
+          return { _tag: "Exit", code: 0 } as const
+        }
+        taken = step.right === "taken"
+      } else {
+        const e = step.left
+        if (e instanceof AuthExpired) {
+          yield* Effect.logError("Session expired")
+          yield* tm.shutdown
+          return { _tag: "Exit", code: 1 } as const
+        }
+        if (e instanceof RetryError) return yield* Effect.fail(e)
+        if (isFault(e) && isAuthFamily(e)) {
+          yield* Effect.logError(`Authentication error: ${e.faultString}`)
+          yield* tm.shutdown
+          return { _tag: "Exit", code: 1 } as const
+        }
+        yield* Effect.logError(`cycle failed: ${describe(e)}`)
+        taken = false
+      }
+      if (!taken) yield* Effect.sleep(options.sleeptime)
+    }
+  }).pipe(
+    // SIGTERM/SIGINT interrupt the main fiber: shut down as kojid does before the session ends.
+    Effect.onInterrupt(() => tm.shutdown)
+  )
+
+/**
+ * One daemon run: log in (exclusive, `force` from --force-lock), remove orphan containers of
+ * this host, then the loop until a signal, an exit or a restart. The session is logged out when
+ * the run's scope closes.
+ */
+export const runDaemon = (
+  options: DaemonOptions
+): Effect.Effect<DaemonResult, Fault | HubError | LoginError, KojiHub | TaskRegistry | Readiness | Containers | Scope.Scope> =>
+  Effect.gen(function*() {
+    const hub = yield* KojiHub
+    const session = yield* hub.loginScoped(options.forceLock)
+    const tm = yield* makeTaskManager(session, options)
+    yield* Effect.logInfo(`Starting up: host ${tm.hostId}, session ${session.sessionId}`)
+    // At start no task of ours runs here: every container labelled with this host is an orphan
+    // of an earlier process (its OPEN tasks are freed as stale by the first cycle).
+    const reaped = yield* Effect.either(reap(() => false))
+    if (Either.isLeft(reaped)) yield* Effect.logWarning(`could not reap orphan containers: ${reaped.left.message}`)
+    else if (reaped.right.removed.length > 0) yield* Effect.logInfo(`removed ${reaped.right.removed.length} orphan containers`)
+    yield* installRestartSignal(tm)
+    return yield* runLoop(tm, options)
+  })
+
+/** SIGUSR1 → graceful restart (kojid: `restart_pending = True`), for the life of the scope. */
+const installRestartSignal = (tm: TaskManagerApi) =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const onUsr1 = () => {
+      const run = Effect.logWarning("Initiating graceful restart").pipe(Effect.zipRight(tm.requestRestart))
+      Runtime.runFork(runtime)(run)
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGUSR1", onUsr1)),
+      () => Effect.sync(() => process.off("SIGUSR1", onUsr1))
+    )
+  })

@@ -1,0 +1,230 @@
+/**
+ * One task's life after `host.openTask` (koji-protocol.md §4.4–4.6): bind the request to the
+ * handler's signature, run it in one Scope (workdir, containers) on the task's own session,
+ * bounded by `[adjutant] task_timeout`, and report the outcome as kojid's `runTask` does:
+ * closeTask with a methodResponse document, failTask with the fault `toFault` picks, refuseTask
+ * (soft) for RefuseTask, freeTasks([id]) for ServerRestart.
+ */
+import { mkdir, rm } from "node:fs/promises"
+import * as path from "node:path"
+import { Cause, Clock, Duration, Effect, Either, Exit, Option, Schema } from "effect"
+import { ActionNotAllowed, type Fault, GenericError, isFault, RetryError } from "../hub/faults.js"
+import type { HubError } from "../hub/HubError.js"
+import { hostApi } from "../hub/HostApi.js"
+import { doneOnRetry, type Session } from "../hub/KojiHub.js"
+import { encodeFault, encodeResponse, type XmlRpcValue } from "../hub/xmlrpc.js"
+import {
+  type DaemonControl,
+  RefuseTask,
+  ServerExit,
+  ServerRestart,
+  type SubtaskOptions,
+  type TaskContext,
+  type TaskHandler,
+  taskRelPath,
+  TaskTimeout,
+  type WaitOptions
+} from "../tasks/handler.js"
+import { toFault } from "./toFault.js"
+import type { Waker } from "./Waiter.js"
+
+/** How a task ended, from the daemon's side. */
+export type TaskOutcome =
+  | "closed" // host.closeTask sent
+  | "failed" // host.failTask sent
+  | "refused" // host.refuseTask sent (handler's RefuseTask)
+  | "freed" // host.freeTasks([id]) sent (handler's ServerRestart)
+  | "exit" // the handler asked the daemon to exit (ServerExit)
+  | "unreported" // the report did not reach the hub; the next cycle frees the task as stale
+
+/** What the runner needs from the daemon's configuration. */
+export interface RunnerOptions {
+  /** kojid's `workdir`; the task's own dir is `<workdir>/tasks/<id % 10000>/<id>`. */
+  readonly workdir: string
+  /** `[adjutant] task_timeout` in seconds; 0 = none (kojid has none, §4.5). */
+  readonly taskTimeout: number
+  /** How often a waiting task polls `host.taskWait` when no wake-up comes. */
+  readonly waitPoll: Duration.Duration
+}
+
+/** One task to run. */
+export interface TaskRun {
+  readonly taskId: number
+  readonly method: string
+  readonly handler: TaskHandler
+  readonly request: ReadonlyArray<XmlRpcValue>
+  /** The task's subsession (the main session for foreground handlers). */
+  readonly session: Session
+  readonly hostId: number
+  readonly waker: Waker
+  readonly daemon: DaemonControl
+  readonly options: RunnerOptions
+}
+
+const isRetryError = (e: unknown): boolean => e instanceof RetryError
+
+/** The TaskContext of one task: its session and the subtask/wait helpers of koji.tasks (§4.6). */
+export const makeTaskContext = (run: TaskRun, workdir: string): TaskContext => {
+  const api = hostApi(run.session)
+  const parent = run.taskId
+
+  const subtask = (method: string, args: ReadonlyArray<XmlRpcValue>, options: SubtaskOptions = {}) => {
+    const call = run.session.callAs(Schema.Number, "host.subtask", [method, args, parent], {
+      label: options.label,
+      arch: options.arch,
+      priority: options.priority,
+      channel: options.channel,
+      assign: options.assign,
+      kwargs: options.kwargs
+    })
+    // A RetryError means the first attempt was committed but its answer lost. With a label the
+    // hub returns the existing child for the same parent+label, so asking again is safe (§11).
+    return options.label === undefined
+      ? call
+      : Effect.catchIf(call, isRetryError, () => call)
+  }
+
+  const waitResults = (subtasks: ReadonlyArray<number> | null, canfail: ReadonlyArray<number> | null = null) =>
+    Effect.map(api.taskWaitResults(parent, subtasks, canfail), (pairs) => new Map(pairs.map(([id, r]) => [id, r] as const)))
+
+  const wait = (subtasks: number | ReadonlyArray<number> | null, options: WaitOptions = {}) =>
+    Effect.gen(function*() {
+      const list: ReadonlyArray<number> | null = subtasks === null ? null : typeof subtasks === "number" ? [subtasks] : subtasks
+      const checked = new Set(options.canfail ?? [])
+      const timeout = options.timeout === undefined ? undefined : Duration.toMillis(Duration.decode(options.timeout))
+      yield* api.taskSetWait(parent, list)
+      const start = yield* Clock.currentTimeMillis
+      let finished: ReadonlyArray<number> = []
+      for (;;) {
+        const [done, pending] = yield* api.taskWait(parent)
+        finished = done
+        if (pending.length === 0) break
+        if (done.length > 0) {
+          if (options.all !== true) break
+          if (options.failany === true) {
+            for (const t of done) {
+              if (checked.has(t)) continue
+              const result = yield* Effect.either(api.getTaskResult(t))
+              if (Either.isLeft(result)) {
+                yield* Effect.logInfo(`task ${t} failed or was canceled, cancelling unfinished tasks`)
+                yield* api.cancelTaskChildren(parent)
+                return yield* Effect.fail(result.left)
+              }
+              checked.add(t)
+            }
+          }
+        }
+        if (timeout !== undefined) {
+          const now = yield* Clock.currentTimeMillis
+          const remain = start + timeout - now
+          if (remain > 0) yield* run.waker.sleep(Duration.millis(remain))
+          const duration = (yield* Clock.currentTimeMillis) - start
+          if (duration > timeout) {
+            yield* Effect.logInfo("Subtasks timed out")
+            yield* api.cancelTaskChildren(parent)
+            return yield* new GenericError({ faultString: `Subtasks timed out after ${(duration / 1000).toFixed(1)} seconds` })
+          }
+        } else {
+          // kojid pauses until SIGUSR2; the poll is a safety net for a missed alert.
+          yield* run.waker.sleep(run.options.waitPoll)
+        }
+      }
+      return yield* waitResults(options.all === true ? list : finished, options.canfail ?? null)
+    })
+
+  return {
+    taskId: run.taskId,
+    method: run.method,
+    hostId: run.hostId,
+    workdir,
+    session: run.session,
+    daemon: run.daemon,
+    subtask,
+    wait,
+    waitResults
+  }
+}
+
+/** The task's workdir, made empty before the handler runs and removed after (BaseTaskHandler.run). */
+const acquireWorkdir = (dir: string) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        await rm(dir, { recursive: true, force: true })
+        await mkdir(dir, { recursive: true })
+        return dir
+      },
+      catch: (e) => new GenericError({ faultString: `cannot create workdir ${dir}: ${String(e)}` })
+    }),
+    () =>
+      Effect.promise(() => rm(dir, { recursive: true, force: true })).pipe(
+        Effect.timeout(Duration.seconds(60)),
+        Effect.catchAllCause((cause) => Effect.logWarning(`could not remove workdir ${dir}`, cause))
+      )
+  )
+
+/** Runs the handler in its own scope: bind, workdir, run, bounded by task_timeout. */
+const execute = (run: TaskRun): Effect.Effect<XmlRpcValue, unknown> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const bound = run.handler.bind(run.request)
+      if (Either.isLeft(bound)) return yield* Effect.fail(bound.left)
+      const workdir = yield* acquireWorkdir(path.join(run.options.workdir, taskRelPath(run.taskId)))
+      return yield* bound.right.run(makeTaskContext(run, workdir))
+    })
+  ).pipe((self) =>
+    run.options.taskTimeout > 0
+      ? Effect.timeoutFail(self, {
+        duration: Duration.seconds(run.options.taskTimeout),
+        onTimeout: () => new TaskTimeout({ taskId: run.taskId, seconds: run.options.taskTimeout })
+      })
+      : self
+  )
+
+/** Logs a failed report; 1004 "does not own" is expected after a cancel (koji-protocol.md §13). */
+const reportFailed = (what: string, e: Fault | HubError): Effect.Effect<TaskOutcome> =>
+  e instanceof ActionNotAllowed
+    ? Effect.as(Effect.logInfo(`${what} refused by the hub (task canceled or reassigned): ${e.faultString}`), "unreported")
+    : Effect.as(Effect.logWarning(`${what} failed; the task stays OPEN and is freed next cycle`, e), "unreported")
+
+/**
+ * Runs one task and reports its outcome; never fails. Interruption (cancel, shutdown) closes
+ * the task's scope and reports nothing, as kojid kills the task process.
+ */
+export const runTask = (run: TaskRun): Effect.Effect<TaskOutcome> =>
+  Effect.gen(function*() {
+    const api = hostApi(run.session)
+    const exit = yield* Effect.exit(execute(run))
+    if (Exit.isSuccess(exit)) {
+      yield* Effect.logInfo("task completed")
+      return yield* doneOnRetry(api.closeTask(run.taskId, encodeResponse(exit.value))).pipe(
+        Effect.as<TaskOutcome>("closed"),
+        Effect.catchAll((e) => reportFailed("host.closeTask", e))
+      )
+    }
+    const cause = exit.cause
+    if (Cause.isInterruptedOnly(cause)) return yield* Effect.interrupt
+    const failure = Option.getOrUndefined(Cause.failureOption(cause))
+    if (failure instanceof RefuseTask) {
+      yield* Effect.logWarning(`Refusing task: ${failure.message}`)
+      return yield* api.refuseTask(run.taskId, { soft: true, msg: failure.message }).pipe(
+        Effect.as<TaskOutcome>("refused"),
+        Effect.catchAll((e) => reportFailed("host.refuseTask", e))
+      )
+    }
+    if (failure instanceof ServerRestart) {
+      // Freeing the task lets a pending restart of this daemon happen (§4.5).
+      return yield* doneOnRetry(api.freeTasks([run.taskId])).pipe(
+        Effect.as<TaskOutcome>("freed"),
+        Effect.catchAll((e) => reportFailed("host.freeTasks", e))
+      )
+    }
+    if (failure instanceof ServerExit) return "exit"
+    const fault = toFault(cause)
+    if (isFault(failure)) yield* Effect.logWarning(`FAULT: ${fault.faultCode} ${fault.faultString}`)
+    else yield* Effect.logWarning("task failed", cause)
+    return yield* doneOnRetry(api.failTask(run.taskId, encodeFault(fault.faultCode, fault.faultString))).pipe(
+      Effect.as<TaskOutcome>("failed"),
+      Effect.catchAll((e) => reportFailed("host.failTask", e))
+    )
+  }).pipe(Effect.annotateLogs({ taskId: run.taskId, method: run.method }))

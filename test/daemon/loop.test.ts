@@ -1,0 +1,102 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either, Schema } from "effect"
+import { GenericError } from "../../src/hub/faults.js"
+import { decodeResponse } from "../../src/hub/xmlrpc.js"
+import { defineHandler, signature } from "../../src/tasks/handler.js"
+import { genericHandlers } from "../../src/tasks/generic.js"
+import { TaskState } from "../../src/testing/FakeHub.js"
+import { daemonLayer, fakeHub, HOST, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
+
+const resultOf = (doc: string | null | undefined) => {
+  assert.isString(doc)
+  assert.isTrue(doc!.startsWith("<?xml version='1.0'?>"))
+  return decodeResponse(doc!)
+}
+
+describe("TaskManager loop (fake hub, TestClock)", () => {
+  it.scoped("a task goes ASSIGNED → OPEN → CLOSED with a methodResponse document", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const id = hub.createTask("sleep", [0])
+      const fortyTwo = hub.createTask("someMethod", [1, "x"])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.task(id)?.state === TaskState.CLOSED && hub.state.task(fortyTwo)?.state === TaskState.CLOSED, "tasks closed")
+      const r = resultOf(hub.state.task(id)?.result)
+      assert.deepStrictEqual(r, Either.right(null))
+      assert.deepStrictEqual(resultOf(hub.state.task(fortyTwo)?.result), Either.right(42))
+      const calls = hub.state.calls.map((c) => c.method)
+      for (const m of ["host.getID", "getSessionInfo", "host.getHostTasks", "host.updateHost", "host.getTasks", "getTaskInfo", "host.openTask", "host.setTaskWeight", "subsession", "host.closeTask"]) {
+        assert.include(calls, m)
+      }
+      const weight = hub.state.task(id)!.weight
+      assert.strictEqual(weight, 0.25)
+      // The heartbeat carries kojid's data.
+      const beat = hub.state.calls.find((c) => c.method === "host.updateHost")!
+      assert.deepInclude(JSON.stringify(beat.params), "\"maxjobs\":10")
+    }))
+
+  it.scoped("failing handlers give the fault code of each error kind", () =>
+    Effect.gen(function*() {
+      class ScmError extends Schema.TaggedError<ScmError>()("ScmError", { message: Schema.String }) {}
+      class BuildrootSetupError extends Schema.TaggedError<BuildrootSetupError>()("BuildrootSetupError", { message: Schema.String }) {}
+      const failing = (method: string, eff: Effect.Effect<never, unknown>) =>
+        defineHandler({ name: method, methods: [method], weight: 1, signature: signature(`${method}.handler`, {}), run: () => eff })
+      const handlers = [
+        ...genericHandlers,
+        failing("fault", Effect.fail(new GenericError({ faultString: "plain koji fault" }))),
+        failing("scm", Effect.fail(new ScmError({ message: "git clone failed" }))),
+        failing("broot", Effect.fail(new BuildrootSetupError({ message: "dnf failed" }))),
+        failing("bug", Effect.die(new TypeError("x is undefined")))
+      ]
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const ids = {
+        fault: hub.createTask("fault", []),
+        scm: hub.createTask("scm", []),
+        broot: hub.createTask("broot", []),
+        bug: hub.createTask("bug", []),
+        params: hub.createTask("sleep", ["[3]"]),
+        count: hub.createTask("sleep", ["[", "3", "]"]),
+        dflt: hub.createTask("default", [1])
+      }
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub, handlers)))
+      yield* until(() => Object.values(ids).every((id) => hub.state.task(id)?.state === TaskState.FAILED), "all failed")
+      const fault = (id: number) => {
+        const r = resultOf(hub.state.task(id)?.result)
+        assert.isTrue(Either.isLeft(r))
+        const e = Either.isLeft(r) ? r.left : undefined
+        return e !== undefined && "faultCode" in e ? { code: e.faultCode, text: e.faultString } : { code: -1, text: "" }
+      }
+      assert.deepStrictEqual(fault(ids.fault), { code: 1000, text: "plain koji fault" })
+      assert.deepStrictEqual(fault(ids.scm), { code: 1005, text: "git clone failed" })
+      assert.deepStrictEqual(fault(ids.broot), { code: 1012, text: "dnf failed" })
+      assert.strictEqual(fault(ids.bug).code, 1)
+      assert.include(fault(ids.bug).text, "x is undefined")
+      assert.strictEqual(fault(ids.params).code, 1019)
+      assert.include(fault(ids.params).text, "'n'")
+      assert.deepStrictEqual(fault(ids.count), { code: 1019, text: "SleepTask.handler() takes 2 positional arguments but 4 were given" })
+      assert.deepStrictEqual(fault(ids.dflt), { code: 1000, text: "Invalid method: default" })
+    }))
+
+  it.scoped("a task with no handler is refused (hard) and not taken again", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const id = hub.createTask("buildArch", ["x", 1, "noarch", false])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.refusals.some((r) => r.taskId === id), "refusal")
+      // Several more cycles: it is never offered or opened again.
+      const seenAt = hub.state.calls.length
+      yield* until(() => hub.state.calls.filter((c) => c.method === "host.updateHost").length > 6, "more cycles")
+      assert.isTrue(hub.state.calls.length > seenAt)
+      const refusal = hub.state.refusals.find((r) => r.taskId === id)!
+      assert.isFalse(refusal.soft)
+      assert.strictEqual(refusal.msg, "no handler for method")
+      assert.strictEqual(hub.state.calls.filter((c) => c.method === "host.refuseTask").length, 1)
+      assert.isFalse(hub.state.calls.some((c) => c.method === "host.openTask"))
+      assert.notStrictEqual(hub.state.task(id)?.state, TaskState.OPEN)
+      assert.strictEqual(HOST, "builder")
+    }))
+})
+
