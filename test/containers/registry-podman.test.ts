@@ -14,7 +14,6 @@ import { Libpod } from "../../src/containers/Libpod.js"
 import { podmanInstalled, podmanSkipReason, startPodmanService, type PodmanService } from "../support/podman.js"
 import {
   freePort,
-  imagesNamed,
   makeTinyImage,
   publishTinyImage,
   registryInstalled,
