@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs what koji-adjutant needs on a Debian 12 host (run as root): podman with runc,
-# debootstrap for the offline images, nix-bin to check flake.nix, docker-registry for the
-# registry tests, and a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE
-# and cgroups are hybrid (see README "Troubleshooting"). Idempotent.
+# Installs what koji-adjutant needs on a Debian 12 host (run as root): podman with runc and
+# catatonit (containers run with init), debootstrap for the offline images, nix-bin to check
+# flake.nix, docker-registry + skopeo + openssl + apache2-utils (htpasswd) for the registry
+# tests, a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups are
+# hybrid (see README "Troubleshooting"), and the subordinate id range `--userns=auto` needs.
+# Idempotent: a second run changes nothing.
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -10,8 +12,9 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-PKGS=(podman runc conmon uidmap slirp4netns fuse-overlayfs debootstrap nix-bin docker-registry
-      skopeo curl ca-certificates xz-utils zstd git)
+PKGS=(podman runc conmon catatonit uidmap slirp4netns fuse-overlayfs debootstrap nix-bin
+      docker-registry skopeo openssl apache2-utils busybox-static curl ca-certificates xz-utils
+      zstd git)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -40,11 +43,21 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 CONF
 )
-if [ ! -f "$conf" ] || ! grep -q "koji-adjutant" "$conf"; then
+if [ ! -f "$conf" ] || [ "$(cat "$conf")" != "$want" ]; then
   mkdir -p /etc/containers
   [ -f "$conf" ] && cp "$conf" "$conf.bak.$(date +%s)"
   printf '%s\n' "$want" > "$conf"
   echo "setup-host.sh: wrote $conf"
 fi
+# podman's --userns=auto takes host ids from the "containers" user's subordinate ranges
+# (podman-notes §3); without an entry it fails with "no subuid ranges found".
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  if ! grep -q '^containers:' "$f"; then
+    echo "containers:2147483647:2147483648" >> "$f"
+    echo "setup-host.sh: added the containers range to $f"
+  fi
+done
+
 podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}}' >/dev/null
 echo "setup-host.sh: podman $(podman version --format '{{.Client.Version}}') ready"
