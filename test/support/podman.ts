@@ -1,9 +1,9 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { dirname, join } from "node:path"
 import type { ContainersOptions } from "../../src/containers/spec.js"
 
 /** The small busybox image `scripts/build-test-image.sh` builds offline. */
@@ -15,7 +15,12 @@ export const podmanInstalled: boolean = spawnSync("podman", ["--version"], { std
 /** The reason shown for skipped podman tests. */
 export const podmanSkipReason = "podman is not installed (scripts/setup-host.sh installs it)"
 
-const repoRoot = resolve(import.meta.dirname, "../..")
+/** The checkout's root, found upwards (this file also runs compiled from node_modules/.cache by the bench runner). */
+const repoRoot = ((): string => {
+  let dir = import.meta.dirname
+  while (!existsSync(join(dir, "scripts/build-test-image.sh")) && dirname(dir) !== dir) dir = dirname(dir)
+  return dir
+})()
 
 /** Builds the test image if missing or stale (idempotent, ~0.1 s when present). */
 export const ensureTestImage = (): void => {
