@@ -300,7 +300,7 @@ class Fail {
   constructor(readonly reason: Reason, readonly detail: string, readonly pos: number) {}
 }
 
-const MAX_DEPTH = 2000
+const MAX_DEPTH = 512
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 
 /** The parser state: the document and a cursor, shared by the functions below. */
@@ -802,7 +802,7 @@ class Scanner {
       this.skipWs()
     }
     const p = this.p
-    if (p >= this.n) this.fail("NotXml", "body holds no XML element", p)
+    if (p >= this.n) this.fail(p > 0 && s.includes("<?xml") ? "Truncated" : "NotXml", "body holds no XML element", p)
     if (s.charCodeAt(p) !== 60) this.fail("NotXml", `body is not XML: starts with ${this.snippet(p)}`, p)
     if (s.slice(p, p + 9).toUpperCase() === "<!DOCTYPE") {
       const html = /^<!doctype\s+html/i.test(s.slice(p, p + 20))
@@ -914,6 +914,9 @@ const byteOffset = (s: string, pos: number): number => Buffer.byteLength(s.slice
 
 const toParseError = (s: string, e: unknown): XmlRpcParseError => {
   if (e instanceof Fail) return new XmlRpcParseError({ reason: e.reason, detail: `${e.detail} (at byte ${byteOffset(s, e.pos)})` })
+  if (e instanceof RangeError && /call stack/i.test(e.message)) {
+    return new XmlRpcParseError({ reason: "BadValue", detail: "values nested too deeply for the decoder's stack" })
+  }
   return new XmlRpcParseError({ reason: "Malformed", detail: `decoder failure: ${e instanceof Error ? e.message : String(e)}` })
 }
 
