@@ -12,6 +12,7 @@ import { HttpClientRequest } from "@effect/platform"
 import type { HttpClientError } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer } from "effect"
+import { constants as cryptoConstants } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import type * as https from "node:https"
@@ -171,8 +172,14 @@ export const make = (options: TransportOptions) =>
     const certPath = options.cert !== undefined && options.cert !== "" && fs.existsSync(options.cert) ? options.cert : undefined
     const certPem = certPath === undefined ? undefined : yield* readPem("client certificate", certPath)
     const caPem = options.serverca !== undefined && options.serverca !== "" ? yield* readPem("server CA", options.serverca) : undefined
-    const tlsOptions = (maxVersion: TlsVersion | undefined): https.AgentOptions => {
+    const tlsOptions = (maxVersion: TlsVersion | undefined, login: boolean): https.AgentOptions => {
       const o: https.AgentOptions & tls.SecureContextOptions = { keepAlive: true }
+      if (login) {
+        // The certificate is asked for by renegotiation (§12); a server that resumes the session
+        // from a ticket in that renegotiation never sends CertificateRequest, so offer none.
+        o.secureOptions = cryptoConstants.SSL_OP_NO_TICKET
+        o.maxCachedSessions = 0
+      }
       if (certPem !== undefined) {
         // kojid's `cert` is one PEM file with both the certificate and its private key.
         o.cert = certPem
@@ -185,8 +192,8 @@ export const make = (options: TransportOptions) =>
       return o
     }
     const loginMax = options.loginTlsMaxVersion ?? "TLSv1.2"
-    const callAgent = yield* NodeHttpClient.makeAgent(tlsOptions(options.tlsMaxVersion))
-    const loginAgent = yield* NodeHttpClient.makeAgent(tlsOptions(loginMax))
+    const callAgent = yield* NodeHttpClient.makeAgent(tlsOptions(options.tlsMaxVersion, false))
+    const loginAgent = yield* NodeHttpClient.makeAgent(tlsOptions(loginMax, true))
     const callClient = yield* NodeHttpClient.make.pipe(Effect.provideService(NodeHttpClient.HttpAgent, callAgent))
     const loginClient = yield* NodeHttpClient.make.pipe(Effect.provideService(NodeHttpClient.HttpAgent, loginAgent))
     const callTimeout = Duration.seconds(options.timeout ?? DEFAULT_REQUEST_TIMEOUT)
