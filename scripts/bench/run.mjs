@@ -5,14 +5,14 @@
 // * `NAME.mjs` — plain ESM that imports the project from `dist/` (e.g. `../../dist/hub/xmlrpc.js`).
 //   The runner first runs `tsc -p tsconfig.build.json` so `dist/` matches the sources; type
 //   errors elsewhere in the tree are reported but do not stop the bench (tsc still emits).
-// * `NAME.ts` — compiled with tsc (together with the sources it imports) into
-//   `node_modules/.cache/koji-adjutant-bench/` and run from there; import sources as
-//   `../../src/…/x.js`. Packages resolve through the project's node_modules.
+// * `NAME.ts` — compiled with tsc (with the project's tsconfig options, together with the
+//   sources it imports) into `node_modules/.cache/koji-adjutant-bench/` and run from there;
+//   import sources as `../../src/…/x.js`. Packages resolve through the project's node_modules.
 // The bench's own stdout/stderr pass through; by convention its LAST line is the result, e.g.
 // `xmlrpc-decode: speedup vs CPython = 2.50 (target >= 2.00)`. With no NAME, the runner lists
 // the benches.
 import { spawnSync } from "node:child_process"
-import { existsSync, readdirSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs"
 import { dirname, join, relative } from "node:path"
 import { fileURLToPath } from "node:url"
 
@@ -49,10 +49,15 @@ if (existsSync(mjs)) {
 } else if (existsSync(ts)) {
   const out = join(root, "node_modules", ".cache", "koji-adjutant-bench")
   console.error(`bench: compiling ${relative(root, ts)} into ${relative(root, out)}`)
-  const status = run(process.execPath, [
-    tsc, "--outDir", out, "--rootDir", root, "--module", "nodenext", "--moduleResolution", "nodenext",
-    "--target", "es2022", "--skipLibCheck", "--esModuleInterop", "--types", "node", ts
-  ])
+  // A tsconfig beside the output that extends the project's, so the bench compiles with the same options.
+  mkdirSync(out, { recursive: true })
+  const config = join(out, "tsconfig.json")
+  writeFileSync(config, JSON.stringify({
+    extends: join(root, "tsconfig.json"),
+    compilerOptions: { rootDir: root, outDir: out, noEmit: false, sourceMap: false },
+    include: [ts]
+  }))
+  const status = run(process.execPath, [tsc, "-p", config])
   if (status !== 0) console.error("bench: tsc reported errors (see above); running what it emitted")
   entry = join(out, relative(root, ts)).replace(/\.ts$/, ".js")
 } else {
