@@ -5,6 +5,7 @@
  * koji admin would (create and cancel tasks, disable hosts, expire sessions, take it offline).
  */
 import { Effect, Either, type Scope } from "effect"
+import { constants as cryptoConstants } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
@@ -548,7 +549,10 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
         ? http.createServer(onRequest)
         : https.createServer({
           key: options.tls.key, cert: options.tls.cert, ca: options.tls.ca,
-          requestCert: options.tls.clientCert === "handshake", rejectUnauthorized: false
+          requestCert: options.tls.clientCert === "handshake", rejectUnauthorized: false,
+          // As mod_ssl: a renegotiation must not resume the session, or the client skips the
+          // CertificateRequest and sends no certificate.
+          secureOptions: cryptoConstants.SSL_OP_NO_SESSION_RESUMPTION_ON_RENEGOTIATION
         }, onRequest)
       server.keepAliveTimeout = 5000
       const track = (s: Socket): void => {
