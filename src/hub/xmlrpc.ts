@@ -165,6 +165,9 @@ const encodeValue = (v: XmlRpcValue, path: Set<object>): string => {
       if (v instanceof Double) return `<value><double>${pythonFloatRepr(v.value)}</double></value>\n`
       if (v instanceof Date) return encodeDate(v)
       if (v instanceof Uint8Array) return encodeBase64(v)
+      if (v instanceof Map || v instanceof Set || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) {
+        throw new TypeError(`XML-RPC cannot encode a ${(v as object).constructor.name}; convert it to an array, struct or Uint8Array`)
+      }
       if (path.has(v)) throw new TypeError("XML-RPC cannot encode a recursive value")
       path.add(v)
       let out: string
@@ -893,7 +896,10 @@ const toText = (body: string | Uint8Array): string | XmlRpcParseError => {
   if (typeof body === "string") return body
   try {
     return utf8.decode(body)
-  } catch {
+  } catch (e) {
+    if (!(e instanceof TypeError)) {
+      return new XmlRpcParseError({ reason: "Malformed", detail: `body of ${body.length} bytes cannot be decoded: ${e instanceof Error ? e.message : String(e)}` })
+    }
     let valid = 0
     // Find where the invalid UTF-8 starts, for the message.
     for (let lo = 0, hi = body.length; lo < hi;) {

@@ -113,6 +113,8 @@ describe("encoder matches koji's marshaller byte for byte", () => {
     assert.throws(() => encodeResponse(new Date(Number.NaN)), /invalid Date/)
     // A function is not an XmlRpcValue; the cast reaches the runtime check that guards untyped callers.
     assert.throws(() => encodeResponse((() => 1) as unknown as XmlRpcValue), /type function/)
+    assert.throws(() => encodeResponse(new Map([["a", 1]]) as unknown as XmlRpcValue), /cannot encode a Map/)
+    assert.throws(() => encodeResponse(new Uint16Array(2) as unknown as XmlRpcValue), /cannot encode a Uint16Array/)
     // Shared (non-recursive) references are fine.
     const shared = { a: 1 }
     assert.include(encodeResponse([shared, shared]), "</data></array>")
