@@ -1,0 +1,91 @@
+/**
+ * Helpers to run the daemon as a real child process against a fake hub served by the test
+ * process: a kojid.conf in a temp dir, `node dist/main.js` (built when stale), exit waiting.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, type Scope } from "effect"
+import { HOST, PASSWORD } from "./harness.js"
+
+export const repoRoot = path.resolve(import.meta.dirname, "../..")
+export const distMain = path.join(repoRoot, "dist/main.js")
+
+/** Builds dist/ when it is missing or older than the daemon sources (scripts/test.sh builds first anyway). */
+export const ensureBuilt = (): void => {
+  const src = ["src/daemon/TaskManager.ts", "src/daemon/TaskRunner.ts", "src/main.ts"].map((f) => statSync(path.join(repoRoot, f)).mtimeMs)
+  if (existsSync(distMain) && statSync(distMain).mtimeMs >= Math.max(...src)) return
+  execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] })
+}
+
+/** A temp dir with a kojid.conf pointing at `hubUrl`; removed with the scope. */
+export const writeConfig = (hubUrl: string, extra: { readonly kojid?: string; readonly adjutant?: string } = {}) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "adjutant-child-"))
+      const conf = path.join(dir, "kojid.conf")
+      writeFileSync(conf, [
+        "[kojid]",
+        `server = ${hubUrl}`,
+        "topurl = http://127.0.0.1:1/kojifiles",
+        `user = ${HOST}`,
+        `password = ${PASSWORD}`,
+        `workdir = ${dir}/work`,
+        "sleeptime = 1",
+        "retry_interval = 1",
+        "max_retries = 3",
+        extra.kojid ?? "",
+        "[adjutant]",
+        `log_file = ${dir}/kojid.log`,
+        `podman_socket = unix://${dir}/no-podman.sock`,
+        extra.adjutant ?? "",
+        ""
+      ].join("\n"))
+      return { dir, conf, log: () => (existsSync(`${dir}/kojid.log`) ? readFileSync(`${dir}/kojid.log`, "utf8") : "") }
+    }),
+    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** A child process; SIGKILLed when the scope closes if it is still running. */
+export const spawnScoped = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<ChildProcess, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const child = spawn(process.execPath, [...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } })
+      let out = ""
+      child.stdout?.on("data", (b: Buffer) => (out += b.toString()))
+      child.stderr?.on("data", (b: Buffer) => (out += b.toString()))
+      Object.defineProperty(child, "output", { get: () => out })
+      return child
+    }),
+    (child) => Effect.sync(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
+    })
+  )
+
+/** What a child printed so far. */
+export const outputOf = (child: ChildProcess): string => (child as ChildProcess & { readonly output?: string }).output ?? ""
+
+/** Waits for the child to exit (at most `ms`); its exit code, or the signal name. */
+export const exitOf = (child: ChildProcess, ms: number): Effect.Effect<number | string | undefined> =>
+  Effect.promise(() =>
+    new Promise<number | string | undefined>((resolve) => {
+      if (child.exitCode !== null) return resolve(child.exitCode)
+      if (child.signalCode !== null) return resolve(child.signalCode)
+      const t = setTimeout(() => resolve(undefined), ms)
+      child.once("exit", (code, signal) => {
+        clearTimeout(t)
+        resolve(code ?? signal ?? undefined)
+      })
+    })
+  )
+
+/** Polls `cond` in real time (every 50 ms, at most `ms`). */
+export const waitFor = (cond: () => boolean, what: string, ms = 20_000) =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + ms
+    while (!cond()) {
+      if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
+    }
+  })

@@ -1,0 +1,41 @@
+import { assert, beforeAll, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Double } from "../../src/hub/xmlrpc.js"
+import { TaskState } from "../../src/testing/FakeHub.js"
+import { ensureBuilt, distMain, exitOf, outputOf, spawnScoped, waitFor, writeConfig } from "./child.js"
+import { fakeHub, HOST } from "./harness.js"
+
+beforeAll(() => ensureBuilt(), 180_000)
+
+describe("signals (node dist/main.js as a child process)", () => {
+  it.live("SIGTERM with running tasks: tasks freed, host not ready, session logged out, exit 0", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const cfg = yield* writeConfig(hub.url)
+      const a = hub.createTask("sleep", [300])
+      const b = hub.createTask("sleep", [300])
+      const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock", "-v"])
+      yield* waitFor(() => hub.state.task(a)?.state === TaskState.OPEN && hub.state.task(b)?.state === TaskState.OPEN, "both tasks OPEN")
+      const mainSession = hub.state.calls.find((c) => c.method === "host.getID")!.sessionId!
+      const t0 = Date.now()
+      child.kill("SIGTERM")
+      const code = yield* exitOf(child, 15_000)
+      assert.strictEqual(code, 0, outputOf(child) + cfg.log())
+      assert.isBelow(Date.now() - t0, 15_000)
+      assert.strictEqual(hub.state.task(a)?.state, TaskState.FREE)
+      assert.strictEqual(hub.state.task(b)?.state, TaskState.FREE)
+      assert.isFalse(hub.state.host(HOST)!.ready)
+      const free = hub.state.calls.filter((c) => c.method === "host.freeTasks" && c.sessionId === mainSession).at(-1)
+      assert.isDefined(free)
+      assert.sameMembers([...(free!.params[0] as ReadonlyArray<number>)], [a, b])
+      const last = hub.state.calls.filter((c) => c.sessionId === mainSession).slice(-3).map((c) => c.method)
+      assert.deepStrictEqual(last, ["host.freeTasks", "host.updateHost", "logout"])
+      const beat = hub.state.calls.filter((c) => c.method === "host.updateHost").at(-1)!
+      // As kojid: keywords only, task_load a <double>, no data (koji-protocol.md §13 "Shutdown").
+      assert.strictEqual(beat.params.length, 1)
+      const kw = beat.params[0] as { readonly task_load: unknown; readonly ready: unknown; readonly __starstar: unknown }
+      assert.instanceOf(kw.task_load, Double)
+      assert.deepStrictEqual([(kw.task_load as Double).value, kw.ready, kw.__starstar, Object.keys(kw).length], [0, false, true, 3])
+      assert.isTrue(hub.state.session(mainSession)!.closed)
+    })))
+})
