@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs"
 import { hostname } from "node:os"
 import { Context, Duration, Effect, Fiber, Layer, Scope, Stream } from "effect"
 import { AdjutantConfig, effectiveUlimits, podmanSocketPath } from "../config/AdjutantConfig.js"
-import { collectOutput, type LogFrame } from "./demux.js"
+import { type LogFrame, makeOutputCollector } from "./demux.js"
 import { hostLabelFilter } from "./labels.js"
 import { type ContainerInspect, type ExecOptions, type ExecResult, Libpod, PodmanError } from "./Libpod.js"
 import { layerMemory, type MemoryContainers, type MemoryContainersOptions } from "./MemoryContainers.js"
@@ -54,6 +54,8 @@ export interface RunResult extends ExecResult {}
 export interface RunOptions {
   /** Called with each output frame as it is produced (follows the logs live). */
   readonly onOutput?: ((frame: LogFrame) => Effect.Effect<void>) | undefined
+  /** Bytes of stdout and of stderr kept in the result, the last ones (default 16 MiB each). */
+  readonly maxOutputBytes?: number | undefined
 }
 
 /** A container of this host as podman lists it. */
@@ -121,6 +123,8 @@ const readOwnLimits = (): ProcLimits => {
     return new Map()
   }
 }
+
+const DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 
 /** catatonit's message when the command itself cannot be executed (init: true). */
 const PID1_EXEC_FAILED = /^ERROR \(catatonit:\d+\): failed to exec pid1: (.*)$/m
@@ -205,25 +209,23 @@ export const makeContainers = Effect.fnUntraced(function* (options: ContainersOp
         const c = yield* create(spec)
         yield* c.start
         const onOutput = runOptions?.onOutput
+        const collector = makeOutputCollector(runOptions?.maxOutputBytes ?? DEFAULT_MAX_OUTPUT)
         let exitCode: number
-        let frames: ReadonlyArray<LogFrame>
         if (onOutput === undefined) {
           exitCode = yield* c.wait
-          frames = Array.from(yield* Stream.runCollect(c.logs()))
+          yield* Stream.runForEach(c.logs(), (f) => Effect.sync(() => collector.push(f)))
         } else {
-          const seen: Array<LogFrame> = []
           const follower = yield* c.logs({ follow: true }).pipe(
             Stream.runForEach((f) => {
-              seen.push(f)
+              collector.push(f)
               return onOutput(f)
             }),
             Effect.fork
           )
           exitCode = yield* c.wait
           yield* Fiber.join(follower)
-          frames = seen
         }
-        const output = collectOutput(frames)
+        const output = collector.output()
         const execFailure = exitCode !== 0 ? PID1_EXEC_FAILED.exec(output.stderr) : null
         if (execFailure !== null) {
           return yield* new PodmanError({

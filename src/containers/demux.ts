@@ -69,3 +69,38 @@ export const collectOutput = (frames: Iterable<LogFrame>): Output => {
   for (const f of frames) (f.stream === "stderr" ? err : out).push(f.data)
   return { stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") }
 }
+
+/** Collects output frames, keeping the last `maxBytes` of each stream (the end of a log says why it failed). */
+export interface OutputCollector {
+  readonly push: (frame: LogFrame) => void
+  /** The text so far; a stream that overflowed starts with a line saying how many bytes were dropped. */
+  readonly output: () => Output
+}
+
+/** An OutputCollector bounded to `maxBytes` per stream. */
+export const makeOutputCollector = (maxBytes: number): OutputCollector => {
+  const make = () => ({ parts: [] as Array<Uint8Array>, size: 0, dropped: 0 })
+  const streams = { stdout: make(), stderr: make() }
+  const push = (frame: LogFrame) => {
+    const s = streams[frame.stream]
+    s.parts.push(frame.data)
+    s.size += frame.data.length
+    while (s.size > maxBytes && s.parts.length > 0) {
+      const first = s.parts[0]!
+      const excess = s.size - maxBytes
+      if (first.length <= excess) {
+        s.parts.shift()
+        s.size -= first.length
+        s.dropped += first.length
+      } else {
+        s.parts[0] = first.subarray(excess)
+        s.size -= excess
+        s.dropped += excess
+      }
+    }
+  }
+  const text = (s: ReturnType<typeof make>, name: string) =>
+    (s.dropped > 0 ? `[koji-adjutant: ${s.dropped} earlier bytes of ${name} dropped]\n` : "") +
+    Buffer.concat(s.parts).toString("utf8")
+  return { push, output: () => ({ stdout: text(streams.stdout, "stdout"), stderr: text(streams.stderr, "stderr") }) }
+}

@@ -53,7 +53,11 @@ export interface ContainerLimits {
 
 /** Configuration of the Containers service. */
 export interface ContainersOptions {
-  /** The podman API socket (root: /run/podman/podman.sock; rootless: $XDG_RUNTIME_DIR/podman/podman.sock). */
+  /**
+   * The podman API socket. Root: /run/podman/podman.sock. Rootless podman works by pointing this at
+   * the user's socket ($XDG_RUNTIME_DIR/podman/podman.sock, or /tmp/podman-run-<uid>/… without
+   * logind); there memory/pids/cpu limits are silently ignored on cgroup v1 (notes §1.4).
+   */
   readonly socket: string
   /** Value of the `io.koji.adjutant.host` label: the koji host name. */
   readonly hostName: string

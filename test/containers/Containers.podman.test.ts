@@ -73,6 +73,15 @@ describe.skipIf(!podmanInstalled)("Containers (real podman)", () => {
       assert.deepStrictEqual(containersOfHost(host), [])
     }).pipe(Effect.provide(layer())))
 
+  it.live("podman: run keeps only the tail of an oversized output", () =>
+    Effect.gen(function* () {
+      const containers = yield* Containers
+      const r = yield* containers.run(spec(["seq", "1", "2000"]), { maxOutputBytes: 10 })
+      assert.strictEqual(r.exitCode, 0)
+      assert.match(r.stdout, /^\[koji-adjutant: \d+ earlier bytes of stdout dropped\]\n/)
+      assert.isTrue(r.stdout.endsWith("\n1999\n2000\n"))
+    }).pipe(Effect.provide(layer())))
+
   it.live("podman: create/start/exec/archive/logs/kill round trip with labels", () =>
     Effect.gen(function* () {
       const containers = yield* Containers

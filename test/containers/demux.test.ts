@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Effect, FastCheck as fc, Stream } from "effect"
-import { collectOutput, demuxAll, demuxStream, emptyDemux, type LogFrame, pushChunk } from "../../src/containers/demux.js"
+import { collectOutput, demuxAll, demuxStream, emptyDemux, type LogFrame, makeOutputCollector, pushChunk } from "../../src/containers/demux.js"
 
 const frame = (stream: 1 | 2, payload: Uint8Array): Uint8Array => {
   const out = new Uint8Array(8 + payload.length)
@@ -95,5 +95,14 @@ describe("demux", () => {
       join([frame(1, euro.subarray(0, 1)), frame(2, Buffer.from("err")), frame(1, euro.subarray(1)), frame(1, Buffer.from("!"))])
     )
     assert.deepStrictEqual(collectOutput(frames), { stdout: "€!", stderr: "err" })
+  })
+
+  it("the output collector keeps the last maxBytes of each stream and says how much it dropped", () => {
+    const c = makeOutputCollector(10)
+    for (const f of demuxAll(join([frame(1, Buffer.from("0123456")), frame(2, Buffer.from("e")), frame(1, Buffer.from("789abcdef"))]))) c.push(f)
+    assert.deepStrictEqual(c.output(), { stdout: "[koji-adjutant: 6 earlier bytes of stdout dropped]\n6789abcdef", stderr: "e" })
+    const small = makeOutputCollector(100)
+    small.push({ stream: "stdout", data: Buffer.from("ok") })
+    assert.deepStrictEqual(small.output(), { stdout: "ok", stderr: "" })
   })
 })
