@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
@@ -142,4 +143,17 @@ describe("Containers against a misbehaving fake podman", () => {
         [`DELETE /containers/${ID}`, `POST /containers/${ID}/kill`, `DELETE /containers/${ID}`]
       )
     }).pipe(Effect.provide(layer())))
+
+  it.live("a stale socket file (service killed) is refused with the socket named and how to start the service", () =>
+    Effect.gen(function* () {
+      const stale = join(dir, "stale.sock")
+      // Bound, never listening: what a SIGKILLed podman service leaves behind (notes §7).
+      execFileSync("python3", ["-c", `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(stale)})`])
+      const e = yield* Effect.flip(
+        Effect.flatMap(Containers, (c) => c.run(spec)).pipe(Effect.provide(Containers.layer(testContainersOptions(stale, "fake-host"))))
+      )
+      assert.strictEqual(e.operation, "container.create")
+      assert.include(e.message, `${stale} (ECONNREFUSED)`)
+      assert.include(e.message, `podman system service --time=0 unix://${stale}`)
+    }))
 })
