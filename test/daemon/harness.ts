@@ -12,7 +12,7 @@ import { Readiness } from "../../src/daemon/Readiness.js"
 import { type DaemonOptions, type DaemonResult, runDaemon } from "../../src/daemon/TaskManager.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import type { TaskHandler } from "../../src/tasks/handler.js"
-import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
+import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { type FakeHub, type FakeHubOptions, startFakeHub } from "../../src/testing/FakeHub.js"
 
 export const HOST = "builder"
@@ -55,6 +55,17 @@ export const daemonLayer = (
     readiness,
     Containers.layerMemory({ hostName: HOST })
   )
+
+/** Like daemonLayer, with handlers made from the same in-memory Containers the test inspects. */
+export const daemonLayerWith = (
+  hub: FakeHub,
+  handlers: (containers: Containers["Type"]) => ReadonlyArray<TaskHandler>
+): Layer.Layer<KojiHub | TaskRegistry | Readiness | Containers | MemoryContainers, never> =>
+  Layer.mergeAll(
+    KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
+    Readiness.layerAlways,
+    Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(handlers(c))))
+  ).pipe(Layer.provideMerge(Containers.layerMemory({ hostName: HOST })))
 
 /** Starts the daemon in the background of the test scope. */
 export const startDaemon = (options: DaemonOptions) =>

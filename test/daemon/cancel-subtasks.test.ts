@@ -1,0 +1,110 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Effect, Either } from "effect"
+import { Containers } from "../../src/containers/Containers.js"
+import { MemoryContainers } from "../../src/containers/MemoryContainers.js"
+import { decodeResponse } from "../../src/hub/xmlrpc.js"
+import { genericHandlers } from "../../src/tasks/generic.js"
+import { defineHandler, Int, required, signature, type TaskHandler } from "../../src/tasks/handler.js"
+import { TaskState } from "../../src/testing/FakeHub.js"
+import { daemonLayer, daemonLayerWith, fakeHub, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
+
+/** `containerSleep(n)`: creates a container in the task scope, then sleeps n seconds. */
+const containerSleep = (containers: Containers["Type"]): TaskHandler =>
+  defineHandler({
+    name: "ContainerSleep",
+    methods: ["containerSleep"],
+    weight: 1.0,
+    signature: signature("ContainerSleep.handler", { n: required(Int) }),
+    run: ({ n }, ctx) =>
+      Effect.gen(function*() {
+        const c = yield* containers.create({ image: "localhost/none", command: ["sleep", String(n)], role: "test", taskId: ctx.taskId })
+        yield* c.start
+        yield* Effect.sleep(Duration.seconds(n))
+        return null
+      })
+  })
+
+/** `failany(n)`: n subtasks `sleep 1000` plus one bad `sleep`, waited with all+failany. */
+const failany: TaskHandler = defineHandler({
+  name: "FailAny",
+  methods: ["failany"],
+  weight: 0.1,
+  signature: signature("FailAny.handler", { n: required(Int) }),
+  run: ({ n }, ctx) =>
+    Effect.gen(function*() {
+      const ids: Array<number> = []
+      for (let i = 0; i < n; i++) ids.push(yield* ctx.subtask("sleep", [1000], { label: `s${i}` }))
+      ids.push(yield* ctx.subtask("sleep", ["BAD_ARG"], { label: "bad" }))
+      yield* ctx.wait(ids, { all: true, failany: true })
+      return null
+    })
+})
+
+describe("cancel and subtasks", () => {
+  it.scoped("cancel a running task: fiber interrupted, containers removed, subsession logged out within one cycle", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      yield* Effect.gen(function*() {
+        const mem = yield* MemoryContainers
+        const id = hub.createTask("containerSleep", [10_000])
+        yield* startDaemon(testOptions(workdir))
+        yield* until(() => hub.state.task(id)?.state === TaskState.OPEN, "task open")
+        for (let i = 0; i < 100 && (yield* mem.live).length === 0; i++) yield* realPause(5)
+        assert.strictEqual((yield* mem.live).length, 1)
+        const sub = hub.state.calls.find((c) => c.method === "subsession")!
+        // The fake hub answers subsession with the sinfo struct.
+        const subId = Number((sub.result as { readonly "session-id": number })["session-id"])
+        const beatsBefore = hub.state.calls.filter((c) => c.method === "host.updateHost").length
+        hub.cancelTask(id)
+        let live = 1
+        yield* until(() => live === 0 && hub.state.session(subId)?.closed === true, "containers removed, subsession closed", 200, "1 second").pipe(
+          Effect.race(Effect.forever(Effect.zipRight(realPause(2), Effect.map(mem.live, (l) => { live = l.length }))))
+        )
+        const beatsAfter = hub.state.calls.filter((c) => c.method === "host.updateHost").length
+        // Within one cycle: at most one heartbeat between the cancel and the clean-up.
+        assert.isAtMost(beatsAfter - beatsBefore, 1)
+        assert.deepStrictEqual((yield* mem.live).length, 0)
+        assert.strictEqual((yield* mem.created).length, 1)
+        assert.isTrue(hub.state.session(subId)!.closed)
+        assert.isTrue(hub.state.calls.some((c) => c.method === "logoutChild" && c.params[0] === subId))
+        assert.strictEqual(hub.state.task(id)?.state, TaskState.CANCELED)
+      }).pipe(Effect.provide(daemonLayerWith(hub, (c) => [containerSleep(c), ...genericHandlers])))
+    }))
+
+  it.scoped("waittest: parent waits, is woken, collects results; the bad child is in canfail", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const parent = hub.createTask("waittest", [2, 1])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.task(parent)?.state === TaskState.CLOSED, "parent closed", 800)
+      const children = hub.state.tasks.filter((t) => t.parent === parent)
+      assert.strictEqual(children.length, 3)
+      assert.sameMembers(children.map((c) => c.state), [TaskState.CLOSED, TaskState.CLOSED, TaskState.FAILED])
+      const methods = hub.state.calls.map((c) => c.method)
+      for (const m of ["host.subtask", "host.taskSetWait", "host.taskWait", "host.taskWaitResults"]) assert.include(methods, m)
+      // The parent slept between taskWait calls and was woken by the cycle's alert.
+      assert.isAtLeast(methods.filter((m) => m === "host.taskWait").length, 2)
+      const alerted = hub.state.calls.some((c) => c.method === "host.getHostTasks" && JSON.stringify(c.result).includes("\"alert\":true"))
+      assert.isTrue(alerted)
+    }))
+
+  it.scoped("failany: a failed child cancels its siblings and fails the parent with the child's fault", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const parent = hub.createTask("failany", [2])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub, [failany, ...genericHandlers])))
+      yield* until(() => hub.state.task(parent)?.state === TaskState.FAILED, "parent failed", 800)
+      const children = hub.state.tasks.filter((t) => t.parent === parent)
+      assert.strictEqual(children.length, 3)
+      const bad = children.find((c) => c.label === "bad")!
+      assert.strictEqual(bad.state, TaskState.FAILED)
+      for (const c of children.filter((c) => c.label !== "bad")) assert.strictEqual(c.state, TaskState.CANCELED)
+      assert.isTrue(hub.state.calls.some((c) => c.method === "cancelTaskChildren"))
+      const r = decodeResponse(hub.state.task(parent)!.result!)
+      assert.isTrue(Either.isLeft(r))
+      if (Either.isLeft(r) && "faultCode" in r.left) assert.strictEqual(r.left.faultCode, 1019)
+    }))
+})
