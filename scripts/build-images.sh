@@ -11,7 +11,9 @@
 #
 # Environment: KOJI_ADJUTANT_MIRROR (Debian mirror; default: read from apt's sources),
 # KOJI_ADJUTANT_SECURITY_MIRROR, KOJI_ADJUTANT_BUILD_DIR (default /var/lib/koji-adjutant/build),
-# KOJI_ADJUTANT_DEB_CACHE (default /var/cache/koji-adjutant/debs).
+# KOJI_ADJUTANT_CACHE (default /var/cache/koji-adjutant; keep it between CI runs): the .deb
+# cache, the debootstrap base tarball and the finished image's rootfs tarball, so a machine
+# whose podman store is empty re-imports in seconds instead of rebuilding.
 set -euo pipefail
 
 SUITE=bookworm
@@ -19,7 +21,9 @@ IMAGE_REPO=localhost/koji-adjutant-bootstrap
 STATE_DIR=/var/lib/koji-adjutant
 STATE_FILE=$STATE_DIR/bootstrap-image
 BUILD_ROOT=${KOJI_ADJUTANT_BUILD_DIR:-$STATE_DIR/build}
-DEB_CACHE=${KOJI_ADJUTANT_DEB_CACHE:-/var/cache/koji-adjutant/debs}
+CACHE=${KOJI_ADJUTANT_CACHE:-/var/cache/koji-adjutant}
+DEB_CACHE=$CACHE/debs
+BASE_MAX_AGE_DAYS=30
 
 PACKAGES=(
   rpm dnf dnf-plugins-core createrepo-c git cpio tar gzip xz-utils zstd bzip2 unzip make patch
@@ -66,9 +70,38 @@ publish() {
   echo "$IMAGE"
 }
 
+IMAGE_TAR=$CACHE/bootstrap-$HASH.tar.zst
+
+# The rootfs tarball becomes the image; labels and config say what it is.
+import_tar() {
+  zstd -dcq "$1" |
+    podman import \
+      --change 'CMD ["/bin/bash"]' \
+      --change 'ENV LANG=C.UTF-8' \
+      --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      --change 'WORKDIR /' \
+      --change 'LABEL io.koji.adjutant.image=bootstrap' \
+      --change "LABEL io.koji.adjutant.inputs-hash=$HASH" \
+      --change "LABEL org.opencontainers.image.title=koji-adjutant-bootstrap" \
+      --message "koji-adjutant bootstrap image ($SUITE, inputs $HASH)" \
+      --quiet - "$IMAGE" >/dev/null
+}
+
 if [ "$force" = 0 ] && podman image exists "$IMAGE"; then
   publish
   exit 0
+fi
+command -v zstd >/dev/null || die "zstd missing: run scripts/setup-host.sh"
+if [ "$force" = 0 ] && [ -s "$IMAGE_TAR" ]; then
+  ti=$(date +%s)
+  log "importing $IMAGE from the cached rootfs $IMAGE_TAR"
+  if import_tar "$IMAGE_TAR"; then
+    log "done in $(($(date +%s) - ti)) s (from cache)"
+    publish
+    exit 0
+  fi
+  log "the cached rootfs did not import; rebuilding"
+  rm -f "$IMAGE_TAR"
 fi
 
 # The mirror apt is configured with (one-line or deb822 sources), unless given.
@@ -122,12 +155,26 @@ mount_chroot() {
 }
 in_chroot() { chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"; }
 
+# The bare debootstrap result is cached as a tarball keyed by suite and debootstrap version;
+# it is refreshed after BASE_MAX_AGE_DAYS (apt dist-upgrade brings a cached one up to date).
+BASE_KEY=$(printf '%s minbase %s' "$SUITE" "$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || debootstrap --version)" | sha256sum | cut -c1-12)
+BASE_TAR=$CACHE/base-$SUITE-minbase-$BASE_KEY.tar.zst
+
 t0=$(date +%s)
 if ! done_ debootstrap; then
-  log "debootstrap $SUITE from $MIRROR (cache $DEB_CACHE/debootstrap)"
   remove_tree "$ROOTFS"
-  debootstrap --variant=minbase --cache-dir="$DEB_CACHE/debootstrap" "$SUITE" "$ROOTFS" "$MIRROR" \
-    > "$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed (log $WORK/debootstrap.log)"; }
+  if [ -s "$BASE_TAR" ] && [ -z "$(find "$BASE_TAR" -mtime +"$BASE_MAX_AGE_DAYS")" ]; then
+    log "unpacking the cached $SUITE base $BASE_TAR"
+    mkdir -p "$ROOTFS"
+    zstd -dcq "$BASE_TAR" | tar -C "$ROOTFS" --numeric-owner --xattrs --acls -xpf -
+  else
+    log "debootstrap $SUITE from $MIRROR (cache $DEB_CACHE/debootstrap)"
+    debootstrap --variant=minbase --cache-dir="$DEB_CACHE/debootstrap" "$SUITE" "$ROOTFS" "$MIRROR" \
+      > "$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed (log $WORK/debootstrap.log)"; }
+    rm -f "$CACHE"/base-"$SUITE"-minbase-*.tar.zst
+    tar -C "$ROOTFS" --numeric-owner --xattrs --acls -cf - . | zstd -q -f -1 -T0 -o "$BASE_TAR.tmp"
+    mv "$BASE_TAR.tmp" "$BASE_TAR"
+  fi
   stamp debootstrap
 fi
 t1=$(date +%s)
@@ -194,21 +241,14 @@ fi
 
 log "importing $IMAGE"
 umount_chroot
-tar -C "$ROOTFS" --numeric-owner --xattrs --acls -cf - . |
-  podman import \
-    --change 'CMD ["/bin/bash"]' \
-    --change 'ENV LANG=C.UTF-8' \
-    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'WORKDIR /' \
-    --change 'LABEL io.koji.adjutant.image=bootstrap' \
-    --change "LABEL io.koji.adjutant.inputs-hash=$HASH" \
-    --change "LABEL org.opencontainers.image.title=koji-adjutant-bootstrap" \
-    --message "koji-adjutant bootstrap image ($SUITE, inputs $HASH)" \
-    --quiet - "$IMAGE" >/dev/null
+rm -f "$CACHE"/bootstrap-*.tar.zst
+tar -C "$ROOTFS" --numeric-owner --xattrs --acls -cf - . | zstd -q -f -1 -T0 -o "$IMAGE_TAR.tmp"
+mv "$IMAGE_TAR.tmp" "$IMAGE_TAR"
+import_tar "$IMAGE_TAR"
 stamp imported
 t3=$(date +%s)
 
-# The rootfs is not needed once imported; the .deb cache stays for the next build.
+# The rootfs is not needed once imported; the caches stay for the next build.
 remove_tree "$WORK"
 # Older bootstrap builds: drop their work dirs, and untag images no container uses (never -f).
 for d in "$BUILD_ROOT"/*; do
