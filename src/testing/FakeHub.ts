@@ -159,6 +159,8 @@ export interface CreateTaskOptions {
   readonly assign?: string
   /** Owner user name; default kojiadmin. */
   readonly owner?: string
+  /** The task's weight before a builder sets it (the hub's default is 1.0); for scheduler tests. */
+  readonly weight?: number
 }
 
 /** A running fake hub. */
@@ -650,7 +652,9 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
             if (opts.label !== undefined) o.label = opts.label
             if (opts.assign !== undefined) o.assign = opts.assign
             if (opts.owner !== undefined) o.owner = opts.owner
-            return makeTask(ctx, method, params, o)
+            const id = makeTask(ctx, method, params, o)
+            if (opts.weight !== undefined) ctx.db.tasks.get(id)!.weight = opts.weight
+            return id
           }),
           cancelTask: (id) => withAdmin((ctx) => void cancelTaskRow(ctx, id, true)),
           freeTask: (id) => withAdmin((ctx) => freeTaskRow(ctx, id)),
