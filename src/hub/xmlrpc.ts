@@ -310,6 +310,8 @@ const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
 class Scanner {
   p = 0
   depth = 0
+  /** Member names seen at each position of a struct (see structBody). */
+  readonly keys: Array<string> = []
   readonly n: number
   constructor(readonly s: string, readonly preserveDoubles: boolean) {
     this.n = s.length
@@ -744,6 +746,8 @@ class Scanner {
     if (++this.depth > MAX_DEPTH) this.fail("BadValue", `values nested deeper than ${MAX_DEPTH}`)
     const obj: Record<string, XmlRpcValue> = {}
     const s = this.s
+    const keys = this.keys
+    let index = 0
     for (;;) {
       this.skipWs()
       const p = this.p
@@ -762,9 +766,20 @@ class Scanner {
       this.skipWs()
       const q = this.p
       if (s.startsWith("<name>", q)) {
-        this.p = q + 6
-        key = this.text("name", "</name>")
+        // Hub results are lists of structs with the same members in the same order: reusing the
+        // key string of the previous struct's member at this index spares interning it again.
+        const cached = keys[index]
+        const end = q + 6 + (cached === undefined ? 0 : cached.length)
+        if (cached !== undefined && s.startsWith(cached, q + 6) && s.startsWith("</name>", end)) {
+          key = cached
+          this.p = end + 7
+        } else {
+          this.p = q + 6
+          key = this.text("name", "</name>")
+          if (this.p - q - 13 === key.length && index < 64) keys[index] = key
+        }
       } else key = this.open("name", "<name>") ? "" : this.text("name", "</name>")
+      index++
       const v = this.value()
       this.close("member", "</member>")
       if (key === "__proto__") setMember(obj, key, v)

@@ -208,6 +208,16 @@ describe("decoder", () => {
     assert.deepStrictEqual(r.right, { "a&b": ["<>&\"'AB\u{1F600}", "<raw> & tail", "x", 3, "a\nb\nc"] })
   })
 
+  it("reads member names right in lists of structs whose names differ by prefix, entities or order", () => {
+    const value: XmlRpcValue = [
+      { abc: 1, x: 2 }, { ab: 2, x: 3 }, { abcd: 3 }, { "a&b": 4 }, { "a&b": 5, "<n>": 6 }, { x: 7, abc: 8 }, { "": 9 }, { abc: 10 }
+    ]
+    assert.deepStrictEqual(Either.getOrThrow(decodeResponse(encodeResponse(value))), value)
+    const raw = "<value><array><data><value><struct><member><name>a&amp;b</name><value>1</value></member></struct></value>" +
+      "<value><struct><member><name>a&amp;b</name><value>2</value></member></struct></value></data></array></value>"
+    assert.deepStrictEqual(decodeValue(raw), [{ "a&b": "1" }, { "a&b": "2" }])
+  })
+
   it("keeps a __proto__ member as an own property and never touches prototypes", () => {
     const v = decodeValue(
       "<value><struct>\n<member>\n<name>__proto__</name>\n<value><struct>\n<member>\n<name>polluted</name>\n" +
