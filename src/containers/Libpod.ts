@@ -250,11 +250,13 @@ const readBody = (req: LibpodRequest, socket: string, res: http.IncomingMessage)
 export const makeLibpod = Effect.fnUntraced(function* (options: LibpodOptions) {
   const socket = options.socket
   const agent = yield* Effect.acquireRelease(
-    Effect.sync(() => new http.Agent({ keepAlive: true, maxSockets: 64 })),
+    // Idle sockets are dropped after 4 s: a socket-activated service (`--time=5`) closes idle
+    // connections after 10 s and exits when idle.
+    Effect.sync(() => new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 4000 })),
     (a) => Effect.sync(() => a.destroy())
   )
 
-  const open = (req: LibpodRequest) =>
+  const open = (req: LibpodRequest, retry = true): Effect.Effect<http.IncomingMessage, PodmanError> =>
     Effect.async<http.IncomingMessage, PodmanError>((resume) => {
       const headers: Record<string, string> = { ...req.headers }
       let payload: Uint8Array | undefined
@@ -268,7 +270,11 @@ export const makeLibpod = Effect.fnUntraced(function* (options: LibpodOptions) {
       if (payload !== undefined) headers["content-length"] = String(payload.length)
       const r = http.request({ socketPath: socket, agent, method: req.method, path: buildPath(req), headers })
       r.on("response", (res) => resume(Effect.succeed(res)))
-      r.on("error", (e) => resume(Effect.fail(transportError(socket, req, e))))
+      r.on("error", (e) => {
+        // A pooled socket the server closed meanwhile: the request never reached podman (Node's documented retry case).
+        const reset = "code" in e && (e.code === "ECONNRESET" || e.code === "EPIPE")
+        resume(retry && reset && r.reusedSocket ? open(req, false) : Effect.fail(transportError(socket, req, e)))
+      })
       r.end(payload)
       return Effect.sync(() => r.destroy())
     })

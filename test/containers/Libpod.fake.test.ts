@@ -7,7 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Stream } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { Containers } from "../../src/containers/Containers.js"
-import { PodmanError } from "../../src/containers/Libpod.js"
+import { Libpod, PodmanError } from "../../src/containers/Libpod.js"
 import { testContainersOptions } from "../support/podman.js"
 
 /** What the fake podman does for each kind of call; records every request. */
@@ -42,6 +42,13 @@ const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
   const path = url.pathname.replace("/v4.0.0/libpod", "")
   calls.push(`${req.method} ${path}`)
   req.resume()
+  if (path === "/_ping") {
+    // Like a server that closed an idle keep-alive connection: a reused socket dies unanswered.
+    const served = (req.socket as { served?: number }).served ?? 0
+    ;(req.socket as { served?: number }).served = served + 1
+    if (served > 0) return req.socket.destroy()
+    return res.writeHead(200).end("OK")
+  }
   if (req.method === "POST" && path === "/containers/create") {
     res.writeHead(201, { "content-type": "application/json" })
     return res.end(JSON.stringify({ Id: ID, Warnings: [] }))
@@ -156,4 +163,14 @@ describe("Containers against a misbehaving fake podman", () => {
       assert.include(e.message, `${stale} (ECONNREFUSED)`)
       assert.include(e.message, `podman system service --time=0 unix://${stale}`)
     }))
+
+  it.live("a pooled connection the server dropped is retried once on a fresh one", () =>
+    Effect.gen(function* () {
+      yield* reset({})
+      const libpod = yield* Libpod
+      yield* libpod.ping
+      yield* libpod.ping
+      yield* libpod.ping
+      assert.deepStrictEqual(calls, ["GET /_ping", "GET /_ping", "GET /_ping", "GET /_ping", "GET /_ping"])
+    }).pipe(Effect.provide(Libpod.layer({ socket }))))
 })
