@@ -23,7 +23,7 @@ interface World {
 const world = (hosts: FakeHubOptions["hosts"], sched: FakeHubOptions["scheduler"], f: (w: World) => Promise<void>) =>
   Effect.gen(function*() {
     let clock = 10_000
-    const hub = yield* startFakeHub({ hosts, scheduler: { runInterval: 60, ...sched }, now: () => clock })
+    const hub = yield* startFakeHub({ hosts: hosts ?? [], scheduler: { runInterval: 60, ...sched }, now: () => clock })
     yield* Effect.promise(async () => {
       const s: Record<string, Sess> = {}
       for (const h of hosts ?? []) s[h.name] = await login(hub.url, h.name, "pw")
