@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -202,6 +202,31 @@ describe.skipIf(!podmanInstalled)("Containers (real podman)", () => {
       const r = yield* containers.run(spec(["sleep", "60"], { timeoutSeconds: 1 }))
       assert.strictEqual(r.exitCode, -1)
       assert.isBelow(Date.now() - t0, 10_000)
+    }).pipe(Effect.provide(layer())))
+
+  it.live("podman: a directory as the root (rootfs with overlay) runs and stays pristine", () =>
+    Effect.gen(function* () {
+      const root = mkdtempSync(join(tmpdir(), "koji-adjutant-rootfs-"))
+      try {
+        for (const d of ["bin", "etc", "tmp", "proc", "sys", "dev", "run"]) mkdirSync(join(root, d))
+        copyFileSync("/bin/busybox", join(root, "bin/busybox"))
+        chmodSync(join(root, "bin/busybox"), 0o755)
+        for (const applet of ["sh", "cat", "echo", "ls"]) symlinkSync("busybox", join(root, "bin", applet))
+        writeFileSync(join(root, "etc/passwd"), "root:x:0:0:root:/:/bin/sh\n")
+        const before = execFileSync("ls", ["-R", root], { encoding: "utf8" })
+        const containers = yield* Containers
+        const r = yield* containers.run({
+          rootfs: { path: root, overlay: true },
+          command: ["/bin/sh", "-c", "echo changed > /etc/new && cat /etc/new && ls /bin"],
+          role: "build",
+          user: "0:0"
+        })
+        assert.deepStrictEqual(r.stdout.split("\n").slice(0, 2), ["changed", "busybox"])
+        assert.strictEqual(r.exitCode, 0)
+        assert.strictEqual(execFileSync("ls", ["-R", root], { encoding: "utf8" }), before, "rootfs unchanged")
+      } finally {
+        rmSync(root, { recursive: true, force: true })
+      }
     }).pipe(Effect.provide(layer())))
 
   it.live("podman: a command missing from the image is a PodmanError naming it", () =>
