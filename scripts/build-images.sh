@@ -259,6 +259,9 @@ podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$IMAGE_REP
   { grep -v -e ":$HASH\$" -e ':latest$' || true; } | while read -r old; do
     podman rmi "$old" >/dev/null 2>&1 && log "removed old $old" || log "kept old $old (in use)"
   done
+# Earlier builds left untagged (replaced by --force, or in use when untagged): prune removes
+# only dangling images that no container uses.
+podman image prune --force --filter label=io.koji.adjutant.image=bootstrap >/dev/null 2>&1 || true
 
 log "done in $((t3 - t0)) s (debootstrap $((t1 - t0)) s, packages $((t2 - t1)) s, finish+import $((t3 - t2)) s)"
 publish
