@@ -2,7 +2,7 @@
 // against the podman CLI (`podman run --rm --network=none IMAGE true`), both in this run.
 // The CLI gets --network=none because our containers have no network by default: comparing
 // with the CLI's bridge network would flatter us by ~190 ms (podman-notes §6).
-// Usage: npm run bench -- container-overhead [--image IMG] [--runs 20] [--rounds 5]
+// Usage: npm run bench -- container-overhead [--image IMG] [--runs 20] [--rounds 9]
 // Uses KOJI_ADJUTANT_PODMAN_SOCKET when set, else starts its own podman service.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
@@ -18,7 +18,7 @@ const arg = (name: string, fallback: string): string => {
 }
 const image = arg("image", TEST_IMAGE)
 const runs = Number(arg("runs", "20"))
-const rounds = Number(arg("rounds", "5"))
+const rounds = Number(arg("rounds", "9"))
 
 const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].sort((a, b) => a - b)
