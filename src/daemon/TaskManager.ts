@@ -12,7 +12,7 @@ import { reap } from "../containers/Reaper.js"
 import { ActionNotAllowed, AuthExpired, type Fault, isAuthFamily, isFault, ParameterError, RetryError } from "../hub/faults.js"
 import type { HubError, LoginError } from "../hub/HubError.js"
 import { hostApi } from "../hub/HostApi.js"
-import { KojiHub, type Session } from "../hub/KojiHub.js"
+import { doneOnRetry, KojiHub, type Session } from "../hub/KojiHub.js"
 import type { HostInfo, HostTask } from "../hub/schemas.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { type DaemonControl, TaskState } from "../tasks/handler.js"
@@ -91,10 +91,10 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       const desc = `${br.id}/${br.tag_name ?? ""}/${br.arch ?? ""}`
       if (br.task_id == null) {
         yield* Effect.logWarning(`Expiring taskless buildroot: ${desc}`)
-        yield* api.setBuildRootState(br.id, BR_EXPIRED)
+        yield* doneOnRetry(api.setBuildRootState(br.id, BR_EXPIRED))
       } else if (!running.has(br.task_id) || running.get(br.task_id)!.done) {
         yield* Effect.logInfo(`Expiring buildroot: ${desc}`)
-        yield* api.setBuildRootState(br.id, BR_EXPIRED)
+        yield* doneOnRetry(api.setBuildRootState(br.id, BR_EXPIRED))
       }
     }
   })
@@ -137,7 +137,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     held = seen
     if (stale.length > 0) {
       yield* Effect.logInfo(`freeing stale tasks: ${stale.join(", ")}`)
-      yield* api.freeTasks(stale)
+      yield* doneOnRetry(api.freeTasks(stale))
     }
     for (const entry of [...running.values()]) {
       if (!entry.done) continue
@@ -218,7 +218,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       const handler = registry.get(task.method)
       if (handler === undefined) {
         yield* Effect.logWarning(`Refusing task ${task.id}, no handler for ${task.method}`)
-        yield* api.refuseTask(task.id, { soft: false, msg: "no handler for method" })
+        yield* doneOnRetry(api.refuseTask(task.id, { soft: false, msg: "no handler for method" }))
         return false
       }
       const info = yield* api.getTaskInfo(task.id, { request: true })
@@ -237,7 +237,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         if (!valid) {
           yield* Effect.logInfo(`Skipping task ${task.id} (${task.method}) due to host check`)
           if (task.state === TaskState.ASSIGNED) {
-            yield* api.refuseTask(task.id, { soft: false, msg: "failed host check" })
+            yield* doneOnRetry(api.refuseTask(task.id, { soft: false, msg: "failed host check" }))
           }
           return false
         }
@@ -248,7 +248,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         return false
       }
       held.add(task.id)
-      const weightSet = yield* api.setTaskWeight(task.id, handler.weight(request)).pipe(
+      const weightSet = yield* doneOnRetry(api.setTaskWeight(task.id, handler.weight(request))).pipe(
         Effect.as(true),
         Effect.catchIf(
           (e): e is ActionNotAllowed => e instanceof ActionNotAllowed,
@@ -364,10 +364,12 @@ export type TaskManagerApi = Effect.Effect.Success<ReturnType<typeof makeTaskMan
 
 /**
  * kojid's main loop with its error policy (§2): AuthExpired → "Session expired", exit 1;
- * RetryError → the daemon dies; other AuthError → exit 1; ServerExit → exit 0; anything else is
- * logged and the loop goes on. Sleeps `sleeptime` after a cycle that took no task.
+ * other AuthError → exit 1; ServerExit → exit 0; anything else is logged and the loop goes on.
+ * Unlike kojid, a RetryError (1009: a call's reply was lost after the hub committed it) does not
+ * kill the daemon: the next cycle re-reads the hub's state (a task opened without a fiber is
+ * freed as stale), so a flaky network costs a cycle, not a restart.
  */
-export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult, RetryError> =>
+export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult> =>
   Effect.gen(function*() {
     let taken = false
     for (;;) {
@@ -390,8 +392,7 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
           yield* tm.shutdown
           return { _tag: "Exit", code: 1 } as const
         }
-        if (e instanceof RetryError) return yield* Effect.fail(e)
-        if (isFault(e) && isAuthFamily(e)) {
+        if (isFault(e) && isAuthFamily(e) && !(e instanceof RetryError)) {
           yield* Effect.logError(`Authentication error: ${e.faultString}`)
           yield* tm.shutdown
           return { _tag: "Exit", code: 1 } as const
