@@ -96,7 +96,10 @@ export interface EnsuredImage {
   readonly image: string
   /** Podman's image id: pass this to container create. */
   readonly id: string
-  /** The manifest digest podman recorded, when known. */
+  /**
+   * The pinned digest, else the manifest digest podman recorded for this repository (when one
+   * image id was stored from several manifests, e.g. a local build pushed and pulled back, any of them).
+   */
   readonly digest: string | undefined
   /** Whether this call pulled from the registry. */
   readonly pulled: boolean
@@ -327,6 +330,17 @@ const digestsOf = (info: ImageInspect): ReadonlySet<string> => {
   return out
 }
 
+/**
+ * The digest to report for `ref`: the pin when there is one, else the manifest digest podman
+ * recorded for this repository (an image id shared with other names carries their digests too).
+ */
+const digestFor = (info: ImageInspect, ref: ImageReference): string | undefined => {
+  if (ref.digest !== undefined) return ref.digest
+  const own = (info.RepoDigests ?? []).filter((rd) => rd.startsWith(`${ref.name}@`)).map((rd) => rd.slice(ref.name.length + 1))
+  if (info.Digest !== undefined && own.includes(info.Digest)) return info.Digest
+  return own[0] ?? info.Digest
+}
+
 // ---------------------------------------------------------------------------------------------
 // State: what we pulled
 
@@ -482,7 +496,7 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     const wanted = localReference(ref)
     if (policy !== "always" || local) {
       const found = yield* inspectLocal(wanted, image)
-      if (Option.isSome(found)) return { image, id: found.value.Id, digest: found.value.Digest, pulled: false }
+      if (Option.isSome(found)) return { image, id: found.value.Id, digest: digestFor(found.value, ref), pulled: false }
       if (local) {
         return yield* Effect.fail(
           new ImageError({
@@ -524,7 +538,7 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
         })
       )
     }
-    return { image, id: info.Id, digest: info.Digest, pulled: true }
+    return { image, id: info.Id, digest: digestFor(info, ref), pulled: true }
   })
 
   const ensure = Effect.fn("Images.ensure")(function* (image: string, options_?: EnsureOptions) {
