@@ -477,6 +477,8 @@ export const make = (options: HubOptions) =>
           state.loggedIn = false
         }).pipe(
           Effect.catchAll((e) => Effect.logWarning(`logout of session ${state.sessionId} failed: ${e.message}`)),
+          // logout is used as a scope release, which runs uninterruptibly: keep the bound effective.
+          Effect.interruptible,
           Effect.timeout(Duration.seconds(30)),
           Effect.catchAll(() => Effect.logWarning(`logout of session ${state.sessionId} timed out`)),
           Effect.withSpan("KojiHub.logout")

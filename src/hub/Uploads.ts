@@ -287,7 +287,8 @@ export const streamLogs = (
     const pass = Effect.forEach(valid, passOne, { discard: true })
 
     yield* Effect.addFinalizer(() =>
-      pass.pipe(
+      // Finalizers run uninterruptibly; the flush must stay interruptible for its timeout to bite.
+      Effect.interruptible(pass).pipe(
         Effect.timeout(options.flushTimeout ?? Duration.minutes(2)),
         Effect.catchAll(() => Effect.logWarning(`final log flush to ${taskDir} timed out`))
       )
