@@ -5,7 +5,8 @@
  * scheduled refresh of moving tags and garbage collection of images no rule references.
  */
 import { Context, Duration, Effect, Either, Layer, Option, Schema, Stream } from "effect"
-import { readFile, rename, writeFile } from "node:fs/promises"
+import { mkdir, readFile, rename, writeFile } from "node:fs/promises"
+import { dirname } from "node:path"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { Libpod, type ImageInspect, type PodmanError } from "./Libpod.js"
 import { configuredImages, selectImage, type ImagePolicyConfig, type ImageRequest } from "./ImagePolicy.js"
@@ -361,7 +362,10 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
   const insecure = new Set(options.insecure_registries.map((r) => r.toLowerCase()))
   const configured = configuredImages(options)
 
+  // Keyed by reference and id: after a tag moved, the record of the old id stays until GC has
+  // removed that now-dangling image.
   const pulled = new Map<string, PulledRecord>()
+  const recordKey = (r: PulledRecord) => `${r.reference} ${r.id}`
   const lastUsed = new Map<string, number>()
   const locks = new Map<string, Effect.Semaphore>()
 
@@ -370,7 +374,7 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     const text = yield* Effect.promise(() => readFile(file, "utf8").catch(() => undefined))
     if (text !== undefined) {
       const state = decodeState(text)
-      if (Either.isRight(state)) for (const r of state.right.pulled) pulled.set(r.reference, r)
+      if (Either.isRight(state)) for (const r of state.right.pulled) pulled.set(recordKey(r), r)
       else yield* Effect.logWarning(`ignoring unreadable image state ${file}: ${state.left.message}`)
     }
   }
@@ -380,6 +384,7 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     if (file === undefined) return Effect.void
     const body = JSON.stringify({ pulled: [...pulled.values()] }, null, 1)
     return Effect.tryPromise(async () => {
+      await mkdir(dirname(file), { recursive: true })
       await writeFile(`${file}.tmp`, body)
       await rename(`${file}.tmp`, file)
     }).pipe(
@@ -482,7 +487,8 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     )
     if (result.error !== undefined) return yield* Effect.fail(classify(result.error))
     if (result.id === undefined) return yield* Effect.fail(classify("the pull ended without an image id"))
-    pulled.set(reference, { reference, id: result.id, at: Date.now() })
+    const record = { reference, id: result.id, at: Date.now() }
+    pulled.set(recordKey(record), record)
     yield* saveState
     return result.id
   })
@@ -629,7 +635,7 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
         if (yield* remove(t)) removed.push(t)
         else ok = false
       }
-      if (ok) pulled.delete(record.reference)
+      if (ok) pulled.delete(recordKey(record))
       else kept.push(record.reference)
     }
     yield* saveState
