@@ -5,6 +5,7 @@
  * layer graph.
  */
 import { Command } from "@effect/cli"
+import { defaultTeardown } from "@effect/platform/Runtime"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { AdjutantConfig, type CommandLineFlags } from "./config/AdjutantConfig.js"
@@ -60,4 +61,12 @@ const root = Command.make("koji-adjutant", { flags: kojidOptions }, ({ flags }) 
 
 const cli = Command.run(root, { name: "koji-adjutant", version: "0.1.0" })
 
-cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
+// Exit explicitly once the program is done: kept-alive hub connections or a podman socket must
+// not hold a finished daemon (kojid calls sys.exit too).
+cli(process.argv).pipe(
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain({ teardown: (exit, onExit) => defaultTeardown(exit, (code) => {
+    onExit(code)
+    process.exit(code)
+  }) })
+)

@@ -39,3 +39,48 @@ describe("signals (node dist/main.js as a child process)", () => {
       assert.isTrue(hub.state.session(mainSession)!.closed)
     })))
 })
+
+describe("restart and shutdown (node dist/main.js as a child process)", () => {
+  it.live("SIGUSR1: not ready while a task runs, then restarts in place with a new session and goes on", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const cfg = yield* writeConfig(hub.url)
+      const a = hub.createTask("sleep", [3])
+      const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock", "-v"])
+      yield* waitFor(() => hub.state.task(a)?.state === TaskState.OPEN, "task OPEN")
+      const firstSession = hub.state.calls.find((c) => c.method === "host.getID")!.sessionId!
+      child.kill("SIGUSR1")
+      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "second start-up", 20_000)
+      assert.strictEqual(hub.state.task(a)?.state, TaskState.CLOSED, "the running task finished before the restart")
+      const beatsOfFirst = hub.state.calls.filter((c) => c.method === "host.updateHost" && c.sessionId === firstSession)
+      assert.strictEqual(beatsOfFirst.at(-1)!.params[1], false, "pending restart reports not ready")
+      const secondSession = hub.state.calls.filter((c) => c.method === "host.getID")[1]!.sessionId!
+      assert.notStrictEqual(secondSession, firstSession)
+      assert.isTrue(hub.state.session(firstSession)!.closed)
+      // The restarted daemon takes work.
+      const b = hub.createTask("sleep", [0])
+      yield* waitFor(() => hub.state.task(b)?.state === TaskState.CLOSED, "task after restart closed")
+      assert.strictEqual(hub.state.calls.find((c) => c.method === "host.openTask" && c.params[0] === b)!.sessionId, secondSession)
+      child.kill("SIGTERM")
+      assert.strictEqual(yield* exitOf(child, 15_000), 0)
+    })))
+
+  it.live("restart and restartVerify tasks restart the daemon; the shutdown task makes it exit 0", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const cfg = yield* writeConfig(hub.url)
+      const hostId = hub.state.host(HOST)!.id
+      const r = hub.createTask("restart", [{ id: hostId }])
+      const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock"])
+      yield* waitFor(() => hub.state.task(r)?.state === TaskState.CLOSED, "restart task closed")
+      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "restarted")
+      const v = hub.createTask("restartVerify", [r, { id: hostId }])
+      yield* waitFor(() => hub.state.task(v)?.state === TaskState.CLOSED || hub.state.task(v)?.state === TaskState.FAILED, "verify done")
+      assert.strictEqual(hub.state.task(v)?.state, TaskState.CLOSED, hub.state.task(v)?.result ?? "")
+      const s = hub.createTask("shutdown", [])
+      assert.strictEqual(yield* exitOf(child, 20_000), 0, outputOf(child) + cfg.log())
+      // kojid frees the shutdown task itself on the way out (it is still OPEN when ServerExit leaves the loop).
+      assert.strictEqual(hub.state.task(s)?.state, TaskState.FREE)
+      assert.isFalse(hub.state.host(HOST)!.ready)
+    })))
+})
