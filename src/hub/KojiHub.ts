@@ -378,10 +378,14 @@ export const make = (options: HubOptions) =>
           }
         }
 
-        const renew = Effect.gen(function* () {
+        const renew = (expired: Fault) => Effect.gen(function* () {
           yield* Effect.logInfo(`session ${state.sessionId} expired; renewing with ${loginMethod}`)
           const fresh = yield* loginCall(loginMethod, { state, headers: renewHeaders() }).pipe(
-            Effect.mapError((e): Fault | HubError => (e._tag === "LoginError" ? new HubError({ reason: "Http", method: loginMethod, message: e.message }) : e))
+            // A renewal that yields no session leaves the session expired: the caller sees AuthExpired (§3.5).
+            Effect.catchTag("LoginError", (e) =>
+              Effect.logError(`renewal of session ${state.sessionId} failed: ${e.message}`).pipe(
+                Effect.zipRight(Effect.fail(expired))
+              ))
           )
           // The hub keeps the session id and issues a new key; the callnum is NOT reset (§1.6 pitfall).
           state.key = fresh["session-key"]
@@ -402,7 +406,7 @@ export const make = (options: HubOptions) =>
             once(build).pipe(
               Effect.catchIf(
                 (e): e is Fault => e._tag === "AuthExpired",
-                () => renew.pipe(Effect.zipRight(once(build)))
+                (expired) => renew(expired).pipe(Effect.zipRight(once(build)))
               )
             )
           )
@@ -524,8 +528,9 @@ export const make = (options: HubOptions) =>
       const sinfo = yield* loginCall(loginMethod, undefined)
       const session = yield* makeSession(loginMethod, sinfo)
       yield* Effect.annotateCurrentSpan({ sessionId: session.sessionId, loginMethod })
-      // A builder must take the exclusive lock before any other call (§3.4).
-      yield* session.call("exclusiveSession", [], { force })
+      // A builder must take the exclusive lock before any other call (§3.4); without it the
+      // session is useless, so it is closed again rather than left open on the hub.
+      yield* session.call("exclusiveSession", [], { force }).pipe(Effect.tapError(() => session.logout))
       session.markExclusive()
       const echo = yield* session.call("echo", ["OK"])
       if (!Array.isArray(echo) || echo.length !== 1 || echo[0] !== "OK") {

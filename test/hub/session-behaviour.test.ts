@@ -67,6 +67,18 @@ describe("hub sessions", () => {
       assert.strictEqual(yield* session.nextCallnum, 6)
     }))
 
+  it.scoped("a renewal the hub refuses surfaces its fault (kojid then exits and restarts)", () =>
+    Effect.gen(function* () {
+      let logins = 0
+      const { fake, session, api } = yield* loggedIn({
+        inject: (r) => (r.methodName === "login" && ++logins > 1 ? { fault: [1002, "Invalid session or bad credentials"] } : undefined)
+      })
+      fake.expireSession(session.sessionId)
+      const result = yield* Effect.either(api.getID())
+      assert.isTrue(Either.isLeft(result) && result.left._tag === "AuthError", String(Either.isLeft(result) ? result.left : ""))
+      assert.deepStrictEqual(fake.state.calls.slice(-2).map((c) => c.method), ["host.getID", "login"])
+    }))
+
   it.scoped("concurrent calls on one session are serialised: increasing callnums, no SequenceError", () =>
     Effect.gen(function* () {
       const { fake, session, api } = yield* loggedIn({ checkCallnum: true })

@@ -5,6 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
+import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
 import { AuthError, AuthLockError } from "../../src/hub/faults.js"
 import { HubError, LoginError } from "../../src/hub/HubError.js"
 import { type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"
@@ -127,5 +128,15 @@ describe("hub login", () => {
       const fault = (stale as Either.Left<unknown, unknown>).left
       assert.isTrue(fault instanceof AuthError, `expected AuthError, got ${String(fault)}`)
       assert.strictEqual((fault as AuthError).faultString, "Invalid session or bad credentials")
+    }))
+
+  it.scoped("KojiHub.layerConfig takes server, user/password and retry options from kojid.conf", () =>
+    Effect.gen(function* () {
+      const hub = yield* startFakeHub({ hosts: [{ name: "builder1", password: "pw" }] })
+      const config = AdjutantConfig.layerTest({ kojid: { server: hub.url, user: "builder1", password: "pw", cert: null } })
+      const context = yield* Layer.build(KojiHub.layerConfig.pipe(Layer.provide(config)))
+      const session = yield* Context.get(context, KojiHub).login(true)
+      assert.isTrue(session.useFastUpload)
+      assert.deepStrictEqual(hub.state.calls.map((c) => c.method), ["login", "exclusiveSession", "echo"])
     }))
 })
