@@ -17,7 +17,7 @@ import { GenericError, ParameterError, isFault } from "../hub/faults.js"
 import {
   decodeCall, encodeFault, encodeResponse, isStruct, splitKwargs, type XmlRpcValue
 } from "../hub/xmlrpc.js"
-import { CallContext, type HubCore, type HubSettings, type RequestEnv, pyStr, pythonError } from "./fakehub/context.js"
+import { CallContext, type HubCore, type HubSettings, type RequestEnv, asList, pyStr, pythonError } from "./fakehub/context.js"
 import { methods } from "./fakehub/methods.js"
 import { assignTask, runScheduler } from "./fakehub/scheduler.js"
 import { enforceLock, openSession, parseQs } from "./fakehub/sessions.js"
@@ -279,9 +279,10 @@ const callMethod = (ctx: CallContext, name: string, params: ReadonlyArray<XmlRpc
 
 /** `ModXMLRPCRequestHandler.multiCall`: each call in a savepoint; `[result]` or a fault struct (§1.8). */
 const multiCall = (ctx: CallContext, calls: XmlRpcValue): XmlRpcValue => {
-  if (!Array.isArray(calls)) throw pythonError("TypeError", `'${typeof calls}' object is not iterable`)
+  const list = asList(calls)
+  if (list === undefined) throw pythonError("TypeError", `'${typeof calls}' object is not iterable`)
   const results: Array<XmlRpcValue> = []
-  for (const call of calls as ReadonlyArray<XmlRpcValue>) {
+  for (const call of list) {
     const sp = ctx.db.savepoint()
     try {
       if (!isStruct(call)) throw pythonError("TypeError", "list indices must be integers or slices, not str")
@@ -289,7 +290,7 @@ const multiCall = (ctx: CallContext, calls: XmlRpcValue): XmlRpcValue => {
       const params = call["params"]
       if (name === undefined) throw pythonError("KeyError", "'methodName'")
       if (params === undefined) throw pythonError("KeyError", "'params'")
-      const value = callMethod(ctx, pyStr(name), Array.isArray(params) ? (params as ReadonlyArray<XmlRpcValue>) : [], false)
+      const value = callMethod(ctx, pyStr(name), asList(params) ?? [], false)
       results.push([value])
     } catch (e) {
       ctx.db.rollbackTo(sp)
@@ -637,6 +638,7 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
       }
 
       server.listen(0, "127.0.0.1", () => {
+        // listening on a TCP port, so address() is an AddressInfo, not a pipe name
         const port = (server.address() as AddressInfo).port
         const scheme = options.tls === undefined ? "http" : "https"
         const hub: FakeHub = {

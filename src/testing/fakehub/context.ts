@@ -124,7 +124,8 @@ export const pyRepr = (v: XmlRpcValue | undefined): string => {
   if (v instanceof Double) return pyFloat(v.value)
   if (v instanceof Date) return `<DateTime '${v.toISOString()}'>`
   if (v instanceof Uint8Array) return `b'${Buffer.from(v).toString("latin1")}'`
-  if (Array.isArray(v)) return `[${(v as ReadonlyArray<XmlRpcValue>).map(pyRepr).join(", ")}]`
+  const list = asList(v)
+  if (list !== undefined) return `[${list.map(pyRepr).join(", ")}]`
   if (isStruct(v)) return `{${Object.keys(v).map((k) => `'${k}': ${pyRepr(v[k])}`).join(", ")}}`
   return String(v)
 }
@@ -142,6 +143,11 @@ export const asNumber = (v: XmlRpcValue | undefined): number | undefined => {
   if (typeof v === "boolean") return v ? 1 : 0
   return undefined
 }
+
+/** The elements of an array value, or undefined for anything else. */
+export const asList = (v: XmlRpcValue | undefined): ReadonlyArray<XmlRpcValue> | undefined =>
+  // Array.isArray does not narrow a union holding a ReadonlyArray, hence the cast.
+  Array.isArray(v) ? (v as ReadonlyArray<XmlRpcValue>) : undefined
 
 /** Python truthiness of a decoded value. */
 export const truthy = (v: XmlRpcValue | undefined): boolean => {

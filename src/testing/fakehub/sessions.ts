@@ -7,7 +7,7 @@ import { randomInt } from "node:crypto"
 import {
   ActionNotAllowed, AuthError, AuthExpired, AuthLockError, GenericError, RetryError, SequenceError
 } from "../../hub/faults.js"
-import { isStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
 import { type CallContext, dbl, isoTime, pythonError, pyRepr, truthy } from "./context.js"
 import { AuthType, type HostRow, type SessionRow } from "./state.js"
 
@@ -310,7 +310,7 @@ export const subsession = (ctx: CallContext): XmlRpcValue => {
 }
 
 /** The session row as `getSessionInfo` returns it. */
-export const sessionInfo = (row: SessionRow): XmlRpcValue => ({
+export const sessionInfo = (row: SessionRow): XmlRpcStruct => ({
   authtype: row.authtype,
   callnum: row.callnum,
   exclusive: row.exclusive ? true : null,
@@ -329,7 +329,7 @@ export const sessionInfo = (row: SessionRow): XmlRpcValue => ({
 export const getSessionInfo = (ctx: CallContext, details: XmlRpcValue): XmlRpcValue => {
   const s = ctx.session
   if (!s.loggedIn || s.data === undefined) return null
-  const info = sessionInfo(s.data) as Record<string, XmlRpcValue>
+  const info = sessionInfo(s.data)
   if (truthy(details)) return { ...info, hostip: s.data.hostip, id: s.data.id }
   return info
 }

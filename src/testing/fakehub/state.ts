@@ -136,6 +136,11 @@ interface Tables {
   seq: { session: number; task: number; user: number; refusal: number; run: number }
 }
 
+/** An opaque copy of the tables to roll back to. */
+export interface Savepoint {
+  readonly tables: Tables
+}
+
 const copyMap = <K, V extends object>(m: Map<K, V>): Map<K, V> => {
   const out = new Map<K, V>()
   for (const [k, v] of m) out.set(k, { ...v })
@@ -203,12 +208,12 @@ export class Db {
     this.saved = undefined
   }
   /** A savepoint inside the transaction (multiCall runs each call in one). */
-  savepoint(): unknown {
-    return copyTables(this.t)
+  savepoint(): Savepoint {
+    return { tables: copyTables(this.t) }
   }
   /** Rolls back to a savepoint. */
-  rollbackTo(savepoint: unknown): void {
-    this.t = copyTables(savepoint as Tables)
+  rollbackTo(savepoint: Savepoint): void {
+    this.t = copyTables(savepoint.tables)
   }
   /** Ends the transaction, keeping the current state. */
   end(): void {

@@ -6,7 +6,7 @@
 import { Either } from "effect"
 import { ActionNotAllowed, GenericError, ParameterError, isFault } from "../../hub/faults.js"
 import { Double, decodeResponse, encodeMethodCall, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
-import { type CallContext, asNumber, dbl, isoTime, pythonError, pyStr, toInt, truthy } from "./context.js"
+import { type CallContext, asList, asNumber, dbl, isoTime, pythonError, pyStr, toInt, truthy } from "./context.js"
 import { getTasksForHost, setRefusal } from "./scheduler.js"
 import { assertLogin, verifiedHost } from "./sessions.js"
 import { type TaskRow, TaskState } from "./state.js"
@@ -20,7 +20,7 @@ const taskId = (v: XmlRpcValue | undefined): number => {
 }
 
 /** A task row as `Task.getInfo` returns it (request decoded when asked for). */
-export const taskInfo = (t: TaskRow, request: boolean): XmlRpcValue => {
+export const taskInfo = (t: TaskRow, request: boolean): XmlRpcStruct => {
   const info: Record<string, XmlRpcValue> = {
     arch: t.arch,
     awaited: t.awaited,
@@ -261,6 +261,7 @@ export const hostTaskMethods = {
     let data = a["hostdata"] ?? null
     if (typeof data === "string") {
       try {
+        // JSON values are a subset of XML-RPC values.
         data = JSON.parse(data) as XmlRpcValue
       } catch (e) {
         throw pythonError("json.decoder.JSONDecodeError", e instanceof Error ? e.message : String(e))
@@ -270,7 +271,7 @@ export const hostTaskMethods = {
     return null
   },
 
-  getHost: (ctx: CallContext): XmlRpcValue => {
+  getHost: (ctx: CallContext): XmlRpcStruct => {
     const h = verifiedHost(ctx)
     return {
       arches: h.arches, capacity: new Double(h.capacity), comment: h.comment, description: h.description,
@@ -301,7 +302,7 @@ export const hostTaskMethods = {
     const id = taskId(a["task_id"])
     if (!lockTask(ctx, id, host.id, "OPEN")) return null
     const t = ctx.db.tasks.get(id)!
-    return { ...(taskInfo(t, false) as XmlRpcStruct), request: t.request }
+    return { ...taskInfo(t, false), request: t.request }
   },
 
   closeTask: (ctx: CallContext, a: Args): XmlRpcValue => {
@@ -322,9 +323,9 @@ export const hostTaskMethods = {
 
   freeTasks: (ctx: CallContext, a: Args): XmlRpcValue => {
     const host = verifiedHost(ctx)
-    const tasks = a["tasks"]
-    if (!Array.isArray(tasks)) throw pythonError("TypeError", `'${typeof tasks}' object is not iterable`)
-    for (const v of tasks as ReadonlyArray<XmlRpcValue>) {
+    const tasks = asList(a["tasks"])
+    if (tasks === undefined) throw pythonError("TypeError", `'${typeof a["tasks"]}' object is not iterable`)
+    for (const v of tasks) {
       const id = taskId(v)
       if (!verifyHost(ctx, id, host.id)) continue
       freeTask(ctx, id)
@@ -358,14 +359,15 @@ export const hostTaskMethods = {
   taskSetWait: (ctx: CallContext, a: Args): XmlRpcValue => {
     verifiedHost(ctx)
     const parent = taskId(a["parent"])
-    const tasks = a["tasks"] ?? null
-    if (tasks !== null && !Array.isArray(tasks)) {
-      throw new ParameterError({ faultString: `Invalid type for value '${pyStr(tasks)}': ${typeof tasks}` })
+    const tasksV = a["tasks"] ?? null
+    const tasks = asList(tasksV) ?? null
+    if (tasksV !== null && tasks === null) {
+      throw new ParameterError({ faultString: `Invalid type for value '${pyStr(tasksV)}': ${typeof tasksV}` })
     }
     const p = ctx.db.tasks.get(parent)
     if (p !== undefined) p.waiting = true
     ctx.dml()
-    const ids = tasks === null ? null : (tasks as ReadonlyArray<XmlRpcValue>).map(taskId)
+    const ids = tasks === null ? null : tasks.map(taskId)
     for (const t of ctx.db.tasks.values()) {
       if (t.parent !== parent) continue
       if (ids === null) t.awaited = true
@@ -390,19 +392,21 @@ export const hostTaskMethods = {
     verifiedHost(ctx)
     const parent = taskId(a["parent"])
     const canfailV = a["canfail"] ?? null
-    const canfail = Array.isArray(canfailV) ? (canfailV as ReadonlyArray<XmlRpcValue>).map(taskId) : []
+    const canfail = (asList(canfailV) ?? []).map(taskId)
     const p = ctx.db.tasks.get(parent)
     if (p !== undefined) p.waiting = false
     for (const t of ctx.db.tasks.values()) if (t.parent === parent) t.awaited = false
     ctx.dml()
     let ids: ReadonlyArray<number>
     const tasks = a["tasks"] ?? null
+    const list = asList(tasks)
     if (tasks === null) {
       ids = [...ctx.db.tasks.values()]
         .filter((t) => t.parent === parent && (t.state === TaskState.CLOSED || t.state === TaskState.FAILED || t.state === TaskState.CANCELED))
         .map((t) => t.id)
     } else {
-      ids = (tasks as ReadonlyArray<XmlRpcValue>).map(taskId)
+      if (list === undefined) throw pythonError("TypeError", `'${typeof tasks}' object is not iterable`)
+      ids = list.map(taskId)
     }
     const results: Array<XmlRpcValue> = []
     for (const id of ids) {
@@ -431,7 +435,7 @@ export const hostTaskMethods = {
 
   getLoadData: (ctx: CallContext): XmlRpcValue => {
     const h = verifiedHost(ctx)
-    const host = { ...(hostTaskMethods.getHost(ctx) as XmlRpcStruct), channels: h.channels }
+    const host = { ...hostTaskMethods.getHost(ctx), channels: h.channels }
     return [[host], getTasksForHost(ctx, h.id, true)]
   }
 }
@@ -455,8 +459,8 @@ const subtask = (
       if (t.parent === parent && t.label === opts["label"]) return t.id
     }
   }
-  if (!Array.isArray(arglist)) throw pythonError("TypeError", `'${typeof arglist}' object is not iterable`)
-  let args = arglist as ReadonlyArray<XmlRpcValue>
+  let args = asList(arglist)
+  if (args === undefined) throw pythonError("TypeError", `'${typeof arglist}' object is not iterable`)
   const kw = opts["kwargs"]
   if (kw !== undefined) args = encodeArgs(args, isStruct(kw) ? kw : {})
   const mopts: MakeTaskOpts = { parent }
@@ -480,7 +484,8 @@ export const rootTaskMethods = {
       return taskInfo(t, request)
     }
     const ids = a["task_id"] ?? null
-    return Array.isArray(ids) ? (ids as ReadonlyArray<XmlRpcValue>).map(one) : one(ids)
+    const list = asList(ids)
+    return list !== undefined ? list.map(one) : one(ids)
   },
 
   getTaskRequest: (ctx: CallContext, a: Args): XmlRpcValue => {
