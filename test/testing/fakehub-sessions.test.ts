@@ -352,6 +352,23 @@ describe("fake hub: sessions", () => {
       assert.strictEqual(f["faultString"], "Invalid method: noSuch")
       assert.deepStrictEqual(r[2], [1])
     }))
+
+  it.scoped("multiCall: a faulting call is rolled back alone, the others are committed", () =>
+    withHub({}, async (url, hub) => {
+      const s = await login(url, "builder1", "pw")
+      const id = hub.createTask("sleep", [1])
+      await ok(call(url, "host.updateHost", [0.0, true], { session: s }))
+      await ok(call(url, "host.getTasks", [], { session: s }))
+      const r = await ok(call(url, "system.multicall", [[
+        { methodName: "host.openTask", params: [id] },
+        { methodName: "host.closeTask", params: [id, "garbage"] },
+        { methodName: "subsession", params: [] }
+      ]], { session: s })) as ReadonlyArray<unknown>
+      assert.strictEqual((r[1] as Record<string, unknown>)["faultCode"], 1)
+      assert.isArray(r[2])
+      assert.strictEqual(hub.state.task(id)?.state, 1, "opened, and the failed close undone")
+      assert.strictEqual(hub.state.sessions.filter((x) => x.master === s.id).length, 1)
+    }))
 })
 
 describe("fake hub: injected failures", () => {
@@ -381,6 +398,21 @@ describe("fake hub: injected failures", () => {
       assert.strictEqual(retry.fault?.faultCode, 1009)
       const rec = hub.state.calls.filter((c) => c.method === "subsession")
       assert.deepStrictEqual(rec.map((c) => c.callnum), [11, 11])
+      // a reset after commit: the change is there, the reply is not
+      plan.set("host.updateHost", (req) => (req.attempt === 1 ? { afterCommit: { reset: true } } : undefined))
+      let dropped = false
+      await call(url, "host.updateHost", [1.5, true], { session: s, callnum: 12 }).catch(() => {
+        dropped = true
+      })
+      assert.isTrue(dropped)
+      assert.strictEqual(hub.state.host("builder1")?.taskLoad, 1.5)
+      // whitelisted: the retry with the same callnum runs again
+      assert.isNull(await ok(call(url, "host.updateHost", [1.5, true], { session: s, callnum: 12 })))
+      plan.set("getLoggedInUser", () => ({ delayMs: 150 }))
+      const t0 = Date.now()
+      const me = await ok(call(url, "getLoggedInUser", [], { session: s, callnum: 13 })) as Record<string, unknown>
+      assert.strictEqual(me["name"], "builder1")
+      assert.isAtLeast(Date.now() - t0, 140)
     })
   })
 })
