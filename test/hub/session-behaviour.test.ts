@@ -79,6 +79,22 @@ describe("hub sessions", () => {
       assert.deepStrictEqual(fake.state.calls.slice(-2).map((c) => c.method), ["host.getID", "login"])
     }))
 
+  it.scoped("multiCall: one request, one callnum, results and faults in order", () =>
+    Effect.gen(function* () {
+      const { fake, session } = yield* loggedIn()
+      const before = fake.state.calls.length
+      const results = yield* session.multiCall([
+        { method: "echo", params: ["a", 1] },
+        { method: "getTaskInfo", params: [424242], kwargs: { strict: true } },
+        { method: "host.getID" }
+      ])
+      assert.strictEqual(fake.state.calls.length, before + 1)
+      assert.strictEqual(fake.state.calls.at(-1)!.method, "multiCall")
+      assert.deepStrictEqual(results[0], Either.right(["a", 1]))
+      assert.isTrue(Either.isLeft(results[1]!) && results[1].left._tag === "GenericError", String(results[1]))
+      assert.deepStrictEqual(results[2], Either.right(fake.state.host("builder1")!.id))
+    }))
+
   it.scoped("concurrent calls on one session are serialised: increasing callnums, no SequenceError", () =>
     Effect.gen(function* () {
       const { fake, session, api } = yield* loggedIn({ checkCallnum: true })
