@@ -381,7 +381,7 @@ const renegotiate = (socket: tls.TLSSocket): Promise<boolean> =>
 /** Starts a fake hub; the server is closed (and a temp topdir removed) when the scope closes. */
 export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHub, never, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.async<{ hub: FakeHub; close: () => Promise<void> }>((resume) => {
+    Effect.async<{ hub: FakeHub; close: () => Promise<void>; removeTopdir: () => void }>((resume) => {
       const { core, ownTopdir } = setup(options)
       const calls: Array<CallRecord> = []
       const attempts = new Map<string, number>()
@@ -679,14 +679,21 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
         }
         const close = (): Promise<void> =>
           new Promise((done) => {
+            server.close(() => done())
             for (const s of sockets) s.destroy()
-            server.close(() => {
-              if (ownTopdir) fs.rmSync(core.settings.topdir, { recursive: true, force: true })
-              done()
-            })
+            server.closeAllConnections()
           })
-        resume(Effect.succeed({ hub, close }))
+        const removeTopdir = (): void => {
+          if (ownTopdir) fs.rmSync(core.settings.topdir, { recursive: true, force: true })
+        }
+        resume(Effect.succeed({ hub, close, removeTopdir }))
       })
     }),
-    ({ close }) => Effect.promise(close).pipe(Effect.timeout("5 seconds"), Effect.ignore)
+    ({ close, removeTopdir }) =>
+      Effect.promise(close).pipe(
+        Effect.timeout("5 seconds"),
+        Effect.tapError(() => Effect.logWarning("fake hub: server did not close within 5 s")),
+        Effect.ignore,
+        Effect.andThen(Effect.sync(removeTopdir))
+      )
   ).pipe(Effect.map(({ hub }) => hub))
