@@ -277,10 +277,12 @@ export const streamLogs = (
           }
         }))
       }).pipe(
-        Effect.catchAll((error) =>
+        Effect.catchAll((error) => {
           // A lost log piece must not fail the task (kojid logs and goes on); the next pass resumes here.
-          Effect.logWarning(`log upload of ${f.local} to ${taskDir}/${f.remote} failed: ${error instanceof Error ? error.message : String(error)}`)
-        ),
+          const message = `log upload of ${f.local} to ${taskDir}/${f.remote} failed: ${error instanceof Error ? error.message : String(error)}`
+          // 1004 "host N does not own task M" is expected once a task was canceled (§13).
+          return error._tag === "ActionNotAllowed" ? Effect.logDebug(message) : Effect.logWarning(message)
+        }),
         Effect.annotateLogs({ logFile: f.remote })
       )
 
