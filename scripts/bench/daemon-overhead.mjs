@@ -1,0 +1,152 @@
+// Bench: what the daemon loop costs per task. In one run, against one in-process fake hub:
+//  (a) 100 `sleep 0` tasks through the real daemon loop (dist/daemon/TaskManager.js), run as a
+//      CHILD PROCESS (so its RSS is its own: peak = VmHWM from /proc/<pid>/status), maxjobs=10,
+//      sleeptime 50 ms; timed from the first assignment to the last close, polling the hub's
+//      task table every millisecond; then 10 `sleep 2` tasks at once for the RSS peak;
+//  (b) the floor: 100 tasks assigned to a second host, driven by a minimal script in this
+//      process with the same hub client, making only the calls a task needs — openTask,
+//      setTaskWeight, subsession on the main session, closeTask on the subsession, logoutChild —
+//      with up to 10 tasks in flight.
+// (a) and (b) alternate for --rounds rounds (default 3); the medians are compared, because the
+// machine is shared and single runs vary by ±50%.
+// Run: `npm run bench -- daemon-overhead [--tasks N]`.
+// Last line: `daemon-overhead: daemon/floor = <x.xx> (target <= 1.50)`.
+import { spawn } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { performance } from "node:perf_hooks"
+import { fileURLToPath } from "node:url"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Duration, Effect, Layer } from "effect"
+
+const self = fileURLToPath(import.meta.url)
+const arg = (flag, dflt) => {
+  const i = process.argv.indexOf(flag)
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt
+}
+
+// ------------------------------------------------------------------------------------------
+// Child mode: the daemon loop with the generic handlers, in-memory Containers.
+if (process.argv[2] === "--child") {
+  // As dist/main.js does before loading anything.
+  ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
+  const [, , , hubUrl, host, password, workdir] = process.argv
+  const { Containers } = await import("../../dist/containers/Containers.js")
+  const { Readiness } = await import("../../dist/daemon/Readiness.js")
+  const { runDaemon } = await import("../../dist/daemon/TaskManager.js")
+  const { KojiHub } = await import("../../dist/hub/KojiHub.js")
+  const { TaskRegistry } = await import("../../dist/tasks/TaskRegistry.js")
+  const { Logger, LogLevel } = await import("effect")
+  const layer = Layer.mergeAll(
+    KojiHub.layerWithTransport({ server: hubUrl, user: host, password, maxRetries: 3, retryInterval: 1 }),
+    TaskRegistry.layer(),
+    Readiness.layerAlways,
+    Containers.layerMemory({ hostName: host }),
+    Logger.minimumLogLevel(LogLevel.Warning)
+  )
+  Effect.scoped(runDaemon({
+    sleeptime: Duration.millis(50),
+    maxjobs: 10,
+    forceLock: true,
+    runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
+    shutdownTimeout: Duration.seconds(10),
+    shutdownCallTimeout: Duration.seconds(5)
+  })).pipe(Effect.provide(layer), NodeRuntime.runMain)
+} else {
+  await main()
+}
+
+async function main() {
+  const N = arg("--tasks", 100)
+  const ROUNDS = arg("--rounds", 3)
+  const { startFakeHub, TaskState } = await import("../../dist/testing/FakeHub.js")
+  const { KojiHub } = await import("../../dist/hub/KojiHub.js")
+  const { hostApi } = await import("../../dist/hub/HostApi.js")
+  const { encodeResponse } = await import("../../dist/hub/xmlrpc.js")
+  const workdir = mkdtempSync(join(tmpdir(), "daemon-overhead-"))
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+  const until = async (cond, what, ms = 120_000) => {
+    const deadline = Date.now() + ms
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
+      await new Promise((r) => setTimeout(r, 1))
+    }
+  }
+
+  const program = Effect.scoped(Effect.gen(function*() {
+    const hub = yield* startFakeHub({
+      hosts: [{ name: "bench", password: "pw", capacity: 10 }, { name: "floor", password: "pw", capacity: 10 }],
+      scheduler: { runInterval: 0 }
+    })
+    const child = spawn(process.execPath, [self, "--child", hub.url, "bench", "pw", join(workdir, "a")], { stdio: ["ignore", "inherit", "inherit"] })
+    const peakRss = () => {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, "utf8"))
+      return m ? Number(m[1]) / 1024 : NaN
+    }
+
+    // (a) the daemon: N sleep-0 tasks, first assignment → last close.
+    const daemonRound = () => Effect.promise(async () => {
+      const ids = Array.from({ length: N }, () => hub.createTask("sleep", [0]))
+      await until(() => ids.some((id) => hub.state.task(id).state !== TaskState.FREE), "first assignment")
+      const t0 = performance.now()
+      await until(() => ids.every((id) => hub.state.task(id).state === TaskState.CLOSED), "all closed")
+      return performance.now() - t0
+    })
+
+    // (b) the floor: the calls a task needs, on another host's session, up to 10 in flight.
+    const floorRound = (main) => Effect.gen(function*() {
+      const ids = Array.from({ length: N }, () => hub.createTask("sleep", [0], { assign: "floor" }))
+      const api = hostApi(main)
+      const t0 = performance.now()
+      const inflight = []
+      for (const id of ids) {
+        if (inflight.length >= 10) yield* inflight.shift()
+        yield* api.openTask(id)
+        yield* api.setTaskWeight(id, 0.25)
+        const sub = yield* main.subsession
+        const fiber = yield* Effect.fork(hostApi(sub).closeTask(id, encodeResponse(null)).pipe(
+          Effect.zipRight(main.logoutChild(sub.sessionId))
+        ))
+        inflight.push(fiber.await)
+      }
+      for (const f of inflight) yield* f
+      const ms = performance.now() - t0
+      for (const id of ids) if (hub.state.task(id).state !== TaskState.CLOSED) throw new Error(`floor task ${id} not closed`)
+      return ms
+    })
+
+    const daemonMs = []
+    const floorMs = []
+    yield* Effect.gen(function*() {
+      const kh = yield* KojiHub
+      const main = yield* kh.loginScoped(true)
+      for (let r = 0; r < ROUNDS; r++) {
+        daemonMs.push(yield* daemonRound())
+        floorMs.push(yield* floorRound(main))
+      }
+    }).pipe(Effect.provide(KojiHub.layerWithTransport({ server: hub.url, user: "floor", password: "pw" })))
+
+    // 10 tasks running at once, for the RSS peak (kojid: 82 MiB + ~60 MiB per task process).
+    const rss = yield* Effect.promise(async () => {
+      const busy = Array.from({ length: 10 }, () => hub.createTask("sleep", [2]))
+      await until(() => busy.every((id) => hub.state.task(id).state === TaskState.OPEN), "10 running", 60_000)
+      await until(() => busy.every((id) => hub.state.task(id).state === TaskState.CLOSED), "10 closed", 60_000)
+      const peak = peakRss()
+      child.kill("SIGTERM")
+      await new Promise((r) => child.once("exit", r))
+      return peak
+    })
+    return { daemonMs, floorMs, rss }
+  }))
+
+  const { daemonMs, floorMs, rss } = await Effect.runPromise(program)
+  rmSync(workdir, { recursive: true, force: true })
+  const a = median(daemonMs)
+  const b = median(floorMs)
+  const fmt = (xs) => xs.map((x) => x.toFixed(0)).join(", ")
+  console.log(`daemon-overhead: (a) daemon: ${N} sleep-0 tasks, maxjobs 10, sleeptime 50 ms: median ${a.toFixed(0)} ms (${(a / N).toFixed(2)} ms/task; rounds ${fmt(daemonMs)})`)
+  console.log(`daemon-overhead: (b) floor:  ${N} tasks: median ${b.toFixed(0)} ms (${(b / N).toFixed(2)} ms/task; rounds ${fmt(floorMs)})`)
+  console.log(`daemon-overhead: peak RSS = ${Math.round(rss)} MB (target <= 150)  [daemon child process, VmHWM, after 10 tasks ran at once]`)
+  console.log(`daemon-overhead: daemon/floor = ${(a / b).toFixed(2)} (target <= 1.50)`)
+}
