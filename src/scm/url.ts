@@ -238,25 +238,30 @@ export const scmInfo = (scm: ScmUrl) => ({
 // ---------------------------------------------------------------------------------------------
 // Checkout commands (`SCM.checkout`)
 
-/** One command of a checkout; paths are relative to the SCM directory (`scmdir`). */
+/** One command of a checkout, with its working directory (an absolute path under scmdir). */
 export interface ScmCommand {
   readonly argv: ReadonlyArray<string>
-  /** Working directory relative to scmdir ("" = scmdir itself). */
   readonly cwd: string
   readonly env?: Readonly<Record<string, string>>
 }
 
-/** What `SCM.checkout` runs, with kojid's fallback for git revisions `fetch` cannot name. */
+/** What `SCM.checkout` runs in `scmdir`, with kojid's fallback for git revisions `fetch` cannot name. */
 export interface CheckoutPlan {
   readonly scmtype: ScmType
+  readonly scmdir: string
   readonly checkout: ScmCommand
   /** Run after `checkout` (git: fetch + reset); when one fails, `recovery` is run instead. */
   readonly update: ReadonlyArray<ScmCommand>
   readonly recovery: ScmCommand | null
+  /** Run when use_common is on. */
   readonly common: ScmCommand
-  /** Where the module is, relative to scmdir (never escapes it). */
+  /** After `common`: kojid makes `<sourcedir>/../common` a symlink to scmdir's `common` unless it exists. */
+  readonly commonLink: { readonly path: string; readonly target: string }
+  /** Where the module is (absolute, never outside scmdir). */
   readonly sourcedir: string
-  /** The git work tree, relative to scmdir (for `git rev-parse HEAD`); null for CVS/SVN. */
+  /** `sourcedir` relative to scmdir ("" = scmdir). */
+  readonly sourcedirRelative: string
+  /** The git work tree (for `git rev-parse HEAD`); null for CVS/SVN. */
   readonly gitdir: string | null
 }
 
@@ -280,12 +285,36 @@ const staysInside = (rel: string): boolean => {
   return true
 }
 
+const moduleEscapes = (scm: ScmUrl) =>
+  invalid(scm.url, `Invalid SCM URL: ${maskPassword(scm.url)} . The module ${scm.module} leaves the checkout directory.`)
+
+/** `git+https://` → `https://` (kojid: `scheme.split('+')[1]`). */
+const schemeWithoutPrefix = (scheme: string): string => (scheme.includes("+") ? scheme.split("+")[1]! : scheme)
+
 /**
- * The commands `SCM.checkout` runs for this URL. kojid's module may climb out of the checkout
- * with `..`; here a module that leaves the SCM directory is refused (the tree is read on the host).
+ * The commands `SCM.checkout(scmdir)` runs for this URL, as kojid builds them. kojid's module
+ * may climb out of the checkout with `..`; here a module that leaves scmdir is refused (the
+ * tree is read on the host afterwards).
  */
-export const checkoutPlan = (scm: ScmUrl): Either.Either<CheckoutPlan, ScmError> => {
+export const checkoutPlan = (scm: ScmUrl, scmdir: string): Either.Either<CheckoutPlan, ScmError> => {
   const rev = scm.revision
+  const abs = (rel: string) => (rel === "" ? scmdir : `${scmdir}/${rel}`)
+  const finish = (
+    rel: string,
+    parts: Omit<CheckoutPlan, "scmtype" | "scmdir" | "sourcedir" | "sourcedirRelative" | "commonLink">
+  ): Either.Either<CheckoutPlan, ScmError> => {
+    if (!staysInside(rel)) return Either.left(moduleEscapes(scm))
+    const sourcedir = abs(rel)
+    const parent = dirname(rel)
+    return Either.right({
+      scmtype: scm.scmtype,
+      scmdir,
+      sourcedir,
+      sourcedirRelative: rel,
+      commonLink: { path: `${sourcedir}/../common`, target: "../".repeat(parent.split("/").length) + "common" },
+      ...parts
+    })
+  }
   switch (scm.scmtype) {
     case "CVS":
     case "CVS+SSH": {
@@ -294,16 +323,12 @@ export const checkoutPlan = (scm: ScmUrl): Either.Either<CheckoutPlan, ScmError>
         scm.scmtype === "CVS"
           ? `:pserver:${scm.user ?? "anonymous"}@${scm.host}:${scm.repository}`
           : `:ext:${scm.user}@${scm.host}:${scm.repository}`
-      const env = scm.scmtype === "CVS+SSH" ? { CVS_RSH: "ssh" } : undefined
-      const withEnv = (c: ScmCommand): ScmCommand => (env === undefined ? c : { ...c, env })
-      if (!staysInside(scm.module)) return Either.left(moduleEscapes(scm))
-      return Either.right({
-        scmtype: scm.scmtype,
-        checkout: withEnv({ argv: ["cvs", "-d", root, "checkout", "-r", rev, scm.module], cwd: "" }),
+      const env = scm.scmtype === "CVS+SSH" ? { env: { CVS_RSH: "ssh" } } : {}
+      return finish(scm.module, {
+        checkout: { argv: ["cvs", "-d", root, "checkout", "-r", rev, scm.module], cwd: scmdir, ...env },
         update: [],
         recovery: null,
-        common: withEnv({ argv: ["cvs", "-d", root, "checkout", "common"], cwd: "" }),
-        sourcedir: scm.module,
+        common: { argv: ["cvs", "-d", root, "checkout", "common"], cwd: scmdir, ...env },
         gitdir: null
       })
     }
@@ -314,14 +339,11 @@ export const checkoutPlan = (scm: ScmUrl): Either.Either<CheckoutPlan, ScmError>
         scm.scmtype === "SVN"
           ? `${schemeWithoutPrefix(scm.scheme)}${scm.host}${scm.repository}`
           : `svn+ssh://${scm.user}@${scm.host}${scm.repository}`
-      if (!staysInside(scm.module)) return Either.left(moduleEscapes(scm))
-      return Either.right({
-        scmtype: scm.scmtype,
-        checkout: { argv: ["svn", "checkout", "-r", rev, `${server}/${scm.module}`, scm.module], cwd: "" },
+      return finish(scm.module, {
+        checkout: { argv: ["svn", "checkout", "-r", rev, `${server}/${scm.module}`, scm.module], cwd: scmdir },
         update: [],
         recovery: null,
-        common: { argv: ["svn", "checkout", `${server}/common`], cwd: "" },
-        sourcedir: scm.module,
+        common: { argv: ["svn", "checkout", `${server}/common`], cwd: scmdir },
         gitdir: null
       })
     }
@@ -348,37 +370,19 @@ export const checkoutPlan = (scm: ScmUrl): Either.Either<CheckoutPlan, ScmError>
       }
       // git reset accepts origin/x, git fetch wants the bare ref (kojid strips the prefix too).
       const fetchRev = rev.startsWith("origin/") ? rev.slice(7) : rev
-      if (!staysInside(joinRel(checkoutPath, scm.module))) return Either.left(moduleEscapes(scm))
-      return Either.right({
-        scmtype: scm.scmtype,
-        checkout: { argv: ["git", "clone", "-n", gitrepo, checkoutPath], cwd: "" },
+      const workTree = abs(checkoutPath)
+      return finish(joinRel(checkoutPath, scm.module), {
+        checkout: { argv: ["git", "clone", "-n", gitrepo, workTree], cwd: scmdir },
         update: [
-          { argv: ["git", "fetch", "origin", `${fetchRev}:KOJI_FETCH_HEAD`], cwd: checkoutPath },
-          { argv: ["git", "reset", "--hard", "KOJI_FETCH_HEAD"], cwd: checkoutPath }
+          { argv: ["git", "fetch", "origin", `${fetchRev}:KOJI_FETCH_HEAD`], cwd: workTree },
+          { argv: ["git", "reset", "--hard", "KOJI_FETCH_HEAD"], cwd: workTree }
         ],
-        recovery: { argv: ["git", "reset", "--hard", rev], cwd: checkoutPath },
-        common: { argv: ["git", "clone", commonrepo, "common"], cwd: "" },
-        sourcedir: joinRel(checkoutPath, scm.module),
-        gitdir: checkoutPath
+        recovery: { argv: ["git", "reset", "--hard", rev], cwd: workTree },
+        common: { argv: ["git", "clone", commonrepo, "common"], cwd: scmdir },
+        gitdir: workTree
       })
     }
   }
-}
-
-const moduleEscapes = (scm: ScmUrl) =>
-  invalid(scm.url, `Invalid SCM URL: ${maskPassword(scm.url)} . The module ${scm.module} leaves the checkout directory.`)
-
-/** `git+https://` → `https://` (kojid: `scheme.split('+')[1]`). */
-const schemeWithoutPrefix = (scheme: string): string => (scheme.includes("+") ? scheme.split("+")[1]! : scheme)
-
-/**
- * Where kojid puts the `common` symlink after checking out `common/` (relative to scmdir), and
- * its target; null when `<sourcedir>/../common` is the checked-out one itself.
- */
-export const commonLink = (sourcedir: string): { readonly link: string; readonly target: string } | null => {
-  const parent = dirname(sourcedir)
-  if (parent === "") return null
-  return { link: `${parent}/common`, target: "../".repeat(parent.split("/").length) + "common" }
 }
 
 /**
