@@ -7,6 +7,7 @@ import { Context, Effect, Either, Layer } from "effect"
 import { spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { ImageError, Images, type ImagesOptions } from "../../src/containers/Images.js"
@@ -233,6 +234,29 @@ describe.skipIf(!runnable)("Images with a real registry (podman)", () => {
       const err = yield* expectImageError(withImages({ insecure_registries: [host] }, (images) => images.ensure(`${host}/x/y:1`)))
       assert.strictEqual(err.reason, "Unreachable")
       assert.include(err.message, host)
+    }))
+
+  it.live("a registry that accepts connections but never answers fails with Timeout after pullTimeout", () =>
+    Effect.gen(function* () {
+      const sockets: Array<net.Socket> = []
+      const server = net.createServer((s) => void sockets.push(s))
+      yield* Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void)))
+      const address = server.address()
+      const host = `127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`
+      const started = Date.now()
+      const err = yield* expectImageError(
+        withImages({ insecure_registries: [host], pullTimeout: "1500 millis" }, (images) => images.ensure(`${host}/x/y:1`))
+      ).pipe(
+        Effect.ensuring(
+          Effect.async<void>((resume) => {
+            for (const s of sockets) s.destroy()
+            server.close(() => resume(Effect.void))
+          })
+        )
+      )
+      assert.strictEqual(err.reason, "Timeout")
+      assert.include(err.message, host)
+      assert.isBelow(Date.now() - started, 10_000)
     }))
 
   it.live("a missing tag is NotFound; a bad reference is InvalidReference; a missing localhost image names the build script", () =>
