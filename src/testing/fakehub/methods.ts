@@ -8,6 +8,7 @@ import * as sessions from "./sessions.js"
 import type { Param, Signature } from "./signature.js"
 import { hostTaskMethods, rootTaskMethods } from "./tasks.js"
 import { checkUpload, uploadFile } from "./uploads.js"
+import { buildrootMethods } from "./buildroots.js"
 
 /** A registered method. */
 export interface MethodDef {
@@ -148,5 +149,6 @@ export const methods: ReadonlyMap<string, MethodDef> = new Map<string, MethodDef
       varargs: true, varkw: true
     }),
     run: (ctx, a, extra, rest) => hostTaskMethods.subtask2(ctx, a, extra, rest)
-  }]
+  }],
+  ...buildrootMethods
 ])
