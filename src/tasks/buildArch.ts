@@ -1,0 +1,141 @@
+/**
+ * `buildArch` (kojid BuildArchTask, koji-protocol.md §7.2): build one SRPM for one arch in a
+ * fresh buildroot of the task's repo and upload the RPMs (and with `keep_srpm` the SRPM) into
+ * the task directory. Returns `{rpms, srpms, logs, brootid}` with paths relative to work.
+ */
+import { Effect, Either, Schema } from "effect"
+import { createHash } from "node:crypto"
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { type Buildroots } from "../buildroot/Buildroots.js"
+import { sessionHub } from "../buildroot/hubSide.js"
+import { readRpmHeader } from "../buildroot/rpmHeader.js"
+import { fetchWorkFile, sortResults } from "../buildroot/taskFiles.js"
+import { BuildError, ParameterError } from "../hub/faults.js"
+import { hostApi } from "../hub/HostApi.js"
+import * as S from "../hub/schemas.js"
+import { uploadWrapper } from "../hub/Uploads.js"
+import type { XmlRpcValue } from "../hub/xmlrpc.js"
+import { checkHostArch, findBuildrootArch } from "./arches.js"
+import { AnyValue, defineHandler, optional, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
+
+/** A tag given by id or name. */
+export const TagRef = Schema.Union(Schema.Number, Schema.String)
+
+/** `opts` of build handlers: a struct (repo_id, …) or nil. */
+export const TaskOpts = Schema.NullOr(S.Struct)
+
+/** kojid's BuildArchTask weight before the package is known. */
+export const BUILD_ARCH_WEIGHT = 1.5
+
+/** `opts.repo_id`, required (BuildError as kojid raises it). */
+export const requireRepoId = (opts: Readonly<Record<string, XmlRpcValue>> | null) => {
+  const id = opts?.["repo_id"]
+  return typeof id === "number" && id !== 0
+    ? Effect.succeed(id)
+    : Effect.fail(new BuildError({ faultString: "A repo id must be provided" }))
+}
+
+/** kojid's `updateWeight`: 1.5 + min(18, avg/4800) when the package has a positive average duration. */
+export const weightFromDuration = (avg: number | null): number | undefined =>
+  avg === null || avg <= 0 ? undefined : BUILD_ARCH_WEIGHT + Math.min(18.0, avg / 4800.0)
+
+/** `checkHostArch(tag, hostdata)`: `getBuildConfig(tag)` on the main session. */
+export const checkTagHost = (tag: string | number, host: S.HostInfo, session: TaskContext["session"]) =>
+  Effect.map(hostApi(session).getBuildConfig(tag), (config) => checkHostArch(config.arches, host.arches))
+
+/** The noarch rpmdiff record kojid uploads as `noarch_rpmdiff.json`, a digest of each noarch rpm's header. */
+const rpmdiffHash = (file: string) =>
+  Effect.promise(async () => {
+    const buf = await fsp.readFile(file)
+    return createHash("sha256").update(buf.subarray(0, Math.min(buf.length, 1 << 20))).digest("hex")
+  })
+
+/** The buildArch handler over a Buildroots service. */
+export const buildArchHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
+  defineHandler({
+    name: "BuildArchTask",
+    methods: ["buildArch"],
+    weight: BUILD_ARCH_WEIGHT,
+    signature: signature("BuildArchTask.handler", {
+      pkg: required(Schema.String),
+      root: required(TagRef),
+      arch: required(Schema.String),
+      keep_srpm: required(AnyValue),
+      opts: optional(TaskOpts, null)
+    }),
+    checkHost: (p, host, session) => checkTagHost(p.root, host, session),
+    run: (p, ctx) =>
+      Effect.gen(function* () {
+        const api = hostApi(ctx.session)
+        const kojid = buildroots.options.kojid
+        const repoId = yield* requireRepoId(p.opts)
+        const repo = yield* api.repoInfo(repoId, true)
+        if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
+        const srpm = yield* fetchWorkFile(kojid, p.pkg, path.join(ctx.workdir, "input"))
+        const h = yield* readRpmHeader(srpm).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
+        if (!h.sourcepackage) return yield* new BuildError({ faultString: "not a source package" })
+
+        // updateWeight (hubs < 1.23 have no `age`).
+        const avg = yield* api.getAverageBuildDuration(h.name, 6).pipe(
+          Effect.catchIf((e): e is ParameterError => e instanceof ParameterError, () => api.getAverageBuildDuration(h.name))
+        )
+        const weight = weightFromDuration(avg)
+        if (weight !== undefined) yield* api.setTaskWeight(ctx.taskId, weight)
+        else if (avg !== null && avg < 0) yield* Effect.logWarning(`Negative average build duration for ${h.name}: ${avg}`)
+
+        const preferred = p.arch === "noarch" ? (yield* api.getTaskInfo(ctx.taskId))?.arch ?? null : null
+        const hostInfo = yield* api.getHost()
+        const tagConfig = yield* api.getBuildConfig(p.root, repo.create_event)
+        const brArch = findBuildrootArch({
+          arch: p.arch,
+          host: { name: hostInfo.name, arches: hostInfo.arches },
+          tag: { id: tagConfig.id, name: tagConfig.name, arches: tagConfig.arches ?? null },
+          preferredArch: preferred
+        })
+        if (Either.isLeft(brArch)) return yield* brArch.left
+
+        const hub = sessionHub(ctx.session, ctx.taskId, kojid)
+        const broot = yield* buildroots.open(
+          { taskId: ctx.taskId, tag: p.root, arch: brArch.right, repoId, installGroup: "build", workdir: ctx.workdir },
+          hub
+        )
+        yield* broot.build(srpm, p.arch)
+        const logs = [...(yield* broot.finishLogs)]
+        const results = yield* sortResults(broot.resultDir)
+        if (results.unexpected.length > 0) yield* Effect.logDebug(`unexpected: ${results.unexpected.join(", ")}`)
+        const uploadPath = taskRelPath(ctx.taskId)
+
+        const noarch = results.rpms.filter((f) => f.endsWith(".noarch.rpm"))
+        if (noarch.length > 0) {
+          const hashes: Record<string, string> = {}
+          for (const f of noarch) hashes[f] = yield* rpmdiffHash(path.join(broot.resultDir, f))
+          const file = path.join(ctx.workdir, "noarch_rpmdiff.json")
+          yield* Effect.promise(() => fsp.writeFile(file, JSON.stringify({ [String(ctx.taskId)]: hashes }, null, 2)))
+          yield* uploadWrapper(ctx.session, file, uploadPath)
+          logs.push("noarch_rpmdiff.json")
+        }
+        for (const f of results.rpms) yield* uploadWrapper(ctx.session, path.join(broot.resultDir, f), uploadPath)
+        const keep = p.keep_srpm !== null && p.keep_srpm !== false && p.keep_srpm !== 0 && p.keep_srpm !== ""
+        if (keep) {
+          if (results.srpms.length === 0) return yield* new BuildError({ faultString: `no srpm files found for task ${ctx.taskId}` })
+          if (results.srpms.length > 1) {
+            return yield* new BuildError({ faultString: `multiple srpm files found for task ${ctx.taskId}: ${results.srpms.join(", ")}` })
+          }
+          const srpmOut = path.join(broot.resultDir, results.srpms[0]!)
+          const sh = yield* readRpmHeader(srpmOut).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
+          if (!sh.packager) return yield* new BuildError({ faultString: "The build system failed to set the packager tag" })
+          if (!sh.vendor) return yield* new BuildError({ faultString: "The build system failed to set the vendor tag" })
+          if (!sh.distribution) return yield* new BuildError({ faultString: "The build system failed to set the distribution tag" })
+          yield* uploadWrapper(ctx.session, srpmOut, uploadPath)
+        }
+        const result = {
+          rpms: results.rpms.map((f) => `${uploadPath}/${f}`),
+          srpms: keep ? results.srpms.map((f) => `${uploadPath}/${f}`) : [],
+          logs: logs.map((f) => `${uploadPath}/${f}`),
+          brootid: broot.id
+        }
+        yield* broot.expire
+        return result
+      })
+  })

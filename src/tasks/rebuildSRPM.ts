@@ -1,0 +1,74 @@
+/**
+ * `rebuildSRPM` (kojid RebuildSRPM, koji-protocol.md §7.4): rebuild an uploaded SRPM in an
+ * `srpm-build` buildroot so it carries the build system's macros, and upload it. Returns
+ * `{srpm, logs, brootid, source: {source, url}}` (source and url are the SRPM's basename).
+ */
+import { Effect, Either, Schema } from "effect"
+import * as path from "node:path"
+import type { Buildroots } from "../buildroot/Buildroots.js"
+import { sessionHub } from "../buildroot/hubSide.js"
+import { readRpmHeader } from "../buildroot/rpmHeader.js"
+import { fetchWorkFile, sortResults } from "../buildroot/taskFiles.js"
+import { BuildError } from "../hub/faults.js"
+import { hostApi } from "../hub/HostApi.js"
+import { uploadWrapper } from "../hub/Uploads.js"
+import { findBuildrootArch } from "./arches.js"
+import { checkTagHost, requireRepoId, TagRef, TaskOpts } from "./buildArch.js"
+import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
+
+/** The rebuildSRPM handler over a Buildroots service. */
+export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
+  defineHandler({
+    name: "RebuildSRPM",
+    methods: ["rebuildSRPM"],
+    weight: 1.0,
+    signature: signature("RebuildSRPM.handler", {
+      srpm: required(Schema.String),
+      build_tag: required(TagRef),
+      opts: optional(TaskOpts, null)
+    }),
+    checkHost: (p, host, session) => checkTagHost(p.build_tag, host, session),
+    run: (p, ctx) =>
+      Effect.gen(function* () {
+        const api = hostApi(ctx.session)
+        const kojid = buildroots.options.kojid
+        const repoId = yield* requireRepoId(p.opts)
+        const repo = yield* api.repoInfo(repoId, true)
+        if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
+        const tag = yield* api.getTag(p.build_tag, { strict: true, event: repo.create_event })
+        if (tag === null) return yield* new BuildError({ faultString: `No such tag: ${String(p.build_tag)}` })
+        const hostInfo = yield* api.getHost()
+        const tagConfig = yield* api.getBuildConfig(tag.id, repo.create_event)
+        const brArch = findBuildrootArch({
+          arch: "noarch",
+          host: { name: hostInfo.name, arches: hostInfo.arches },
+          tag: { id: tagConfig.id, name: tagConfig.name, arches: tagConfig.arches ?? null }
+        })
+        if (Either.isLeft(brArch)) return yield* brArch.left
+        const broot = yield* buildroots.open(
+          { taskId: ctx.taskId, tag: tag.id, arch: brArch.right, repoId, installGroup: "srpm-build", workdir: ctx.workdir },
+          sessionHub(ctx.session, ctx.taskId, kojid)
+        )
+        const input = yield* fetchWorkFile(kojid, p.srpm, path.join(ctx.workdir, "input"), "Input SRPM file")
+        yield* broot.rebuildSrpm(input)
+        const results = yield* sortResults(broot.resultDir)
+        if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${broot.resultDir}` })
+        if (results.srpms.length > 1) {
+          return yield* new BuildError({ faultString: `Multiple srpms found in ${broot.resultDir}: ${results.srpms.join(", ")}` })
+        }
+        const file = results.srpms[0]!
+        const h = yield* readRpmHeader(path.join(broot.resultDir, file)).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
+        const srpmName = `${h.name}-${h.version}-${h.release}.src.rpm`
+        if (srpmName !== file) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${file}` })
+        const logs = yield* broot.finishLogs
+        const uploadPath = taskRelPath(ctx.taskId)
+        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, file), uploadPath)
+        yield* broot.expire
+        return {
+          srpm: `${uploadPath}/${srpmName}`,
+          logs: logs.map((f) => `${uploadPath}/${f}`),
+          brootid: broot.id,
+          source: { source: file, url: file }
+        }
+      })
+  })
