@@ -35,7 +35,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --print) print_only=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "build-images.sh: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -62,6 +62,10 @@ if [ "$print_only" = 1 ]; then echo "$IMAGE"; exit 0; fi
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap, chroot and rootful podman need it)"
 command -v debootstrap >/dev/null || die "debootstrap missing: run scripts/setup-host.sh"
 command -v podman >/dev/null || die "podman missing: run scripts/setup-host.sh"
+# One build at a time on a machine; a second run waits, then finds the image and exits.
+mkdir -p "$STATE_DIR"
+exec 9>"$STATE_DIR/build-images.lock"
+flock 9
 
 publish() {
   podman tag "$IMAGE" "$IMAGE_REPO:latest"
