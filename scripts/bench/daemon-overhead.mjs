@@ -51,7 +51,8 @@ if (process.argv[2] === "--child") {
     forceLock: true,
     runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
     shutdownTimeout: Duration.seconds(10),
-    shutdownCallTimeout: Duration.seconds(5)
+    shutdownCallTimeout: Duration.seconds(5),
+    batchHubCalls: true
   })).pipe(Effect.provide(layer), NodeRuntime.runMain)
 } else {
   await main()

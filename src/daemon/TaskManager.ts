@@ -6,15 +6,16 @@
  * take at most one assigned task. Task fibers live in a FiberMap keyed by task id and do their
  * hub calls on their own subsessions, so the heartbeat on the main session never waits on them.
  */
-import { Duration, Effect, Either, FiberMap, Option, Runtime, type Scope } from "effect"
+import { Duration, Effect, Either, FiberMap, Option, Runtime, Schema, type Scope } from "effect"
 import { Containers } from "../containers/Containers.js"
 import { reap } from "../containers/Reaper.js"
 import { ActionNotAllowed, AuthExpired, type Fault, isAuthFamily, isFault, ParameterError, RetryError } from "../hub/faults.js"
-import type { HubError, LoginError } from "../hub/HubError.js"
+import { HubError as HubErrorClass, type HubError, type LoginError } from "../hub/HubError.js"
 import { hostApi } from "../hub/HostApi.js"
-import { doneOnRetry, KojiHub, type Session } from "../hub/KojiHub.js"
-import type { HostInfo, HostTask } from "../hub/schemas.js"
-import type { XmlRpcValue } from "../hub/xmlrpc.js"
+import { decodeAs, doneOnRetry, KojiHub, type Kwargs, type Session } from "../hub/KojiHub.js"
+import * as S from "../hub/schemas.js"
+import type { HostInfo, HostTask, OpenHostTask } from "../hub/schemas.js"
+import { Double, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { type DaemonControl, TaskState } from "../tasks/handler.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
@@ -33,6 +34,13 @@ export interface DaemonOptions {
   readonly shutdownTimeout: Duration.Duration
   /** Bound on each hub call made while shutting down. */
   readonly shutdownCallTimeout: Duration.Duration
+  /**
+   * Send the cycle's adjacent reads in one `multiCall` each: [host.getHostTasks, host.getHost]
+   * and [host.updateHost, host.getTasks] (the latter only when ready). Same calls, same order,
+   * same session and the hub runs them the same way (§1.8), in half the round trips; false
+   * gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
+   */
+  readonly batchHubCalls: boolean
 }
 
 /** How a daemon run ended. */
@@ -75,6 +83,26 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   let hostdata: HostInfo | undefined
   let restartPending = false
   let legacyHostData = false
+  /** host.getHost's answer when it came in the same multiCall as getHostTasks. */
+  let prefetchedHost: Either.Either<HostInfo, Fault | HubError> | undefined
+
+  /** Two calls in one multiCall; each answer decoded on its own. */
+  const batch2 = <A, IA, B, IB>(
+    first: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<A, IA> },
+    second: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<B, IB> }
+  ) =>
+    Effect.gen(function*() {
+      const results = yield* session.multiCall([first, second])
+      const decode = <X, IX>(r: Either.Either<XmlRpcValue, Fault> | undefined, method: string, schema: Schema.Schema<X, IX>) =>
+        r === undefined
+          ? Effect.either(Effect.fail(new HubErrorClass({ reason: "Decode", method: "multiCall", message: `multiCall: no answer for ${method}` })))
+          : Either.isLeft(r)
+          ? Effect.succeed(Either.left<Fault | HubError>(r.left))
+          : Effect.either(decodeAs(schema, method)(r.right))
+      const a: Either.Either<A, Fault | HubError> = yield* decode(results[0], first.method, first.schema)
+      const b: Either.Either<B, Fault | HubError> = yield* decode(results[1], second.method, second.schema)
+      return [a, b] as const
+    })
 
   const control: DaemonControl = {
     startTs,
@@ -116,7 +144,17 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
 
   /** §4.7: watch running tasks. */
   const updateTasks = Effect.gen(function*() {
-    const open = yield* api.getHostTasks()
+    let open: ReadonlyArray<OpenHostTask>
+    if (options.batchHubCalls && !restartPending) {
+      const [tasks, host] = yield* batch2(
+        { method: "host.getHostTasks", schema: Schema.Array(S.OpenHostTask) },
+        { method: "host.getHost", schema: S.HostInfo }
+      )
+      prefetchedHost = host
+      open = yield* tasks
+    } else {
+      open = yield* api.getHostTasks()
+    }
     const seen = new Set<number>()
     const stale: Array<number> = []
     let load = 0.0
@@ -170,7 +208,9 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       }
       return "restart" as const
     }
-    hostdata = yield* api.getHost()
+    const prefetched = prefetchedHost
+    prefetchedHost = undefined
+    hostdata = prefetched === undefined ? yield* api.getHost() : yield* prefetched
     if (!hostdata.enabled) {
       yield* Effect.logInfo("Host is disabled")
       return false as const
@@ -294,13 +334,31 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       return true
     })
 
+  /** The heartbeat and, when ready, host.getTasks — in one multiCall when batching. */
+  const heartbeatAndGetTasks = (ready: boolean): Effect.Effect<ReadonlyArray<HostTask>, Fault | HubError> =>
+    Effect.gen(function*() {
+      if (!options.batchHubCalls || legacyHostData || !ready) {
+        yield* heartbeat(ready)
+        return ready ? yield* api.getTasks() : []
+      }
+      const data = { methods: [...registry.methods], maxjobs: options.maxjobs }
+      const [beat, tasks] = yield* batch2(
+        { method: "host.updateHost", params: [new Double(taskLoad), ready], kwargs: { data }, schema: Schema.Unknown },
+        { method: "host.getTasks", schema: Schema.Array(S.HostTask) }
+      )
+      if (Either.isLeft(beat)) {
+        if (!(beat.left instanceof ParameterError)) return yield* Effect.fail(beat.left)
+        yield* heartbeat(ready)
+      }
+      return yield* tasks
+    })
+
   /** §4.3 getNextTask. */
   const getNextTask = Effect.gen(function*() {
     const ready = yield* readyForTask
     if (ready === "restart") return "restart" as const
-    yield* heartbeat(ready)
+    const tasks = yield* heartbeatAndGetTasks(ready)
     if (!ready) return "idle" as const
-    const tasks = yield* api.getTasks()
     for (const task of tasks) {
       if (running.has(task.id)) {
         yield* Effect.logInfo(`Task ${task.id} reassigned`)

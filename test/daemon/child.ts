@@ -2,8 +2,8 @@
  * Helpers to run the daemon as a real child process against a fake hub served by the test
  * process: a kojid.conf in a temp dir, `node dist/main.js` (built when stale), exit waiting.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, type Scope } from "effect"
@@ -12,11 +12,42 @@ import { HOST, PASSWORD } from "./harness.js"
 export const repoRoot = path.resolve(import.meta.dirname, "../..")
 export const distMain = path.join(repoRoot, "dist/main.js")
 
-/** Builds dist/ when it is missing or older than the daemon sources (scripts/test.sh builds first anyway). */
+const fresh = (): boolean => {
+  const src = ["src/daemon", "src/tasks"]
+    .flatMap((d) => readdirSync(path.join(repoRoot, d)).map((f) => path.join(d, f)))
+    .concat(["src/main.ts"])
+    .map((f) => statSync(path.join(repoRoot, f)).mtimeMs)
+  return existsSync(distMain) && statSync(distMain).mtimeMs >= Math.max(...src)
+}
+
+/**
+ * Builds dist/ when it is missing or older than the daemon sources (scripts/test.sh builds
+ * first anyway). Test files run in parallel: a lock directory keeps two builds from writing
+ * dist/ at once while a child process loads it.
+ */
 export const ensureBuilt = (): void => {
-  const src = ["src/daemon/TaskManager.ts", "src/daemon/TaskRunner.ts", "src/main.ts"].map((f) => statSync(path.join(repoRoot, f)).mtimeMs)
-  if (existsSync(distMain) && statSync(distMain).mtimeMs >= Math.max(...src)) return
-  execFileSync("npx", ["tsc", "-p", "tsconfig.build.json"], { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] })
+  if (fresh()) return
+  const lock = path.join(repoRoot, "node_modules", ".cache", "adjutant-dist-build.lock")
+  mkdirSync(path.dirname(lock), { recursive: true })
+  const deadline = Date.now() + 170_000
+  for (;;) {
+    try {
+      mkdirSync(lock)
+      break
+    } catch {
+      const held = statSync(lock, { throwIfNoEntry: false })
+      if (held !== undefined && Date.now() - held.mtimeMs > 180_000) rmSync(lock, { recursive: true, force: true })
+      if (Date.now() > deadline) throw new Error(`dist build lock ${lock} held too long`)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200)
+    }
+  }
+  try {
+    // The build is emitted even when other parts of the tree have type errors.
+    if (!fresh()) spawnSync(process.execPath, [path.join(repoRoot, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], { cwd: repoRoot, stdio: "ignore" })
+    if (!existsSync(distMain)) throw new Error("dist/main.js was not built")
+  } finally {
+    rmSync(lock, { recursive: true, force: true })
+  }
 }
 
 /** A temp dir with a kojid.conf pointing at `hubUrl`; removed with the scope. */

@@ -52,6 +52,7 @@ Effect.scoped(
     forceLock: true,
     runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
     shutdownTimeout: Duration.seconds(20),
-    shutdownCallTimeout: Duration.seconds(5)
+    shutdownCallTimeout: Duration.seconds(5),
+    batchHubCalls: true
   })
 ).pipe(Effect.provide(layer), NodeRuntime.runMain)

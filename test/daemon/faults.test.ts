@@ -56,7 +56,8 @@ describe("hub faults and bad input", () => {
         Readiness.layerAlways,
         Containers.layerMemory({ hostName: HOST })
       )
-      yield* startDaemon(testOptions(workdir, { sleeptime: Duration.millis(20) })).pipe(Effect.provide(layer))
+      // The production setting: the cycle's reads go in multiCalls (faults hit whole batches too).
+      yield* startDaemon(testOptions(workdir, { sleeptime: Duration.millis(20), batchHubCalls: true })).pipe(Effect.provide(layer))
       const finished = (id: number) => {
         const st = hub.state.task(id)?.state
         return st === TaskState.CLOSED || st === TaskState.FAILED

@@ -32,6 +32,8 @@ export const testOptions = (workdir: string, patch: Partial<DaemonOptions> = {})
   runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(30) },
   shutdownTimeout: Duration.seconds(10),
   shutdownCallTimeout: Duration.seconds(5),
+  // kojid's exact one-call-per-request traffic, so tests can inspect each call.
+  batchHubCalls: false,
   ...patch
 })
 

@@ -36,6 +36,52 @@ describe("TaskManager loop (fake hub, TestClock)", () => {
       assert.deepInclude(JSON.stringify(beat.params), "\"maxjobs\":10")
     }))
 
+  it.scoped("unbatched, the main session's calls follow kojid's recorded sequence (koji-captures/kojid/generic-sleep)", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const id = hub.createTask("sleep", [0])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.calls.some((c) => c.method === "logoutChild"), "logoutChild")
+      const main = hub.state.calls.find((c) => c.method === "host.getID")!.sessionId
+      const seq = hub.state.calls.filter((c) => c.sessionId === main).map((c) => c.method)
+      const upTo = seq.slice(0, seq.indexOf("logoutChild") + 1)
+      // kojid (startup/generic-sleep captures): one task per cycle, no sleep after taking it,
+      // no updateBuildroots in the cycle after a take; idle cycles until the task has reported;
+      // then logoutChild right after getHostTasks.
+      const idle = ["listBuildroots", "host.getHostTasks", "host.getHost", "host.updateHost", "host.getTasks"]
+      assert.deepStrictEqual(upTo.slice(0, 17), [
+        "exclusiveSession", "echo", "host.getID", "getSessionInfo",
+        ...idle,
+        "getTaskInfo", "host.openTask", "host.setTaskWeight", "subsession",
+        "host.getHostTasks", "host.getHost", "host.updateHost", "host.getTasks"
+      ])
+      const rest = upTo.slice(17)
+      // (kojid adds its local buildroot scan after listBuildroots: listBuildroots(buildrootID=…), getTaskInfo([…]))
+      assert.deepStrictEqual(rest.slice(-3), ["listBuildroots", "host.getHostTasks", "logoutChild"])
+      const middle = rest.slice(0, -3)
+      assert.strictEqual(middle.length % idle.length, 0)
+      for (let i = 0; i < middle.length; i++) assert.strictEqual(middle[i], idle[i % idle.length])
+      const sub = hub.state.calls.filter((c) => c.method === "host.closeTask" || c.method === "logout").filter((c) => c.sessionId !== main)
+      assert.deepStrictEqual(sub.map((c) => c.method), ["host.closeTask", "logout"])
+      assert.strictEqual(hub.state.task(id)?.state, TaskState.CLOSED)
+    }))
+
+  it.scoped("batched, the cycle's reads travel in multiCalls and tasks still close", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const ids = [hub.createTask("sleep", [0]), hub.createTask("sleep", [0]), hub.createTask("bogus", [])]
+      yield* startDaemon(testOptions(workdir, { batchHubCalls: true })).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.task(ids[0]!)?.state === TaskState.CLOSED && hub.state.task(ids[1]!)?.state === TaskState.CLOSED &&
+        hub.state.refusals.some((r) => r.taskId === ids[2]), "closed and refused")
+      const methods = hub.state.calls.map((c) => c.method)
+      assert.include(methods, "multiCall")
+      assert.notInclude(methods, "host.getTasks")
+      assert.notInclude(methods, "host.getHost")
+      assert.isTrue(hub.state.host(HOST)!.ready)
+    }))
+
   it.scoped("failing handlers give the fault code of each error kind", () =>
     Effect.gen(function*() {
       class ScmError extends Schema.TaggedError<ScmError>()("ScmError", { message: Schema.String }) {}
