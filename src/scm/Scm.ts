@@ -257,7 +257,7 @@ export const makeScm = (options: ScmOptions) =>
       LANG: "C.UTF-8"
     })
 
-    const prepareScmdir = Effect.fnUntraced(function* (workdir: string) {
+    const prepareScmdir = Effect.fnUntraced(function* (workdir: string, url: string) {
       const scmdir = path.join(path.resolve(workdir), "scmroot")
       yield* Effect.tryPromise({
         try: async () => {
@@ -267,7 +267,7 @@ export const makeScm = (options: ScmOptions) =>
           if (ids !== undefined && process.getuid?.() === 0) await fs.chown(scmdir, ids.uid, ids.gid)
         },
         catch: (e) =>
-          new ScmError({ reason: "checkout-failed", url: "", message: `cannot prepare the SCM directory ${scmdir}: ${String(e)}` })
+          new ScmError({ reason: "checkout-failed", url, message: `cannot prepare the SCM directory ${scmdir}: ${String(e)}` })
       })
       return scmdir
     })
@@ -279,7 +279,7 @@ export const makeScm = (options: ScmOptions) =>
     ) {
       const url = maskPassword(scm.url)
       const plan: CheckoutPlan = yield* checkoutPlan(scm, CONTAINER_SCMDIR)
-      const scmdir = yield* prepareScmdir(opts.workdir)
+      const scmdir = yield* prepareScmdir(opts.workdir, url)
       const logFile = path.join(path.resolve(opts.workdir), "checkout.log")
       yield* Effect.promise(() => fs.writeFile(logFile, ""))
       const appendLog = (text: string) => Effect.promise(() => fs.appendFile(logFile, text))

@@ -75,6 +75,15 @@ const makeRepo = (name: string, commits: ReadonlyArray<Record<string, string | {
   execFileSync("git", ["clone", "-q", "--bare", work, bare])
 }
 
+/** Waits until a git daemon answers for `repo` (up to 10 s). */
+const waitForGit = async (repo: string): Promise<void> => {
+  for (let i = 0; i < 100; i++) {
+    if (spawnSync("git", ["ls-remote", repo], { stdio: "ignore" }).status === 0) return
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error(`git daemon did not answer for ${repo}`)
+}
+
 const SPEC = "Name: foo\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\nBuildArch: noarch\n%description\nd\n%files\n"
 
 const options = (overrides: Partial<ScmOptions> = {}): ScmOptions => ({
@@ -137,10 +146,7 @@ describe.skipIf(!podmanInstalled)("Scm checkout in a container (real podman, git
     })
     // /rpms/<name>.git is served from <base>/repos/rpms: link it.
     symlinkSync(join(base, "repos"), join(base, "repos", "rpms"))
-    for (let i = 0; i < 100; i++) {
-      if (spawnSync("git", ["ls-remote", `git://127.0.0.1:${port}/rpms/foo.git`], { stdio: "ignore" }).status === 0) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
+    await waitForGit(`git://127.0.0.1:${port}/rpms/foo.git`)
   })
 
   afterAll(async () => {
@@ -246,6 +252,29 @@ describe.skipIf(!podmanInstalled)("Scm checkout in a container (real podman, git
       assert.strictEqual(e.reason, "checkout-failed")
       assert.include(e.message, "leads outside the checkout")
     }).pipe(Effect.provide(layer())))
+
+  it.live("bridge network (the production default) reaches an SCM host at the bridge gateway", () =>
+    Effect.gen(function* () {
+      const gateway = execFileSync("podman", ["network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}"], {
+        encoding: "utf8"
+      }).trim()
+      assert.match(gateway, /^\d+\.\d+\.\d+\.\d+$/, "podman's default network has an IPv4 gateway")
+      const bridgePort = yield* Effect.promise(freePort)
+      // Listens on the bridge address only: reachable from containers and this host, not beyond.
+      yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          spawn("git", ["daemon", "--reuseaddr", "--export-all", `--base-path=${join(base, "repos")}`, `--listen=${gateway}`, `--port=${bridgePort}`, join(base, "repos")], {
+            stdio: "ignore"
+          })
+        ),
+        (p) => Effect.sync(() => p.kill("SIGTERM"))
+      )
+      const repo = `git://${gateway}:${bridgePort}/rpms/foo.git`
+      yield* Effect.promise(() => waitForGit(repo))
+      const co = yield* checkoutOf(`${repo}#foo-1-1`, freshWorkdir())
+      assert.strictEqual(co.commit, tagHash)
+      assert.strictEqual((yield* Scm).options.network, "bridge")
+    }).pipe(Effect.scoped, Effect.provide(layer({ network: "bridge", allowedScms: "*:/rpms/*:no:" }))))
 
   it.live("host files (a stand-in client cert) are invisible; only scm_credentials_dir is mounted, read-only", () => {
     const secretDir = mkdtempSync(join(base, "etc-kojid-"))
