@@ -1,4 +1,5 @@
 import * as http from "node:http"
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import { Context, Effect, Layer, Schema, Stream } from "effect"
 import { collectOutput, demuxAll, demuxStream, type LogFrame, type Output } from "./demux.js"
 
@@ -293,10 +294,16 @@ export const makeLibpod = Effect.fnUntraced(function* (options: LibpodOptions) {
     Stream.unwrapScoped(
       Effect.gen(function* () {
         // destroy() after a complete body leaves the keep-alive socket alone; mid-body it aborts.
-        const res = yield* Effect.acquireRelease(open(req), (r) => Effect.sync(() => r.destroy()))
+        // The acquire is made interruptible: podman sends no response headers for a followed
+        // log of a silent container until its first line, and an uninterruptible wait there
+        // would make cancelling such a stream hang (open's canceler destroys the request).
+        const res = yield* Effect.acquireRelease(Effect.interruptible(open(req)), (r) => Effect.sync(() => r.destroy()))
         const status = res.statusCode ?? 0
         if (isError(req, status)) return yield* Effect.fail(apiError(req, status, yield* readBody(req, socket, res)))
-        return Stream.fromAsyncIterable<Uint8Array, PodmanError>(res, (e) => transportError(socket, req, e))
+        // Not Stream.fromAsyncIterable: its finalizer awaits the pending next() of a silent
+        // response (a quiet pull, the followed logs of a silent container), so interruption
+        // would hang until podman sent more bytes. fromReadable destroys the response instead.
+        return NodeStream.fromReadable<PodmanError, Uint8Array>(() => res, (e) => transportError(socket, req, e))
       })
     )
 

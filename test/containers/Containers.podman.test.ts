@@ -73,6 +73,22 @@ describe.skipIf(!podmanInstalled)("Containers (real podman)", () => {
       assert.deepStrictEqual(containersOfHost(host), [])
     }).pipe(Effect.provide(layer())))
 
+  it.live("podman: interrupting a followed log stream of a silent container returns at once", () =>
+    Effect.gen(function* () {
+      const containers = yield* Containers
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const c = yield* containers.create(spec(["sleep", "300"]))
+          yield* c.start
+          const follower = yield* Effect.fork(Stream.runDrain(c.logs({ follow: true })))
+          yield* Effect.sleep(Duration.millis(300))
+          const exit = yield* Fiber.interrupt(follower).pipe(Effect.timeout(Duration.seconds(5)), Effect.either)
+          assert.isTrue(exit._tag === "Right", "interrupting the log follower hung behind a silent stream")
+        })
+      )
+      assert.deepStrictEqual(containersOfHost(host), [])
+    }).pipe(Effect.provide(layer())))
+
   it.live("podman: run keeps only the tail of an oversized output", () =>
     Effect.gen(function* () {
       const containers = yield* Containers

@@ -12,6 +12,12 @@ export const TEST_IMAGE = "localhost/koji-adjutant-testbase:latest"
 /** Whether the podman CLI is installed; podman tests skip (visibly) only when it is not. */
 export const podmanInstalled: boolean = spawnSync("podman", ["--version"], { stdio: "ignore" }).status === 0
 
+// CI (scripts/test.sh) sets KOJI_ADJUTANT_REQUIRE_PODMAN: there a missing podman must fail every
+// podman test file instead of letting it skip.
+if (!podmanInstalled && process.env["KOJI_ADJUTANT_REQUIRE_PODMAN"] === "1") {
+  throw new Error("KOJI_ADJUTANT_REQUIRE_PODMAN=1 but podman is not installed: run scripts/setup-host.sh")
+}
+
 /** The reason shown for skipped podman tests. */
 export const podmanSkipReason = "podman is not installed (scripts/setup-host.sh installs it)"
 
