@@ -140,8 +140,8 @@ export const hostApi = (session: AnonymousSession) => {
     /** `host.assertPolicy(name, data, default=)`; ActionNotAllowed when denied. */
     assertPolicy: (name: string, data: XmlRpcStruct, defaultAction?: string) =>
       unit("host.assertPolicy", [name, data], { default: defaultAction }),
-    /** `host.evalPolicy(name, data)` → the action string. */
-    hostEvalPolicy: (name: string, data: XmlRpcStruct) => as(Schema.String, "host.evalPolicy", [name, data]),
+    /** `host.evalPolicy(name, data)` → the action string, or nil (kojid reads it as `or ''`). */
+    hostEvalPolicy: (name: string, data: XmlRpcStruct) => as(Schema.NullOr(Schema.String), "host.evalPolicy", [name, data]),
     /** `host.repoInit(tag, task_id=, event=, opts=)` → `[repo_id, event_id]`. */
     repoInit: (tag: Ref, opts: { readonly taskId?: number; readonly event?: number | null; readonly opts?: XmlRpcStruct } = {}) =>
       as(S.RepoInitResult, "host.repoInit", [tag], { opts: opts.opts, task_id: opts.taskId, event: opts.event }),
@@ -247,7 +247,7 @@ export const hostApi = (session: AnonymousSession) => {
     /** `listHosts(…)`. */
     listHosts: (kw: Kwargs = {}) => as(Schema.Array(S.Struct), "listHosts", [], kw),
     /** `evalPolicy(name, data)` (non-host variant). */
-    evalPolicy: (name: string, data: XmlRpcStruct) => as(Schema.String, "evalPolicy", [name, data]),
+    evalPolicy: (name: string, data: XmlRpcStruct) => as(Schema.NullOr(Schema.String), "evalPolicy", [name, data]),
     /** `checkUpload(path, name, verify=, tail=, volume=)` → nil when the file is missing. */
     checkUpload: (path: string, name: string, opts: { readonly verify?: "adler32" | "md5" | "sha256"; readonly tail?: number; readonly volume?: string } = {}) =>
       as(S.UploadCheck, "checkUpload", [path, name], { verify: opts.verify, tail: opts.tail, volume: opts.volume }),
