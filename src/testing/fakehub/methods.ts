@@ -4,11 +4,13 @@
  */
 import type { XmlRpcStruct, XmlRpcValue } from "../../hub/xmlrpc.js"
 import { type CallContext, truthy } from "./context.js"
+import { newrepoMethods } from "./newrepo.js"
 import * as sessions from "./sessions.js"
 import type { Param, Signature } from "./signature.js"
 import { hostTaskMethods, rootTaskMethods } from "./tasks.js"
 import { checkUpload, uploadFile } from "./uploads.js"
 import { buildrootMethods } from "./buildroots.js"
+import { buildMethods } from "./builds.js"
 
 /** A registered method. */
 export interface MethodDef {
@@ -150,5 +152,7 @@ export const methods: ReadonlyMap<string, MethodDef> = new Map<string, MethodDef
     }),
     run: (ctx, a, extra, rest) => hostTaskMethods.subtask2(ctx, a, extra, rest)
   }],
-  ...buildrootMethods
+  ...buildrootMethods,
+  ...newrepoMethods,
+  ...buildMethods
 ])

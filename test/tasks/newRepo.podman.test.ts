@@ -1,0 +1,98 @@
+/**
+ * End to end (real podman): the daemon against the fake hub runs kojira's `newRepo` for the
+ * offline fixture's tag; `createrepo` runs createrepo_c in the bootstrap image; the hub's
+ * repoDone puts the repodata in place, and dnf in a container reads back exactly the tagged
+ * packages and the `build` group. A second newRepo with copy_old_repodata reuses the repodata.
+ */
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
+import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
+import type { FakeHub } from "../../src/testing/FakeHub.js"
+import { ensureFixture, type Fixture } from "../fixture/manifest.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import {
+  createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, startDaemon, tempDir, waitFor
+} from "./newRepoSupport.js"
+
+if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
+
+const hostName = uniqueHostName("newrepo")
+let service: PodmanService
+let fixture: Fixture
+
+const tasksOf = (hub: FakeHub, method: string) => hub.state.tasks.filter((t) => t.method === method)
+
+describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)", () => {
+  beforeAll(async () => {
+    fixture = ensureFixture()
+    service = await startPodmanService()
+  }, 600_000)
+  afterAll(async () => {
+    const left = containersOfHost(hostName)
+    removeContainersOfHost(hostName)
+    await service?.stop()
+    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
+  })
+
+  it.scopedLive("podman: newRepo makes a repo dnf reads back with exactly the tagged packages and the build group; copy_old_repodata reuses it", () =>
+    Effect.gen(function*() {
+      const topdir = yield* fixtureTopdir(fixture)
+      const workdir = yield* tempDir("adjutant-work-")
+      const hub = yield* repoHub(fixture, topdir)
+      const kojid = repoKojid(topdir, { copy_old_repodata: true })
+      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+        makeRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
+      yield* Effect.gen(function*() {
+        yield* startDaemon(daemonOptions(workdir))
+        const first = createNewRepo(hub, fixture)
+        yield* waitFor(() => DONE.has(hub.state.task(first)?.state ?? 0), `newRepo ${first}`)
+        assert.strictEqual(hub.state.task(first)!.state, 2, JSON.stringify(hub.state.taskResult(first)))
+        const [repoId, eventId] = hub.state.taskResult(first) as [number, number]
+        assert.strictEqual(repoId, 1)
+        assert.isNumber(eventId)
+
+        const createrepos = tasksOf(hub, "createrepo")
+        assert.strictEqual(createrepos.length, 1)
+        assert.strictEqual(createrepos[0]!.label, "x86_64")
+        assert.strictEqual(createrepos[0]!.arch, "noarch")
+        assert.deepStrictEqual(createrepos[0]!.params, [1, "x86_64", null])
+        const crResult = hub.state.taskResult(createrepos[0]!.id) as [string, Array<string>]
+        assert.strictEqual(crResult[0], `tasks/${createrepos[0]!.id}/${createrepos[0]!.id}`)
+        assert.include(crResult[1], "repomd.xml")
+        assert.isTrue(hub.state.uploads.some((u) => u.path === `${crResult[0]}/createrepo.log`))
+
+        const repodir = path.join(topdir, "repos", fixture.manifest.tag.name, "1")
+        assert.strictEqual(buildrootTables(topdir).repos.get(1)!.state, 1)
+        assert.strictEqual(readlinkSync(path.join(topdir, "repos", fixture.manifest.tag.name, "latest")), "1")
+        assert.sameMembers(readdirSync(path.join(repodir, "x86_64", "repodata")), crResult[1])
+        const tagged = fixture.manifest.rpms.filter((r) => r.arch !== "src").map((r) => `${r.name}-${r.version}-${r.release}.${r.arch}`).sort()
+        const read = dnfReadRepo(fixture.manifest.bootstrapImage, path.join(repodir, "x86_64"))
+        assert.deepStrictEqual(read.nvras, tagged)
+        assert.deepStrictEqual(read.group, [...fixture.manifest.groups["build"]!].sort())
+
+        // Nothing changed: the second repo clones the first one's repodata without a createrepo subtask.
+        const second = createNewRepo(hub, fixture)
+        yield* waitFor(() => DONE.has(hub.state.task(second)?.state ?? 0), `newRepo ${second}`)
+        assert.strictEqual(hub.state.task(second)!.state, 2, JSON.stringify(hub.state.taskResult(second)))
+        assert.strictEqual((hub.state.taskResult(second) as [number, number])[0], 2)
+        assert.strictEqual(tasksOf(hub, "createrepo").length, 1)
+        const repodir2 = path.join(topdir, "repos", fixture.manifest.tag.name, "2")
+        const files1 = readdirSync(path.join(repodir, "x86_64", "repodata")).sort()
+        assert.deepStrictEqual(readdirSync(path.join(repodir2, "x86_64", "repodata")).sort(), files1)
+        for (const f of files1) {
+          assert.isTrue(readFileSync(path.join(repodir, "x86_64", "repodata", f)).equals(readFileSync(path.join(repodir2, "x86_64", "repodata", f))), f)
+        }
+        const json = JSON.parse(readFileSync(path.join(repodir2, "repo.json"), "utf8"))
+        assert.strictEqual(json.cloned_from_repo_id, 1)
+        assert.deepStrictEqual(json.cloned_archs, ["x86_64"])
+        assert.strictEqual(readlinkSync(path.join(topdir, "repos", fixture.manifest.tag.name, "latest")), "2")
+        assert.deepStrictEqual(dnfReadRepo(fixture.manifest.bootstrapImage, path.join(repodir2, "x86_64")).nvras, tagged)
+        assert.isFalse(existsSync(path.join(repodir2, "x86_64", "repodata", "EMPTY_REPO")))
+      }).pipe(Effect.scoped, Effect.provide(layers))
+      assert.deepStrictEqual(containersOfHost(hostName), [])
+    }), 600_000)
+})
