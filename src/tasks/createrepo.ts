@@ -99,9 +99,12 @@ const fsError = (what: string) => (cause: unknown) =>
 export const fsStep = <A>(what: string, f: () => Promise<A>): Effect.Effect<A, GenericError> =>
   Effect.tryPromise({ try: f, catch: fsError(what) })
 
-/** The last lines of a log, for a fault message a person can act on. */
-const tail = (text: string, lines = 5): string =>
-  text.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "").slice(-lines).join("\n")
+/** The error lines of a log (else its last lines), for a fault message a person can act on. */
+const tail = (text: string, lines = 5): string => {
+  const all = text.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "")
+  const errors = all.filter((l) => /error|cannot|can't|no such|failed|invalid/i.test(l) && !/^Pool finished/.test(l))
+  return (errors.length > 0 ? errors : all).slice(-lines).join("\n")
+}
 
 /** Options of `runLogged`. */
 export interface RunLoggedOptions {
