@@ -15,6 +15,7 @@ import { ActionNotAllowed, BuildError, GenericError, TagError } from "../../hub/
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
 import { parseRpmHeader, type RpmHeaderInfo } from "../../buildroot/rpmHeader.js"
 import type { BuildRow } from "./buildroots.js"
+import { repoWorld } from "./newrepo.js"
 import { type CallContext, asList, isoTime, pyRepr, pyStr, toInt, truthy } from "./context.js"
 import type { MethodDef } from "./methods.js"
 import { checkPolicy, policyMethods } from "./policies.js"
@@ -23,7 +24,7 @@ import { verifiedHost } from "./sessions.js"
 import type { Signature } from "./signature.js"
 import { assertHost, makeTask } from "./tasks.js"
 import {
-  type BuildWorld, buildWorld, findTag, lookupPackageId, newEvent, strictTag, targetMethods, worldOf
+  type BuildMeta, type BuildWorld, buildWorld, findTag, lookupPackageId, newEvent, strictTag, targetMethods, worldOf
 } from "./targets.js"
 
 /** koji.BUILD_STATES. */
@@ -36,7 +37,12 @@ const nvrOf = (b: { readonly name: string; readonly version: string; readonly re
 
 /** `get_build` as the hub returns it. */
 export const buildStruct = (ctx: CallContext, w: BuildWorld, b: BuildRow): XmlRpcStruct => {
-  const m = w.buildMeta.get(b.id)
+  // Builds a newRepo/notification test made through newrepo.ts carry their details there.
+  const x = repoWorld(ctx.settings.topdir).buildExtra.get(b.id)
+  const m: BuildMeta | undefined = w.buildMeta.get(b.id) ?? (x === undefined ? undefined : {
+    taskId: x.taskId, ownerId: ctx.db.userByName(x.owner)?.id ?? 1, source: null, extra: null, draft: x.draft,
+    startTs: x.creationTs, completionTs: x.completionTs, creationEvent: 0
+  })
   const owner = m === undefined ? 1 : m.ownerId
   const pkgId = lookupPackageId(w, b.name)
   return {
