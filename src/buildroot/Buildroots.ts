@@ -351,7 +351,11 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
     })
 
     // The fill (kojid's `mock --init`), or the cached root.
-    const key = cacheKey({ repoId: repo.id, brArch, installGroup: request.installGroup, imageId: image.id, dnfConf: conf, macros: macrosText })
+    // The repo id names the package set; where it is served from does not change the root.
+    const key = cacheKey({
+      repoId: repo.id, brArch, installGroup: request.installGroup, imageId: image.id,
+      dnfConf: dnfConf(k, ["<repo>"], tagExtra), macros: macrosText
+    })
     yield* state("Start: chroot init")
     const entry = yield* cache.acquire(key, {
       repoId: repo.id, tagName: config.name, brArch, installGroup: request.installGroup, image: image.image, imageId: image.id
