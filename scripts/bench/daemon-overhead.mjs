@@ -2,7 +2,7 @@
 //  (a) 100 `sleep 0` tasks through the real daemon loop (dist/daemon/TaskManager.js), run as a
 //      CHILD PROCESS (so its RSS is its own: peak = VmHWM from /proc/<pid>/status), maxjobs=10,
 //      sleeptime 50 ms; timed from the first assignment to the last close, polling the hub's
-//      task table every millisecond; then 10 `sleep 2` tasks at once for the RSS peak;
+//      task table every 2 ms; then 10 `sleep 2` tasks at once for the RSS peak;
 //  (b) the floor: 100 tasks assigned to a second host, driven by a minimal script in this
 //      process with the same hub client, making only the calls a task needs — openTask,
 //      setTaskWeight, subsession on the main session, closeTask on the subsession, logoutChild —
@@ -71,7 +71,7 @@ async function main() {
     const deadline = Date.now() + ms
     while (!cond()) {
       if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
-      await new Promise((r) => setTimeout(r, 1))
+      await new Promise((r) => setTimeout(r, 2))
     }
   }
 

@@ -15,7 +15,7 @@ import { hostApi } from "../hub/HostApi.js"
 import { decodeAs, doneOnRetry, KojiHub, type Kwargs, type Session } from "../hub/KojiHub.js"
 import * as S from "../hub/schemas.js"
 import type { HostInfo, HostTask, OpenHostTask } from "../hub/schemas.js"
-import { Double, type XmlRpcValue } from "../hub/xmlrpc.js"
+import { decodeCall, Double, encodeFault, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { type DaemonControl, TaskState } from "../tasks/handler.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
@@ -35,8 +35,10 @@ export interface DaemonOptions {
   /** Bound on each hub call made while shutting down. */
   readonly shutdownCallTimeout: Duration.Duration
   /**
-   * Send the cycle's adjacent reads in one `multiCall` each: [host.getHostTasks, host.getHost]
-   * and [host.updateHost, host.getTasks] (the latter only when ready). Same calls, same order,
+   * Send adjacent calls of a cycle in one `multiCall` each: [host.getHostTasks, host.getHost],
+   * [host.updateHost, host.getTasks] (only when ready) and [host.openTask, host.setTaskWeight];
+   * the logoutChild of task sessions that ended before a cycle rides with the first.
+   * Same calls, same order,
    * same session and the hub runs them the same way (§1.8), in half the round trips; false
    * gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
    */
@@ -89,10 +91,16 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   /** Two calls in one multiCall; each answer decoded on its own. */
   const batch2 = <A, IA, B, IB>(
     first: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<A, IA> },
-    second: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<B, IB> }
+    second: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<B, IB> },
+    /** Calls whose answers only matter when they fail (logged). */
+    extra: ReadonlyArray<{ readonly method: string; readonly params: ReadonlyArray<XmlRpcValue> }> = []
   ) =>
     Effect.gen(function*() {
-      const results = yield* session.multiCall([first, second])
+      const results = yield* session.multiCall([first, second, ...extra])
+      for (const [i, call] of extra.entries()) {
+        const r = results[i + 2]
+        if (r !== undefined && Either.isLeft(r)) yield* Effect.logInfo(`${call.method}(${call.params.join(", ")}) failed: ${describe(r.left)}`)
+      }
       const decode = <X, IX>(r: Either.Either<XmlRpcValue, Fault> | undefined, method: string, schema: Schema.Schema<X, IX>) =>
         r === undefined
           ? Effect.either(Effect.fail(new HubErrorClass({ reason: "Decode", method: "multiCall", message: `multiCall: no answer for ${method}` })))
@@ -145,11 +153,16 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   /** §4.7: watch running tasks. */
   const updateTasks = Effect.gen(function*() {
     let open: ReadonlyArray<OpenHostTask>
+    const loggedOut = new Set<Running>()
     if (options.batchHubCalls && !restartPending) {
+      // Fibers that ended before this cycle get their logoutChild in the same request.
+      const ended = [...running.values()].filter((e) => e.done)
       const [tasks, host] = yield* batch2(
         { method: "host.getHostTasks", schema: Schema.Array(S.OpenHostTask) },
-        { method: "host.getHost", schema: S.HostInfo }
+        { method: "host.getHost", schema: S.HostInfo },
+        ended.map((e) => ({ method: "logoutChild", params: [e.subsessionId] }))
       )
+      for (const e of ended) loggedOut.add(e)
       prefetchedHost = host
       open = yield* tasks
     } else {
@@ -179,7 +192,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     }
     for (const entry of [...running.values()]) {
       if (!entry.done) continue
-      yield* logoutChild(entry)
+      if (!loggedOut.has(entry)) yield* logoutChild(entry)
       running.delete(entry.taskId)
       held.delete(entry.taskId)
     }
@@ -261,12 +274,18 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         yield* doneOnRetry(api.refuseTask(task.id, { soft: false, msg: "no handler for method" }))
         return false
       }
-      const info = yield* api.getTaskInfo(task.id, { request: true })
-      if (info === null || info.request === undefined || info.request === null) {
-        yield* Effect.logWarning(`Task ${task.id} has no request`)
-        return false
+      // Batched, a handler that needs nothing before the open takes its request from openTask's
+      // row (the raw methodCall XML, §12) instead of a getTaskInfo(request=True) round trip.
+      const skipInfo = options.batchHubCalls && !handler.needsRequestBeforeOpen
+      let request: ReadonlyArray<XmlRpcValue> = []
+      if (!skipInfo) {
+        const info = yield* api.getTaskInfo(task.id, { request: true })
+        if (info === null || info.request === undefined || info.request === null) {
+          yield* Effect.logWarning(`Task ${task.id} has no request`)
+          return false
+        }
+        request = Array.isArray(info.request) ? info.request : [info.request]
       }
-      const request: ReadonlyArray<XmlRpcValue> = Array.isArray(info.request) ? info.request : [info.request]
       if (handler.hasCheckHost) {
         const bound = handler.bind(request)
         const valid = Either.isLeft(bound) || hostdata === undefined || bound.right.checkHost === undefined
@@ -282,13 +301,41 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
           return false
         }
       }
-      const opened = yield* api.openTask(task.id)
+      const weight = handler.weight(request)
+      // Batched, setTaskWeight rides with openTask; when the open gave nil it faults harmlessly.
+      const [opened, weightResult] = options.batchHubCalls
+        ? yield* Effect.flatMap(
+          batch2(
+            { method: "host.openTask", params: [task.id], schema: Schema.NullOr(S.TaskInfo) },
+            { method: "host.setTaskWeight", params: [task.id, new Double(weight)], schema: Schema.Unknown }
+          ),
+          ([o, w]) => Effect.map(o, (row) => [row, w] as const)
+        )
+        : [yield* api.openTask(task.id), undefined] as const
       if (opened === null) {
         yield* Effect.logWarning("Could not open")
         return false
       }
       held.add(task.id)
-      const weightSet = yield* doneOnRetry(api.setTaskWeight(task.id, handler.weight(request))).pipe(
+      if (skipInfo) {
+        const raw = opened.request
+        const call: Either.Either<ReadonlyArray<XmlRpcValue>, string> = typeof raw === "string"
+          ? Either.mapBoth(decodeCall(raw), { onLeft: (e) => e.message, onRight: (c) => c.params })
+          : Either.left(`request is ${raw === null ? "nil" : typeof raw}`)
+        if (Either.isLeft(call)) {
+          // Opened but unreadable: fail it, as kojid's handler fails on unusable params.
+          const why = `Task ${task.id} has no usable request: ${call.left}`
+          yield* Effect.logWarning(why)
+          yield* doneOnRetry(api.failTask(task.id, encodeFault(1000, why)))
+          held.delete(task.id)
+          return false
+        }
+        request = call.right
+      }
+      const setWeight: Effect.Effect<unknown, Fault | HubError> = weightResult === undefined
+        ? api.setTaskWeight(task.id, weight)
+        : weightResult
+      const weightSet = yield* doneOnRetry(setWeight).pipe(
         Effect.as(true),
         Effect.catchIf(
           (e): e is ActionNotAllowed => e instanceof ActionNotAllowed,

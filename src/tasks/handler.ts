@@ -271,6 +271,8 @@ export interface TaskHandler {
   readonly foreground: boolean
   /** True when the handler has kojid's `checkHost` (a request that does not bind then fails the check). */
   readonly hasCheckHost: boolean
+  /** True when checkHost or the weight needs the request before `host.openTask`. */
+  readonly needsRequestBeforeOpen: boolean
   /** Binds the request; a ParameterError fails the task with 1019 (kojid does not refuse it). */
   readonly bind: (request: ReadonlyArray<XmlRpcValue>) => Either.Either<BoundTask, ParameterError>
 }
@@ -292,6 +294,7 @@ export const defineHandler = <P>(def: {
     methods: def.methods,
     foreground: def.foreground ?? false,
     hasCheckHost: checkHost !== undefined,
+    needsRequestBeforeOpen: checkHost !== undefined || typeof weight !== "number",
     weight: typeof weight === "number" ? () => weight : weight,
     bind: (request) =>
       Either.map(def.signature.bind(request), (params): BoundTask => ({
