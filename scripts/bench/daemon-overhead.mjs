@@ -7,7 +7,7 @@
 //      process with the same hub client, making only the calls a task needs — openTask,
 //      setTaskWeight, subsession on the main session, closeTask on the subsession, logoutChild —
 //      with up to 10 tasks in flight.
-// (a) and (b) alternate for --rounds rounds (default 3); the medians are compared, because the
+// (a) and (b) alternate for --rounds rounds (default 5); the medians are compared, because the
 // machine is shared and single runs vary by ±50%.
 // Run: `npm run bench -- daemon-overhead [--tasks N]`.
 // Last line: `daemon-overhead: daemon/floor = <x.xx> (target <= 1.50)`.
@@ -60,7 +60,7 @@ if (process.argv[2] === "--child") {
 
 async function main() {
   const N = arg("--tasks", 100)
-  const ROUNDS = arg("--rounds", 3)
+  const ROUNDS = arg("--rounds", 5)
   const { startFakeHub, TaskState } = await import("../../dist/testing/FakeHub.js")
   const { KojiHub } = await import("../../dist/hub/KojiHub.js")
   const { hostApi } = await import("../../dist/hub/HostApi.js")

@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs"
+import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Either } from "effect"
 import { Containers } from "../../src/containers/Containers.js"
@@ -50,6 +52,7 @@ describe("cancel and subtasks", () => {
         const id = hub.createTask("containerSleep", [10_000])
         yield* startDaemon(testOptions(workdir))
         yield* until(() => hub.state.task(id)?.state === TaskState.OPEN, "task open")
+        yield* until(() => existsSync(path.join(workdir, "tasks", String(id % 10000), String(id))), "task workdir made")
         for (let i = 0; i < 100 && (yield* mem.live).length === 0; i++) yield* realPause(5)
         assert.strictEqual((yield* mem.live).length, 1)
         const sub = hub.state.calls.find((c) => c.method === "subsession")!
@@ -69,6 +72,7 @@ describe("cancel and subtasks", () => {
         assert.isTrue(hub.state.session(subId)!.closed)
         assert.isTrue(hub.state.calls.some((c) => c.method === "logoutChild" && c.params[0] === subId))
         assert.strictEqual(hub.state.task(id)?.state, TaskState.CANCELED)
+        assert.isFalse(existsSync(path.join(workdir, "tasks", String(id % 10000), String(id))), "task workdir removed")
       }).pipe(Effect.provide(daemonLayerWith(hub, (c) => [containerSleep(c), ...genericHandlers])))
     }))
 

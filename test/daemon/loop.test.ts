@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either, Ref, Schema } from "effect"
+import { Readiness } from "../../src/daemon/Readiness.js"
 import { GenericError } from "../../src/hub/faults.js"
 import { decodeResponse } from "../../src/hub/xmlrpc.js"
 import { defineHandler, signature } from "../../src/tasks/handler.js"
@@ -146,3 +147,70 @@ describe("TaskManager loop (fake hub, TestClock)", () => {
     }))
 })
 
+
+describe("readiness and heartbeat", () => {
+  it.scoped("a disabled host or a local shortage reports not ready every cycle and takes nothing", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const reasons = yield* Ref.make<ReadonlyArray<string>>(["Insufficient disk space at /x: 1 MB, 8192 MB required"])
+      hub.setHostEnabled(HOST, false)
+      const id = hub.createTask("sleep", [0])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub, undefined, Readiness.layerTest(reasons))))
+      const beats = () => hub.state.calls.filter((c) => c.method === "host.updateHost")
+      yield* until(() => beats().length >= 3, "three heartbeats")
+      assert.isTrue(beats().every((c) => c.params[1] === false))
+      assert.isFalse(hub.state.calls.some((c) => c.method === "host.getTasks"))
+      hub.setHostEnabled(HOST, true)
+      const n = beats().length
+      yield* until(() => beats().length >= n + 2, "two more heartbeats")
+      assert.isTrue(beats().slice(n).every((c) => c.params[1] === false), "disk shortage keeps it not ready")
+      yield* Ref.set(reasons, [])
+      yield* until(() => hub.state.task(id)?.state === TaskState.CLOSED, "task closed once ready")
+      assert.isTrue(beats().some((c) => c.params[1] === true))
+    }))
+
+  it.scoped("a 1.34 hub without updateHost's data keyword: updateHost(load, ready) + host.setHostData", () =>
+    Effect.gen(function*() {
+      let refused = 0
+      const hub = yield* fakeHub({
+        inject: (req) => {
+          if (req.methodName === "host.updateHost" && refused === 0) {
+            refused++
+            return { fault: [1019, "HostExports.updateHost() got an unexpected keyword argument 'data'"] }
+          }
+          return undefined
+        }
+      })
+      const workdir = yield* tempWorkdir
+      const id = hub.createTask("sleep", [0])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.task(id)?.state === TaskState.CLOSED, "task closed")
+      const setData = hub.state.calls.filter((c) => c.method === "host.setHostData" && c.fault === undefined)
+      assert.isAtLeast(setData.length, 1)
+      assert.include(JSON.stringify(setData[0]!.params), "\"maxjobs\":10")
+      const later = hub.state.calls.filter((c) => c.method === "host.updateHost").slice(1)
+      assert.isTrue(later.every((c) => !JSON.stringify(c.params).includes("\"data\"")))
+    }))
+})
+
+describe("generic handlers through the loop", () => {
+  it.scoped("subtask(1) chains subtask → sleep; dependantTask waits for it, then runs its own subtask", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const chain = hub.createTask("subtask", [1])
+      const dep = hub.createTask("dependantTask", [[chain], [["sleep", [1]]]])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
+      yield* until(() => hub.state.task(dep)?.state === TaskState.CLOSED, "dependantTask closed", 1200)
+      assert.strictEqual(hub.state.task(chain)?.state, TaskState.CLOSED)
+      const child = hub.state.tasks.find((t) => t.parent === chain)!
+      assert.strictEqual(child.method, "subtask")
+      assert.strictEqual(child.label, "foo")
+      const grandchild = hub.state.tasks.find((t) => t.parent === child.id)!
+      assert.deepStrictEqual([grandchild.method, grandchild.label], ["sleep", "bar"])
+      const depChild = hub.state.tasks.find((t) => t.parent === dep)!
+      assert.strictEqual(depChild.method, "sleep")
+      assert.isAtLeast(depChild.createTs, hub.state.task(chain)!.completionTs!)
+    }))
+})
