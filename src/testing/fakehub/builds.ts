@@ -467,7 +467,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
       const perms = w.userPerms.get(userId) ?? new Set<string>()
       let denied: string | null = null
       if (tag.locked) denied = "tag is locked"
-      else if (perm !== undefined && !perms.has(perm) && !isAdmin) denied = `tag requires ${perm} permission`
+      else if (perm !== undefined && !perms.has(perm)) denied = `tag requires ${perm} permission`
       if (denied !== null && !(isAdmin && force)) throw new ActionNotAllowed({ faultString: denied })
       if (build.state !== BuildState.COMPLETE) {
         throw new TagError({ faultString: `build ${nvrOf(build)} not complete: state ${stateName(build.state)}` })
