@@ -226,13 +226,14 @@ const moveAndSymlink = (src: string, dest: string): void => {
 /** Adds a COMPLETE build (for tagging and listTagged tests); returns its id. */
 export const addBuild = (
   topdir: string, nvr: { readonly name: string; readonly version: string; readonly release: string; readonly epoch?: number | null },
-  state: number = BuildState.COMPLETE
+  state: number = BuildState.COMPLETE,
+  taskId: number | null = null
 ): number => {
   const w = buildWorld(topdir)
   const id = ++w.tables.seq.build
   w.tables.builds.set(id, { id, name: nvr.name, version: nvr.version, release: nvr.release, epoch: nvr.epoch ?? null, state })
   w.buildMeta.set(id, {
-    taskId: null, ownerId: 1, source: null, extra: null, draft: false, startTs: Date.now() / 1000, completionTs: null,
+    taskId, ownerId: 1, source: null, extra: null, draft: false, startTs: Date.now() / 1000, completionTs: null,
     creationEvent: newEvent(w, Date.now() / 1000)
   })
   lookupPackageId(w, nvr.name)
