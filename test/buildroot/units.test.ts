@@ -92,7 +92,7 @@ describe("package list (koji-protocol.md §5.2)", () => {
         getExternalRepoList: () => Effect.succeed([]),
         listTaggedRpms: () => Effect.succeed([{ id: 3, name: "fixture-setup", version: "1.0", release: "1", arch: "noarch", payloadhash: "aaa" }])
       })
-      assert.deepStrictEqual(list.map((e) => e["id"]), [undefined, 3])
+      assert.deepStrictEqual(list.map((e) => e["id"] ?? "none"), ["none", 3])
       const ext = yield* mapPackageList(parseRpmQa(qa), repo, files({
         "repos/t/1/x86_64/repodata/repomd.xml": '<repomd><data type="origin"><location href="repodata/pkgorigins.gz"/></data></repomd>',
         "repos/t/1/x86_64/repodata/pkgorigins.gz": gzipSync("fixture-setup-1.0-1.noarch http://ext/repo/x86_64/\n2:fixture-base-1.0-1.x86_64 file:///tmp/repo_1_premerge/\n"),
