@@ -1,0 +1,169 @@
+/**
+ * `buildSRPMFromSCM` (BuildSRPMFromSCMTask, weight 1.0; koji-protocol.md §7.3, §8): vet the SCM
+ * URL (kojid.conf `allowed_scms`, the hub's `build_from_scm` policy), open an `srpm-build`
+ * buildroot of the repo (network on, as kojid sets up DNS), check the sources out in a container
+ * (the Scm service), pick and check the spec, build the SRPM (source command, then
+ * `rpmbuild -bs`), upload it and return `{srpm, logs, brootid, source}` where `source.source`
+ * is the URL with the commit hash. The hub calls follow the recorded kojid
+ * (koji-captures/kojid/scm-build, session 115).
+ */
+import * as fsp from "node:fs/promises"
+import * as path from "node:path"
+import { Effect, Either, Schema } from "effect"
+import type { Buildroot, Buildroots } from "../buildroot/Buildroots.js"
+import { sessionHub } from "../buildroot/hubSide.js"
+import { readRpmHeader } from "../buildroot/rpmHeader.js"
+import { sortResults } from "../buildroot/taskFiles.js"
+import { BuildError } from "../hub/faults.js"
+import { hostApi } from "../hub/HostApi.js"
+import { uploadWrapper } from "../hub/Uploads.js"
+import type { XmlRpcStruct } from "../hub/xmlrpc.js"
+import type { PolicyValue, ScmRules } from "../scm/allowed.js"
+import { CONTAINER_SCMDIR, type Scm, type ScmCheckout, type ScmSpec } from "../scm/Scm.js"
+import { findBuildrootArch } from "./arches.js"
+import { checkTagHost, TagRef, TaskOpts } from "./buildArch.js"
+import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
+
+/**
+ * kojid's `broot.build_srpm(spec, sourcedir, source_cmd)`: run the source command in the
+ * buildroot (cwd = the module directory), then `rpmbuild -bs` the spec with the sources, the
+ * SRPM landing in `broot.resultDir`. Supplied by the buildroot side.
+ */
+export type BuildSrpmFromSpec = (
+  broot: Buildroot,
+  spec: ScmSpec,
+  checkout: ScmCheckout,
+  rules: ScmRules,
+  taskId: number
+) => Effect.Effect<void, unknown>
+
+/**
+ * The default `build_srpm`: the source command in a checkout container, then `rpmbuild -bs
+ * --nodeps` there only to pack the spec and its sources into an SRPM, which the `srpm-build`
+ * buildroot then rebuilds (`Buildroot.rebuildSrpm`), so the SRPM gets the build tag's macros
+ * exactly as an uploaded one does (koji-protocol.md §7.4).
+ */
+export const packThenRebuild = (scm: Scm["Type"]): BuildSrpmFromSpec => (broot, spec, checkout, rules, taskId) =>
+  Effect.gen(function*() {
+    yield* scm.runSourceCmd({ ...checkout, rules }, {}, { taskId })
+    const inContainer = (rel: string) => (rel === "" ? CONTAINER_SCMDIR : `${CONTAINER_SCMDIR}/${rel}`)
+    const pack = [
+      "rpmbuild", "-bs", "--nodeps",
+      "--define", `_topdir ${CONTAINER_SCMDIR}/.koji-srpm/top`,
+      "--define", `_sourcedir ${inContainer(spec.sourcesDirRelative)}`,
+      "--define", `_srcrpmdir ${CONTAINER_SCMDIR}/.koji-srpm/out`,
+      inContainer(spec.specFileRelative)
+    ]
+    yield* scm.runSourceCmd({ ...checkout, rules: { useCommon: rules.useCommon, sourceCmd: pack } }, { network: "none" }, { taskId }).pipe(
+      Effect.mapError((e) =>
+        e._tag === "ScmError"
+          ? new BuildError({ faultString: e.message.replace(/^error retrieving sources/, "error building srpm") })
+          : e
+      )
+    )
+    const outDir = path.join(checkout.scmdir, ".koji-srpm", "out")
+    const packed = (yield* Effect.promise(() => fsp.readdir(outDir).catch(() => [] as Array<string>))).filter((f) => f.endsWith(".src.rpm"))
+    if (packed.length !== 1) return yield* new BuildError({ faultString: `No srpms found in ${checkout.sourcedirRelative || "."}` })
+    yield* broot.rebuildSrpm(path.join(outDir, packed[0]!))
+  })
+
+/** What the handler needs. */
+export interface BuildSrpmFromScmDeps {
+  readonly buildroots: Buildroots["Type"]
+  readonly scm: Scm["Type"]
+  readonly buildSrpm: BuildSrpmFromSpec
+}
+
+const TaskRow = Schema.Struct({ owner: Schema.Number, channel_id: Schema.Number })
+
+/** The `buildSRPMFromSCM` handler. */
+export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler =>
+  defineHandler({
+    name: "BuildSRPMFromSCMTask",
+    methods: ["buildSRPMFromSCM"],
+    weight: 1.0,
+    signature: signature("BuildSRPMFromSCMTask.handler", {
+      url: required(Schema.String),
+      build_tag: required(TagRef),
+      opts: optional(TaskOpts, null)
+    }),
+    checkHost: (p, host, session) => checkTagHost(p.build_tag, host, session),
+    run: (p, ctx) =>
+      Effect.gen(function*() {
+        const api = hostApi(ctx.session)
+        const kojid = deps.buildroots.options.kojid
+        const opts = p.opts ?? {}
+        // SCM(url) raises before any hub call for a URL it cannot use.
+        const scm = yield* deps.scm.parse(p.url)
+        const info = yield* api.getTaskInfo(ctx.taskId, { request: true, strict: true })
+        const task = yield* Schema.decodeUnknown(TaskRow)(info).pipe(
+          Effect.mapError(() => new BuildError({ faultString: `task ${ctx.taskId} has no owner or channel` }))
+        )
+        const channel = yield* api.getChannel(task.channel_id, true)
+        const scratch = opts["scratch"]
+        const policyData: Record<string, PolicyValue> = {
+          user_id: task.owner,
+          channel: channel?.name ?? null,
+          scratch: typeof scratch === "boolean" || typeof scratch === "number" || typeof scratch === "string" ? scratch : null
+        }
+        const rules = yield* deps.scm.assertAllowed(scm, {
+          evalPolicy: (name: string, data: XmlRpcStruct) => api.evalPolicy(name, data),
+          data: policyData
+        })
+        const repoId = opts["repo_id"]
+        if (typeof repoId !== "number" || repoId === 0) return yield* new BuildError({ faultString: "A repo id must be provided" })
+        const repo = yield* api.repoInfo(repoId, true)
+        if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
+        const tag = yield* api.getTag(p.build_tag, { strict: true, event: repo.create_event })
+        if (tag === null) return yield* new BuildError({ faultString: `No such tag: ${String(p.build_tag)}` })
+        const hostInfo = yield* api.getHost()
+        const tagConfig = yield* api.getBuildConfig(tag.id, repo.create_event)
+        const brArch = findBuildrootArch({
+          arch: "noarch",
+          host: { name: hostInfo.name, arches: hostInfo.arches },
+          tag: { id: tagConfig.id, name: tagConfig.name, arches: tagConfig.arches ?? null },
+          preferredArch: info?.arch ?? null
+        })
+        if (Either.isLeft(brArch)) return yield* brArch.left
+        const broot = yield* deps.buildroots.open(
+          {
+            taskId: ctx.taskId, tag: tag.id, arch: brArch.right, repoId, installGroup: "srpm-build", workdir: ctx.workdir,
+            network: true
+          },
+          sessionHub(ctx.session, ctx.taskId, kojid)
+        )
+        const uploadPath = taskRelPath(ctx.taskId)
+        const checkout = yield* deps.scm.checkout(scm, rules, { taskId: ctx.taskId, workdir: ctx.workdir }).pipe(
+          // kojid streams checkout.log to the task directory; it is not one of the buildroot's logs.
+          Effect.ensuring(
+            uploadWrapper(ctx.session, path.join(ctx.workdir, "checkout.log"), uploadPath).pipe(
+              Effect.catchAll((e) => Effect.logWarning(`checkout.log not uploaded: ${String(e)}`))
+            )
+          )
+        )
+        const spec = yield* deps.scm.findSpec(checkout)
+        yield* deps.buildSrpm(broot, spec, checkout, rules, ctx.taskId)
+        const results = yield* sortResults(broot.resultDir)
+        if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${checkout.sourcedirRelative || "."}` })
+        if (results.srpms.length > 1) {
+          return yield* new BuildError({
+            faultString: `Multiple srpms found in ${checkout.sourcedirRelative || "."}: ${results.srpms.join(", ")}`
+          })
+        }
+        const file = results.srpms[0]!
+        const h = yield* readRpmHeader(path.join(broot.resultDir, file)).pipe(
+          Effect.mapError((e) => new BuildError({ faultString: e.message }))
+        )
+        const srpmName = `${h.name}-${h.version}-${h.release}.src.rpm`
+        if (srpmName !== file) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${file}` })
+        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, file), uploadPath)
+        const logs = yield* broot.finishLogs
+        yield* broot.expire
+        return {
+          srpm: `${uploadPath}/${srpmName}`,
+          logs: logs.map((f) => `${uploadPath}/${f}`),
+          brootid: broot.id,
+          source: { url: checkout.source.url, source: checkout.source.source }
+        }
+      })
+  })
