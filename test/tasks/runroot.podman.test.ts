@@ -1,0 +1,101 @@
+/**
+ * runroot end to end (real podman): a buildroot of the fixture tag's repo filled by dnf, the
+ * command run as root in it with a default mount (read-only) and an allowed requested mount
+ * (read-write), output in runroot.log, the hub buildroot listed and EXPIRED; a mount outside the
+ * safe roots fails the task before any buildroot or container exists.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import { parseRunrootConfig } from "../../src/runroot/config.js"
+import { runrootHandler } from "../../src/tasks/runroot.js"
+import { buildrootTables, loadFixture } from "../../src/testing/fakehub/buildroots.js"
+import { startFakeHub } from "../../src/testing/FakeHub.js"
+import { ensureFixture, type Fixture } from "../fixture/manifest.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { daemonOptions, DONE, HOST, PASSWORD, repoDaemonLayers, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
+
+if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
+
+const hostName = uniqueHostName("runroot")
+let service: PodmanService
+let fixture: Fixture
+
+/** A topdir whose repos/ and packages/ are the fixture's (repo 1 of fixture-build is READY). */
+const linkedTopdir = Effect.acquireRelease(
+  Effect.sync(() => {
+    const top = mkdtempSync(path.join(tmpdir(), "adjutant-runroot-top-"))
+    symlinkSync(path.join(fixture.dir, "repos"), path.join(top, "repos"))
+    symlinkSync(path.join(fixture.dir, "packages"), path.join(top, "packages"))
+    mkdirSync(path.join(top, "work"))
+    return top
+  }),
+  (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
+)
+
+describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
+  beforeAll(async () => {
+    fixture = ensureFixture()
+    service = await startPodmanService()
+  }, 600_000)
+  afterAll(async () => {
+    const left = containersOfHost(hostName)
+    removeContainersOfHost(hostName)
+    await service?.stop()
+    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
+  })
+
+  it.scopedLive("podman: runroot with an allowed mount runs in the tag's buildroot; a forbidden mount is refused before anything exists", () =>
+    Effect.gen(function*() {
+      const topdir = yield* linkedTopdir
+      const host = yield* tempDir("adjutant-runroot-host-")
+      mkdirSync(path.join(host, "packages"))
+      writeFileSync(path.join(host, "packages", "from-host.txt"), "hello from the default mount\n")
+      mkdirSync(path.join(host, "compose", "out"), { recursive: true })
+      const config = Either.getOrThrow(parseRunrootConfig(
+        `[paths]\ndefault_mounts = /mnt/koji/packages\nsafe_roots = /mnt/koji/compose\n\n` +
+          `[path0]\nmountpoint = /mnt/koji\npath = ${host}\nfstype = none\noptions = ro,bind\n`,
+        "runroot.conf"
+      ))
+      const hub = yield* startFakeHub({
+        hosts: [{ name: HOST, password: PASSWORD, capacity: 10, arches: "x86_64" }], topdir, scheduler: { runInterval: 0 }
+      })
+      loadFixture(topdir, fixture.manifest)
+      const workdir = yield* tempDir("adjutant-work-")
+      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) => [
+        runrootHandler({ config, containers, image: fixture.manifest.bootstrapImage, kojid: { topdir, topurls: [`file://${topdir}`] } })
+      ])
+      yield* Effect.gen(function*() {
+        yield* startDaemon(daemonOptions(workdir))
+        const tag = fixture.manifest.tag.name
+        const script = "cat /mnt/koji/packages/from-host.txt; id -u; " +
+          "echo made > /mnt/koji/compose/out/result.txt; " +
+          "if touch /mnt/koji/packages/nope 2>/dev/null; then echo WROTE; else echo READONLY; fi"
+        const ok = hub.createTask("runroot", [tag, "x86_64", ["/bin/sh", "-c", script], { mounts: ["/mnt/koji/compose/out"], __starstar: true }])
+        yield* waitFor(() => DONE.has(hub.state.task(ok)?.state ?? 0), `runroot ${ok}`, "300 seconds")
+        const log = hub.state.upload(`tasks/${ok}/${ok}/runroot.log`)?.toString() ?? ""
+        assert.strictEqual(hub.state.task(ok)!.state, 2, `${JSON.stringify(hub.state.taskResult(ok))}\n${log}`)
+        assert.strictEqual(hub.state.taskResult(ok), "sh completed successfully")
+        assert.include(log, "hello from the default mount")
+        assert.include(log, "READONLY")
+        assert.match(log, /^0$/m)
+        assert.strictEqual(readFileSync(path.join(host, "compose", "out", "result.txt"), "utf8"), "made\n")
+        assert.isFalse(existsSync(path.join(host, "packages", "nope")))
+        const brs = [...buildrootTables(topdir).buildroots.values()]
+        assert.strictEqual(brs.length, 1)
+        assert.strictEqual(brs[0]!.state, 3)
+        assert.strictEqual(brs[0]!.taskId, ok)
+        assert.isAbove(brs[0]!.listing.size, 0)
+
+        const bad = hub.createTask("runroot", [tag, "x86_64", "cat /etc/shadow", { mounts: ["/etc"], __starstar: true }])
+        yield* waitFor(() => DONE.has(hub.state.task(bad)?.state ?? 0), `runroot ${bad}`, "60 seconds")
+        assert.strictEqual(hub.state.task(bad)!.state, 5)
+        assert.deepStrictEqual(hub.state.taskResult(bad), { faultCode: 1000, faultString: "read-write mount point is not safe: /etc" })
+        assert.strictEqual(buildrootTables(topdir).buildroots.size, 1)
+        assert.deepStrictEqual(containersOfHost(hostName), [])
+      }).pipe(Effect.scoped, Effect.provide(layers))
+    }), 600_000)
+})
