@@ -19,7 +19,7 @@ import { hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import type { XmlRpcStruct } from "../hub/xmlrpc.js"
 import type { PolicyValue, ScmRules } from "../scm/allowed.js"
-import { CONTAINER_SCMDIR, type Scm, type ScmCheckout, type ScmSpec } from "../scm/Scm.js"
+import { CONTAINER_SCMDIR, faultFor, type Scm, type ScmCheckout, ScmError, type ScmSpec } from "../scm/Scm.js"
 import { findBuildrootArch } from "./arches.js"
 import { checkTagHost, TagRef, TaskOpts } from "./buildArch.js"
 import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
@@ -69,10 +69,21 @@ export const packThenRebuild = (scm: Scm["Type"]): BuildSrpmFromSpec => (broot, 
 
 /** What the handler needs. */
 export interface BuildSrpmFromScmDeps {
-  readonly buildroots: Buildroots["Type"]
-  readonly scm: Scm["Type"]
+  /** `Buildroots.open`. */
+  readonly openBuildroot: Buildroots["Type"]["open"]
+  /** Where the hub's files are (kojid `topurl`/`topdir`), for the buildroot's repo. */
+  readonly hubFiles: { readonly topurls: ReadonlyArray<string>; readonly topdir: string }
+  readonly scm: Pick<Scm["Type"], "parse" | "assertAllowed" | "checkout" | "findSpec">
   readonly buildSrpm: BuildSrpmFromSpec
 }
+
+/** The deps from the running services: Buildroots, Scm, and `packThenRebuild` for the SRPM. */
+export const buildSrpmFromScmDeps = (buildroots: Buildroots["Type"], scm: Scm["Type"]): BuildSrpmFromScmDeps => ({
+  openBuildroot: buildroots.open,
+  hubFiles: buildroots.options.kojid,
+  scm,
+  buildSrpm: packThenRebuild(scm)
+})
 
 const TaskRow = Schema.Struct({ owner: Schema.Number, channel_id: Schema.Number })
 
@@ -91,7 +102,6 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
     run: (p, ctx) =>
       Effect.gen(function*() {
         const api = hostApi(ctx.session)
-        const kojid = deps.buildroots.options.kojid
         const opts = p.opts ?? {}
         // SCM(url) raises before any hub call for a URL it cannot use.
         const scm = yield* deps.scm.parse(p.url)
@@ -125,12 +135,12 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
           preferredArch: info?.arch ?? null
         })
         if (Either.isLeft(brArch)) return yield* brArch.left
-        const broot = yield* deps.buildroots.open(
+        const broot = yield* deps.openBuildroot(
           {
             taskId: ctx.taskId, tag: tag.id, arch: brArch.right, repoId, installGroup: "srpm-build", workdir: ctx.workdir,
             network: true
           },
-          sessionHub(ctx.session, ctx.taskId, kojid)
+          sessionHub(ctx.session, ctx.taskId, deps.hubFiles)
         )
         const uploadPath = taskRelPath(ctx.taskId)
         const checkout = yield* deps.scm.checkout(scm, rules, { taskId: ctx.taskId, workdir: ctx.workdir }).pipe(
@@ -165,5 +175,9 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
           brootid: broot.id,
           source: { url: checkout.source.url, source: checkout.source.source }
         }
-      })
+      }).pipe(
+        // An SCM problem is the fault kojid raises for it: GenericError for a URL it cannot parse
+        // (or one with a password), BuildError for the rest (§8).
+        Effect.catchIf((e): e is ScmError => e instanceof ScmError, (e) => Effect.fail(faultFor(e)))
+      )
   })
