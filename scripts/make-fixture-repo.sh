@@ -97,7 +97,10 @@ podman run --rm --name "$name" --network=none --label io.koji.adjutant.fixture=1
   --hostname fixture.koji-adjutant \
   -v "$script_dir/fixture:/fixture:ro" -v "$new:/out" \
   -e FIXTURE_TOPDIR="$out" -e FIXTURE_HASH="$hash" -e FIXTURE_IMAGE="$image" \
-  "$image" bash /fixture/build.sh >&2
+  "$image" bash /fixture/build.sh >&2 || {
+  status=$?
+  die "podman run of scripts/fixture/build.sh in $image exited $status"
+}
 
 echo "$hash" > "$new/.inputs-hash"
 chmod -R a+rX "$new"
