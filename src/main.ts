@@ -30,6 +30,8 @@ const { Buildroots } = await import("./buildroot/Buildroots.js")
 const { Images } = await import("./containers/Images.js")
 const { Mailer } = await import("./mail/Mailer.js")
 const { buildArchHandler } = await import("./tasks/buildArch.js")
+const { buildSrpmFromScmDeps, buildSrpmFromScmHandler } = await import("./tasks/buildSRPMFromSCM.js")
+const { Scm } = await import("./scm/Scm.js")
 const { makeBuildHandler } = await import("./tasks/build.js")
 const { chainbuildHandler } = await import("./tasks/chainbuild.js")
 const { makeRepoHandlers } = await import("./tasks/newRepo.js")
@@ -60,6 +62,7 @@ const registryLayer = Layer.effect(
       makeBuildHandler({ topurl: k.topurl, topdir: k.topdir, literal_task_arches: k.literal_task_arches, build_arch_can_fail: k.build_arch_can_fail }),
       buildArchHandler(buildroots),
       rebuildSrpmHandler(buildroots),
+      buildSrpmFromScmHandler(buildSrpmFromScmDeps(buildroots, yield* Scm)),
       tagBuildHandler,
       chainbuildHandler,
       waitrepoHandler,
@@ -90,7 +93,7 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
     return yield* Effect.scoped(runDaemon(daemonOptionsFromConfig(config))).pipe(
       Effect.provide(
         Layer.mergeAll(KojiHub.layerConfig, registryLayer, Readiness.layerConfig).pipe(
-          Layer.provideMerge(Layer.mergeAll(Buildroots.layerConfig, Mailer.layerConfig)),
+          Layer.provideMerge(Layer.mergeAll(Buildroots.layerConfig, Mailer.layerConfig, Scm.layerConfig)),
           Layer.provideMerge(Images.layerConfig),
           Layer.provideMerge(Containers.layerConfig)
         )
