@@ -112,7 +112,7 @@ export const exitOf = (child: ChildProcess, ms: number): Effect.Effect<number | 
   )
 
 /** Polls `cond` in real time (every 50 ms, at most `ms`). */
-export const waitFor = (cond: () => boolean, what: string, ms = 20_000) =>
+export const waitFor = (cond: () => boolean, what: string, ms = 60_000) =>
   Effect.gen(function*() {
     const deadline = Date.now() + ms
     while (!cond()) {

@@ -53,6 +53,7 @@ Effect.scoped(
     runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
     shutdownTimeout: Duration.seconds(20),
     shutdownCallTimeout: Duration.seconds(5),
-    batchHubCalls: true
+    // kojid's exact traffic, so the test can see each call.
+    batchHubCalls: false
   })
 ).pipe(Effect.provide(layer), NodeRuntime.runMain)
