@@ -393,16 +393,15 @@ export const repoDone = (ctx: CallContext, w: RepoWorld, repoId: XmlRpcValue, da
   }
 }
 
-/** `dist_repo_init(tag, keys, task_opts)` → [repo_id, event]. */
-export const distRepoInit = (ctx: CallContext, w: RepoWorld, tagInfo: XmlRpcValue, keys: XmlRpcValue, taskOpts: XmlRpcStruct): [number, number] => {
+/** `dist_repo_init(tag, keys, task_opts)` → [repo_id, event] (tests call it directly as an admin would through `distRepo`). */
+export const distRepoInit = (w: RepoWorld, now: number, tagInfo: XmlRpcValue, keys: XmlRpcValue, taskOpts: XmlRpcStruct): [number, number] => {
   const t = w.tables
   const tinfo = strictTag(w, tagInfo)
   if (asList(keys) === undefined) throw new ParameterError({ faultString: `Invalid type for value '${pyStr(keys)}': ${typeof keys}` })
   const arches = [...new Set((asList(taskOpts["arch"]) ?? []).map((a) => canonArch(pyStr(a))))]
   const event = toInt(taskOpts["event"]) ?? t.seq.event
   const id = ++t.seq.repo
-  t.repos.set(id, { id, tagId: tinfo.id, state: 0, createEvent: event, createTs: ctx.now, dist: true, taskId: null })
-  ctx.dml()
+  t.repos.set(id, { id, tagId: tinfo.id, state: 0, createEvent: event, createTs: now, dist: true, taskId: null })
   const repodir = path.join(w.topdir, "repos-dist", tinfo.name, String(id))
   fs.mkdirSync(repodir, { recursive: true })
   for (const a of arches) fs.mkdirSync(path.join(repodir, a), { recursive: true })
@@ -609,7 +608,8 @@ export const newrepoMethods: ReadonlyArray<readonly [string, MethodDef]> = [
       if (asList(taskOpts["arch"])?.length === 0) {
         taskOpts["arch"] = (strictTag(w, a["tag"]).arches ?? "").split(/\s+/).filter((x) => x !== "")
       }
-      const [repoId, event] = distRepoInit(ctx, w, a["tag"]!, a["keys"]!, taskOpts)
+      const [repoId, event] = distRepoInit(w, ctx.now, a["tag"]!, a["keys"]!, taskOpts)
+      ctx.dml()
       taskOpts["event"] = event
       return makeTask(ctx, "distRepo", [a["tag"]!, repoId, a["keys"]!, taskOpts], { priority: 15, channel: "createrepo" })
     }

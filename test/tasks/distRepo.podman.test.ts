@@ -1,0 +1,107 @@
+/**
+ * distRepo / createdistrepo end to end (real podman): the signed copy chosen by key order,
+ * unsigned rpms allowed or refused (missing_signatures.log), kojipkgs/pkglist/repo_manifest
+ * uploaded, distRepoMove putting the repo and its rpms in place, repoDone READY, and dnf
+ * reading the dist repo back.
+ */
+import { linkSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from "node:fs"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import { makeDistRepoHandlers, pickKey } from "../../src/tasks/distRepo.js"
+import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
+import { distRepoInit, repoWorld } from "../../src/testing/fakehub/newrepo.js"
+import type { FakeHub } from "../../src/testing/FakeHub.js"
+import { ensureFixture, type Fixture } from "../fixture/manifest.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
+
+if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
+
+const hostName = uniqueHostName("distrepo")
+let service: PodmanService
+let fixture: Fixture
+const KEY = "abcd1234"
+
+const startDistRepo = (hub: FakeHub, opts: Record<string, boolean>) => {
+  const w = repoWorld(hub.topdir)
+  const taskOpts = {
+    arch: ["x86_64"], comps: null, delta: [], event: null, inherit: false, latest: true, multilib: false,
+    split_debuginfo: false, skip_missing_signatures: false, allow_missing_signatures: false, ...opts
+  }
+  const [repoId, event] = distRepoInit(w, Date.now() / 1000, fixture.manifest.tag.id, ["feedface", KEY], taskOpts)
+  const id = hub.createTask("distRepo", [fixture.manifest.tag.name, repoId, ["feedface", KEY], { ...taskOpts, event }], { channel: "createrepo", priority: 15 })
+  return { id, repoId }
+}
+
+describe("distRepo key choice", () => {
+  it("picks the earliest requested key that the rpm has", () => {
+    assert.strictEqual(pickKey(["a", "b"], ["b", "a"]), "a")
+    assert.strictEqual(pickKey(["a", "b"], ["c", "b"]), "b")
+    assert.isUndefined(pickKey(["a"], ["", "c"]))
+  })
+})
+
+describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
+  beforeAll(async () => {
+    fixture = ensureFixture()
+    service = await startPodmanService()
+  }, 600_000)
+  afterAll(async () => {
+    const left = containersOfHost(hostName)
+    removeContainersOfHost(hostName)
+    await service?.stop()
+    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
+  })
+
+  it.scopedLive("podman: a dist repo with the signed copy by key order; unsigned rpms refused unless allowed", () =>
+    Effect.gen(function*() {
+      const topdir = yield* fixtureTopdir(fixture)
+      const hub = yield* repoHub(fixture, topdir)
+      const extra = fixture.manifest.rpms.find((r) => r.name === "fixture-extra" && r.arch === "noarch")!
+      const build = fixture.manifest.builds.find((b) => b.id === extra.build_id)!
+      // A signed copy of fixture-extra (the same bytes will do for the repo).
+      const signed = path.join(topdir, "packages", build.name, build.version, build.release, "data/signed", KEY, "noarch", path.basename(extra.path))
+      mkdirSync(path.dirname(signed), { recursive: true })
+      linkSync(path.join(topdir, extra.path), signed)
+      repoWorld(topdir).sigkeys.set(extra.id, [KEY])
+      const workdir = yield* tempDir("adjutant-work-")
+      const kojid = repoKojid(topdir)
+      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+        makeDistRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
+      yield* Effect.gen(function*() {
+        yield* startDaemon(daemonOptions(workdir))
+
+        const refused = startDistRepo(hub, {})
+        yield* waitFor(() => DONE.has(hub.state.task(refused.id)?.state ?? 0), `distRepo ${refused.id}`)
+        assert.strictEqual(hub.state.task(refused.id)!.state, 5)
+        const child = hub.state.tasks.find((t) => t.parent === refused.id)!
+        assert.deepStrictEqual(hub.state.taskResult(child.id), { faultCode: 1000, faultString: "Unsigned packages found. See missing_signatures.log" })
+        const missing = hub.state.upload(`tasks/${child.id}/${child.id}/missing_signatures.log`)?.toString() ?? ""
+        assert.include(missing, "fixture-base-1.0-1.x86_64")
+        assert.notInclude(missing, "fixture-extra")
+
+        const { id, repoId } = startDistRepo(hub, { allow_missing_signatures: true })
+        yield* waitFor(() => DONE.has(hub.state.task(id)?.state ?? 0), `distRepo ${id}`)
+        assert.strictEqual(hub.state.task(id)!.state, 2, JSON.stringify(hub.state.taskResult(id)))
+        assert.strictEqual(hub.state.taskResult(id), `Dist repository #${repoId} successfully generated`)
+        const sub = hub.state.tasks.find((t) => t.parent === id)!
+        assert.strictEqual(sub.method, "createdistrepo")
+        assert.strictEqual(sub.label, "x86_64")
+        assert.isNull(hub.state.taskResult(sub.id))
+        assert.strictEqual(buildrootTables(topdir).repos.get(repoId)!.state, 1)
+        const archdir = path.join(topdir, "repos-dist", fixture.manifest.tag.name, String(repoId), "x86_64")
+        const kojipkgs = JSON.parse(readFileSync(path.join(archdir, "kojipkgs"), "utf8")) as Record<string, { sigkey: string | null }>
+        assert.strictEqual(kojipkgs[path.basename(extra.path)]!.sigkey, KEY)
+        assert.isNull(kojipkgs["fixture-base-1.0-1.x86_64.rpm"]!.sigkey)
+        assert.include(readFileSync(path.join(archdir, "pkglist"), "utf8"), `Packages/f/${path.basename(extra.path)}\n`)
+        assert.include(readdirSync(path.join(archdir, "repodata")), "repomd.xml")
+        assert.strictEqual(readlinkSync(path.join(topdir, "repos-dist", fixture.manifest.tag.name, "latest")), String(repoId))
+        const expected = fixture.manifest.rpms.filter((r) => r.arch !== "src").map((r) => `${r.name}-${r.version}-${r.release}.${r.arch}`).sort()
+        assert.deepStrictEqual(dnfReadRepo(fixture.manifest.bootstrapImage, archdir).nvras, expected)
+        assert.deepStrictEqual(containersOfHost(hostName), [])
+      }).pipe(Effect.scoped, Effect.provide(layers))
+    }), 600_000)
+})
+
