@@ -12,6 +12,7 @@ import { hostApi, type HostApi } from "../hub/HostApi.js"
 import * as S from "../hub/schemas.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { copyRepodata, createrepoHandler, fsStep, isDir, isFile, repoPath, type RepoTaskDeps, uploadDir } from "./createrepo.js"
+import { makeDistRepoHandlers } from "./distRepo.js"
 import { AnyValue, defineHandler, optional, RefuseTask, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
 
 /** A tag as newRepo accepts it: id, name, or the `{id, name}` struct kojira sends. */
@@ -239,8 +240,9 @@ export const newRepoHandler = (deps: RepoTaskDeps) =>
       })
   })
 
-/** newRepo and createrepo, bound to their dependencies. */
+/** The createrepo channel's handlers (newRepo, createrepo, distRepo, createdistrepo), bound to their dependencies. */
 export const makeRepoHandlers = (deps: RepoTaskDeps): ReadonlyArray<TaskHandler> => [
   newRepoHandler(deps),
-  createrepoHandler(deps)
+  createrepoHandler(deps),
+  ...makeDistRepoHandlers(deps)
 ]
