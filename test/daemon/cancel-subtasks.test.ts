@@ -8,7 +8,7 @@ import { decodeResponse } from "../../src/hub/xmlrpc.js"
 import { genericHandlers } from "../../src/tasks/generic.js"
 import { defineHandler, Int, required, signature, type TaskHandler } from "../../src/tasks/handler.js"
 import { TaskState } from "../../src/testing/FakeHub.js"
-import { daemonLayer, daemonLayerWith, fakeHub, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
+import { daemonLayer, daemonLayerWith, fakeHub, HOST, PASSWORD, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 /** `containerSleep(n)`: creates a container in the task scope, then sleeps n seconds. */
 const containerSleep = (containers: Containers["Type"]): TaskHandler =>
@@ -42,7 +42,36 @@ const failany: TaskHandler = defineHandler({
     })
 })
 
+/** `waitTimeout(s)`: one `sleep 1000` subtask waited with a timeout of s seconds. */
+const waitTimeout: TaskHandler = defineHandler({
+  name: "WaitTimeout",
+  methods: ["waitTimeout"],
+  weight: 0.1,
+  signature: signature("WaitTimeout.handler", { s: required(Int) }),
+  run: ({ s }, ctx) =>
+    Effect.gen(function*() {
+      const child = yield* ctx.subtask("sleep", [1000], { label: "long" })
+      yield* ctx.wait(child, { timeout: Duration.seconds(s) })
+      return null
+    })
+})
+
 describe("cancel and subtasks", () => {
+  it.scoped("wait with a timeout: children canceled, GenericError 'Subtasks timed out after …'", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      const parent = hub.createTask("waitTimeout", [20])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub, [waitTimeout, ...genericHandlers])))
+      yield* until(() => hub.state.task(parent)?.state === TaskState.FAILED, "parent failed", 800)
+      const child = hub.state.tasks.find((t) => t.parent === parent)!
+      assert.strictEqual(child.state, TaskState.CANCELED)
+      const r = decodeResponse(hub.state.task(parent)!.result!)
+      assert.isTrue(Either.isLeft(r) && "faultCode" in r.left && r.left.faultCode === (1000 as number))
+      if (Either.isLeft(r) && "faultString" in r.left) assert.match(r.left.faultString, /^Subtasks timed out after 2\d\.\d seconds$/)
+    }))
+
+
   it.scoped("cancel a running task: fiber interrupted, containers removed, subsession logged out within one cycle", () =>
     Effect.gen(function*() {
       const hub = yield* fakeHub()
@@ -73,6 +102,29 @@ describe("cancel and subtasks", () => {
         assert.isTrue(hub.state.calls.some((c) => c.method === "logoutChild" && c.params[0] === subId))
         assert.strictEqual(hub.state.task(id)?.state, TaskState.CANCELED)
         assert.isFalse(existsSync(path.join(workdir, "tasks", String(id % 10000), String(id))), "task workdir removed")
+      }).pipe(Effect.provide(daemonLayerWith(hub, (c) => [containerSleep(c), ...genericHandlers])))
+    }))
+
+  it.scoped("a task reassigned to another host is killed: containers removed, subsession logged out", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub({ hosts: [{ name: HOST, password: PASSWORD, capacity: 10 }, { name: "other", capacity: 10 }] })
+      const workdir = yield* tempWorkdir
+      yield* Effect.gen(function*() {
+        const mem = yield* MemoryContainers
+        const id = hub.createTask("containerSleep", [10_000], { assign: HOST })
+        yield* startDaemon(testOptions(workdir))
+        yield* until(() => hub.state.task(id)?.state === TaskState.OPEN, "task open")
+        for (let i = 0; i < 100 && (yield* mem.live).length === 0; i++) yield* realPause(5)
+        assert.strictEqual((yield* mem.live).length, 1)
+        assert.isTrue(hub.assignTask(id, "other", { force: true, override: true }))
+        let live = 1
+        yield* until(() => live === 0 && hub.state.calls.some((c) => c.method === "logoutChild"), "reassigned task killed").pipe(
+          Effect.race(Effect.forever(Effect.zipRight(realPause(2), Effect.map(mem.live, (l) => { live = l.length }))))
+        )
+        assert.strictEqual((yield* mem.live).length, 0)
+        const info = hub.state.calls.filter((c) => c.method === "getTaskInfo" && c.params[0] === id && c.params.length === 1)
+        assert.isAtLeast(info.length, 1, "the loop looked the task up before killing it")
+        assert.strictEqual(hub.state.task(id)?.hostId, hub.state.host("other")!.id)
       }).pipe(Effect.provide(daemonLayerWith(hub, (c) => [containerSleep(c), ...genericHandlers])))
     }))
 

@@ -19,7 +19,7 @@ describe("signals (node dist/main.js as a child process)", () => {
       const mainSession = hub.state.calls.find((c) => c.method === "host.getID")!.sessionId!
       // The heartbeat advertises the RPM build handlers wired in main.ts next to the generic ones.
       const beatText = JSON.stringify(hub.state.calls.find((c) => c.method === "multiCall" && JSON.stringify(c.params).includes("host.updateHost"))!.params)
-      for (const m of ["sleep", "build", "buildArch", "rebuildSRPM", "tagBuild", "newRepo", "createrepo", "waitrepo", "tagNotification"]) {
+      for (const m of ["sleep", "build", "buildArch", "rebuildSRPM", "buildSRPMFromSCM", "tagBuild", "newRepo", "createrepo", "waitrepo", "tagNotification"]) {
         assert.include(beatText, `"${m}"`)
       }
       assert.notInclude(beatText, "\"runroot\"", "runroot only with plugin = runroot")
