@@ -15,8 +15,20 @@
 # image when missing). Rebuilds only when the content hash of this script, scripts/fixture/**
 # and the bootstrap image id changes; a warm run takes a fraction of a second. Concurrent runs
 # wait on a lock; the new tree replaces the old one with renames. Run as root.
-# Prints KEY=VALUE lines: FIXTURE_DIR, FIXTURE_MANIFEST, FIXTURE_REPO (the x86_64 repo dir),
-# FIXTURE_REPO_URL (file://), FIXTURE_SRPMS, FIXTURE_GIT, FIXTURE_HASH.
+# Prints KEY=VALUE lines: FIXTURE_DIR, FIXTURE_MANIFEST, FIXTURE_REPO (the repo dir of the
+# machine's arch), FIXTURE_REPO_URL (file://), FIXTURE_SRPMS, FIXTURE_GIT, FIXTURE_HASH.
+#
+# OUTDIR is a koji topdir (serve it as kojid's topurl, or mount it whole: toplink points 4 up):
+#   packages/<name>/<ver>/<rel>/{src,noarch,x86_64}/*.rpm   fixture-setup, -base, -gcc, -extra
+#   repos/fixture-build/1/{repo.json,groups/comps.xml}      as the hub's repo_init writes them
+#   repos/fixture-build/1/x86_64/{pkglist,rpmlist.jsonl,blocklist,toplink,repodata/}
+#   repos/fixture-build/latest -> 1
+#   srpms/fixture-{hello,hello-c,needs,dynreq,fail}-1.0-1.src.rpm
+#   git/fixture-hello.git        bare, branch main, tag fixture-hello-1.0-1, dumb-HTTP ready
+#   fixture.json                 manifest: tag, repo, groups, builds, rpms (hub ids), srpms, scm
+#   debian-packages.txt          the Debian packages inside fixture-base and fixture-gcc
+# Groups: build = setup+base+gcc, srpm-build = setup+base. Build user: mockbuild, uid/gid 1000,
+# home /builddir; %_dbpath /var/lib/rpm. Same inputs give byte-identical RPMs.
 set -euo pipefail
 
 force=0 print_only=0 out=""
@@ -24,7 +36,7 @@ for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     --print) print_only=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     -*) echo "make-fixture-repo.sh: unknown option $arg" >&2; exit 2 ;;
     *) out=$arg ;;
   esac
@@ -37,7 +49,7 @@ log() { printf '[make-fixture-repo %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 print_paths() {
-  local repo="$out/repos/fixture-build/1/x86_64"
+  local repo="$out/repos/fixture-build/1/$(uname -m)"
   echo "FIXTURE_DIR=$out"
   echo "FIXTURE_MANIFEST=$out/fixture.json"
   echo "FIXTURE_REPO=$repo"
