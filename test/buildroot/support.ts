@@ -4,7 +4,7 @@
  * own work/), the daemon's layers with the real Containers and Buildroots, and waiting for tasks.
  */
 import { execFileSync } from "node:child_process"
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Duration, Effect, Layer } from "effect"
@@ -33,7 +33,12 @@ export interface Fixture {
   readonly imageId: string
 }
 
-const repoRoot = path.resolve(import.meta.dirname, "../..")
+/** The checkout's root, found upwards (this file also runs compiled from node_modules/.cache by the bench runner). */
+const repoRoot = ((): string => {
+  let dir = import.meta.dirname
+  while (!existsSync(path.join(dir, "scripts/make-fixture-repo.sh")) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return dir
+})()
 
 /** Builds (or finds) the fixture; takes a fraction of a second when it is current. */
 export const loadFixtureFiles = (): Fixture => {

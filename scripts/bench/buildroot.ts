@@ -1,0 +1,119 @@
+// Buildroot bench (issue 6 "Measure"), all in one run against the fake hub with real podman and
+// the offline fixture:
+// 1. buildroot-ready time — task opened (the hub's start_ts) → rpmbuild starts (state.log's
+//    "Start: rpmbuild" line) — for buildArch of the noarch fixture, cold (no cache: the @build
+//    group is installed each time) and warm (cached root), median of 5 each → warm/cold.
+// 2. the same build end to end through the daemon with a warm cache (task created → CLOSED)
+//    against plain `rpmbuild --rebuild` in the bootstrap container (the floor), median of 5.
+// Usage: npm run bench -- buildroot [--runs 5]
+// Uses KOJI_ADJUTANT_PODMAN_SOCKET when set, else starts its own podman service. Run as root.
+import { execFileSync, spawnSync } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { Duration, Effect, Logger, LogLevel } from "effect"
+import type { FakeHub } from "../../src/testing/FakeHub.js"
+import {
+  buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, uploadSrpm, waitFor
+} from "../../test/buildroot/support.js"
+import { removeContainersOfHost, startPodmanService, uniqueHostName } from "../../test/support/podman.js"
+
+const arg = (name: string, fallback: string): string => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
+}
+const runs = Number(arg("runs", "5"))
+
+const median = (xs: ReadonlyArray<number>): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/** Seconds from the task's openTask to the first "Start: rpmbuild" in its state.log. */
+const readySeconds = (hub: FakeHub, id: number): number => {
+  const startTs = hub.state.task(id)!.startTs!
+  const stateLog = hub.state.upload(`tasks/${id % 10000}/${id}/state.log`)?.toString() ?? ""
+  const line = stateLog.split("\n").find((l) => l.includes("Start: rpmbuild"))
+  if (line === undefined) throw new Error(`task ${id}: no rpmbuild start in state.log:\n${stateLog}`)
+  const ts = Date.parse(`${line.slice(0, 23).replace(" ", "T")}Z`) / 1000
+  return ts - startTs
+}
+
+/** Runs `n` buildArch tasks of the noarch fixture one after the other through one daemon. */
+const buildTasks = (fixture: Fixture, socket: string, host: string, cacheDir: string, cacheMax: number, n: number) =>
+  Effect.gen(function* () {
+    const topdir = makeTopdir(fixture)
+    const workdir = mkdtempSync(path.join(tmpdir(), "adjutant-bench-work-"))
+    try {
+      return yield* Effect.gen(function* () {
+        const hub = yield* fixtureHub(fixture, topdir)
+        const srpm = path.join(fixture.srpms, "fixture-hello-1.0-1.src.rpm")
+        const out: Array<{ readonly ready: number; readonly endToEnd: number }> = []
+        yield* Effect.gen(function* () {
+          yield* startDaemon({ ...daemonOptions(workdir), sleeptime: Duration.millis(50) })
+          for (let i = 0; i < n; i++) {
+            const rel = uploadSrpm(topdir, srpm, `bench-${i}`)
+            const t0 = Date.now()
+            const id = hub.createTask("buildArch", [rel, "fixture-build", "noarch", true, { repo_id: 1 }], { arch: "noarch" })
+            yield* waitFor(() => [2, 3, 5].includes(hub.state.task(id)?.state ?? 0), `bench task ${id}`, "600 seconds")
+            const endToEnd = (Date.now() - t0) / 1000
+            if (hub.state.task(id)!.state !== 2) throw new Error(`bench task ${id} failed: ${JSON.stringify(hub.state.taskResult(id))}`)
+            out.push({ ready: readySeconds(hub, id), endToEnd })
+          }
+        }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, socket, host, buildrootsOptions(fixture, topdir, cacheDir, { cacheMax }))))
+        return out
+      }).pipe(Effect.scoped)
+    } finally {
+      rmSync(topdir, { recursive: true, force: true })
+      rmSync(workdir, { recursive: true, force: true })
+    }
+  })
+
+/** Plain `rpmbuild --rebuild` of the same SRPM in the bootstrap container, seconds. */
+const floorOnce = (fixture: Fixture, scratch: string): number => {
+  const out = mkdtempSync(path.join(scratch, "floor-"))
+  const t0 = performance.now()
+  const r = spawnSync("podman", [
+    "run", "--rm", "--network=none", "-v", `${fixture.srpms}:/srpms:ro`, "-v", `${out}:/out`, fixture.image,
+    "rpmbuild", "--rebuild", "--define", "_topdir /tmp/t", "--define", "_rpmdir /out", "/srpms/fixture-hello-1.0-1.src.rpm"
+  ], { stdio: "ignore" })
+  const s = (performance.now() - t0) / 1000
+  if (r.status !== 0) throw new Error("plain rpmbuild --rebuild failed")
+  return s
+}
+
+const main = async () => {
+  const fixture = loadFixtureFiles()
+  const service = await startPodmanService()
+  const host = uniqueHostName("bench-br")
+  const scratch = mkdtempSync(path.join(tmpdir(), "koji-adjutant-bench-br-"))
+  try {
+    const run = <A>(eff: Effect.Effect<A, unknown>) =>
+      Effect.runPromise(eff.pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))
+    const cold = await run(buildTasks(fixture, service.socket, host, path.join(scratch, "cold"), 0, runs))
+    const warm = (await run(buildTasks(fixture, service.socket, host, path.join(scratch, "warm"), 4, runs + 1))).slice(1)
+    const floor: Array<number> = []
+    floorOnce(fixture, scratch)
+    for (let i = 0; i < runs; i++) floor.push(floorOnce(fixture, scratch))
+    const c = median(cold.map((x) => x.ready))
+    const w = median(warm.map((x) => x.ready))
+    const e = median(warm.map((x) => x.endToEnd))
+    const f = median(floor)
+    console.log(`buildroot-ready cold: median ${c.toFixed(3)} s  (${cold.map((x) => x.ready.toFixed(3)).join(" ")})`)
+    console.log(`buildroot-ready warm: median ${w.toFixed(3)} s  (${warm.map((x) => x.ready.toFixed(3)).join(" ")})`)
+    console.log(`buildroot: warm/cold = ${(w / c).toFixed(2)} (target <= 0.10)`)
+    console.log(`end to end through the daemon (warm): median ${e.toFixed(3)} s  (${warm.map((x) => x.endToEnd.toFixed(3)).join(" ")})`)
+    console.log(`plain rpmbuild --rebuild in the bootstrap container: median ${f.toFixed(3)} s  (${floor.map((x) => x.toFixed(3)).join(" ")})`)
+    console.log(`buildroot: daemon/rpmbuild = ${(e / f).toFixed(2)} (target <= 2.00)`)
+  } finally {
+    removeContainersOfHost(host)
+    await service.stop()
+    execFileSync("rm", ["-rf", scratch])
+  }
+}
+
+main().catch((e) => {
+  console.error(e)
+  process.exit(1)
+})
