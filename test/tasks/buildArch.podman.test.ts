@@ -4,12 +4,14 @@
  * hub's work area, buildroots EXPIRED with their package lists mapped to the fixture's rpm ids,
  * failures reported with the right fault and the log tail, no container left behind.
  */
-import { existsSync, rmSync } from "node:fs"
+import { createReadStream, existsSync, rmSync, statSync } from "node:fs"
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
+import { buildrootTables, setAverageBuildDuration } from "../../src/testing/fakehub/buildroots.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
 import {
@@ -32,11 +34,19 @@ const groupIds = (group: string): ReadonlyArray<number> =>
   fixture.manifest.rpms.filter((r) => r.arch !== "src" && fixture.manifest.groups[group]!.includes(r.name)).map((r) => r.id).sort((a, b) => a - b)
 
 /** Runs one task through the daemon; returns the hub, task id and its decoded result. */
-const runTask = (method: string, params: (topdir: string) => ReadonlyArray<unknown>, opts: { readonly arch?: string } = {}) =>
+const runTask = (
+  method: string,
+  params: (topdir: string) => ReadonlyArray<unknown>,
+  opts: { readonly arch?: string; readonly http?: boolean; readonly cacheDir?: string; readonly before?: (hub: FakeHub) => void } = {}
+) =>
   Effect.gen(function* () {
     const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
     const workdir = yield* tempDir("adjutant-work-")
     const hub = yield* fixtureHub(fixture, topdir)
+    opts.before?.(hub)
+    const topurl = opts.http === true ? yield* serveDir(topdir) : undefined
+    const base = buildrootsOptions(fixture, topdir, opts.cacheDir ?? cacheDir)
+    const options = topurl === undefined ? base : { ...base, kojid: { ...base.kojid, topurls: [topurl] } }
     // The params are XML-RPC values built by the test.
     const id = hub.createTask(method, params(topdir) as never, { arch: opts.arch ?? "noarch" })
     yield* Effect.gen(function* () {
@@ -44,9 +54,31 @@ const runTask = (method: string, params: (topdir: string) => ReadonlyArray<unkno
       yield* waitFor(() => DONE.has(hub.state.task(id)?.state ?? 0), `task ${id} to finish`)
       // The buildroot is expired before the report; give the daemon a moment to tidy up.
       yield* Effect.sleep("300 millis")
-    }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, buildrootsOptions(fixture, topdir, cacheDir))))
+    }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, options)))
     return { hub, id, topdir, state: hub.state.task(id)!.state, result: hub.state.taskResult(id) as Record<string, unknown> }
   })
+
+/** A static file server for `dir` on loopback (koji's topurl over HTTP), closed with the scope. */
+const serveDir = (dir: string) =>
+  Effect.acquireRelease(
+    Effect.async<http.Server>((resume) => {
+      const server = http.createServer((req, res) => {
+        const file = path.join(dir, decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname))
+        try {
+          if (!file.startsWith(dir) || !statSync(file).isFile()) throw new Error("not a file")
+          res.writeHead(200, { "Content-Length": String(statSync(file).size) })
+          createReadStream(file).pipe(res)
+        } catch {
+          res.writeHead(404).end("not found\n")
+        }
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+    }),
+    (server) => Effect.async<void>((resume) => {
+      server.closeAllConnections()
+      server.close(() => resume(Effect.void))
+    })
+  ).pipe(Effect.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
 
 const brs = (hub: FakeHub) => [...buildrootTables(hub.topdir).buildroots.values()]
 
@@ -97,6 +129,20 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       const root = hub.state.upload(`tasks/${id % 10000}/${id}/root.log`)!.toString()
       assert.include(root, "using the cached buildroot")
       assert.strictEqual(brs(hub)[0]!.state, 3)
+    }).pipe(Effect.scoped), 600_000)
+
+  it.live("podman: with topurl over HTTP the fill, the SRPM and rpmlist.jsonl come from the web server; the weight follows the average duration", () =>
+    Effect.gen(function* () {
+      const { hub, id, state, result } = yield* runTask(
+        "buildArch",
+        (top) => [uploadSrpm(top, srpmOf("fixture-hello")), "fixture-build", "noarch", true, { repo_id: 1 }],
+        { http: true, cacheDir: path.join(cacheDir, "http"), before: (h) => setAverageBuildDuration(h.topdir, "fixture-hello", 9600) }
+      )
+      assert.strictEqual(state, 2, `task failed: ${JSON.stringify(result)}`)
+      assert.strictEqual(hub.state.task(id)!.weight, 3.5, "1.5 + 9600/4800")
+      const cfg = hub.state.upload(`tasks/${id % 10000}/${id}/mock_config.log`)!.toString()
+      assert.match(cfg, /baseurl=http:\/\/127\.0\.0\.1:\d+\/repos\/fixture-build\/1\/x86_64/)
+      assert.deepStrictEqual([...brs(hub)[0]!.listing.keys()].sort((a, b) => a - b), groupIds("build"))
     }).pipe(Effect.scoped), 600_000)
 
   it.live("podman: static BuildRequires (fixture-needs) are installed into the task's root and listed as updates", () =>
