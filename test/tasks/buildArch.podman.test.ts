@@ -11,7 +11,7 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { buildrootTables, setAverageBuildDuration } from "../../src/testing/fakehub/buildroots.js"
+import { addRepo, addTag, buildrootTables, setAverageBuildDuration } from "../../src/testing/fakehub/buildroots.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
 import {
@@ -186,5 +186,35 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       const br = brs(hub)[0]!
       assert.strictEqual(br.state, 3)
       assert.deepStrictEqual([...br.listing.keys()].sort((a, b) => a - b), groupIds("srpm-build"))
+    }).pipe(Effect.scoped), 600_000)
+
+  it.live("podman: bad input fails the task: a binary rpm as SRPM, a missing repo, a repo of another tag, no repo_id", () =>
+    Effect.gen(function* () {
+      const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const workdir = yield* tempDir("adjutant-work-")
+      const hub = yield* fixtureHub(fixture, topdir)
+      const otherTag = addTag(topdir, "other-tag", "x86_64")
+      const otherRepo = addRepo(topdir, otherTag)
+      const binary = fixture.manifest.rpms.find((r) => r.name === "fixture-setup" && r.arch === "noarch") as unknown as { readonly path: string }
+      const srpm = uploadSrpm(topdir, srpmOf("fixture-hello"), "ok")
+      const cases: ReadonlyArray<readonly [string, ReadonlyArray<unknown>, number, RegExp]> = [
+        ["binary", [uploadSrpm(topdir, path.join(fixture.dir, binary.path), "bin"), "fixture-build", "noarch", true, { repo_id: 1 }], 1005, /^not a source package$/],
+        ["missing repo", [srpm, "fixture-build", "noarch", true, { repo_id: 99 }], 1000, /no rows/],
+        ["other tag", [srpm, "fixture-build", "noarch", true, { repo_id: otherRepo }], 1012, /^tag\/repo mismatch: fixture-build vs other-tag$/],
+        ["no repo_id", [srpm, "fixture-build", "noarch", true, {}], 1005, /^A repo id must be provided$/]
+      ]
+      const ids = cases.map(([, params]) => hub.createTask("buildArch", params as never, { arch: "noarch" }))
+      yield* Effect.gen(function* () {
+        yield* startDaemon(daemonOptions(workdir))
+        yield* waitFor(() => ids.every((id) => DONE.has(hub.state.task(id)?.state ?? 0)), "bad-input tasks to finish")
+        yield* Effect.sleep("300 millis")
+      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, buildrootsOptions(fixture, topdir, cacheDir))))
+      cases.forEach(([name, , code, re], i) => {
+        const r = hub.state.taskResult(ids[i]!) as Record<string, unknown>
+        assert.strictEqual(hub.state.task(ids[i]!)!.state, 5, name)
+        assert.strictEqual(r["faultCode"], code, `${name}: ${JSON.stringify(r)}`)
+        assert.match(String(r["faultString"]), re, name)
+      })
+      for (const br of brs(hub)) assert.strictEqual(br.state, 3, "every buildroot made is EXPIRED")
     }).pipe(Effect.scoped), 600_000)
 })
