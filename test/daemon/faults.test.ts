@@ -8,7 +8,7 @@ import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { Containers } from "../../src/containers/Containers.js"
 import { Layer } from "effect"
-import { daemonLayer, fakeHub, HOST, PASSWORD, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
+import { daemonLayer, fakeHub, HOST, PASSWORD, quietLogs, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 /** A small deterministic PRNG (mulberry32), so a failing run can be reproduced. */
 const prng = (seed: number) => () => {
@@ -54,7 +54,8 @@ describe("hub faults and bad input", () => {
         KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 10, retryInterval: 0.01 }).pipe(Layer.orDie),
         TaskRegistry.layer(),
         Readiness.layerAlways,
-        Containers.layerMemory({ hostName: HOST })
+        Containers.layerMemory({ hostName: HOST }),
+        quietLogs
       )
       // The production setting: the cycle's reads go in multiCalls (faults hit whole batches too).
       yield* startDaemon(testOptions(workdir, { sleeptime: Duration.millis(20), batchHubCalls: true })).pipe(Effect.provide(layer))
@@ -138,7 +139,8 @@ describe("hub faults and bad input", () => {
         KojiHub.layerWithTransport({ server: proxy.url, user: HOST, password: PASSWORD, maxRetries: 2, retryInterval: 1 }).pipe(Layer.orDie),
         TaskRegistry.layer(),
         Readiness.layerAlways,
-        Containers.layerMemory({ hostName: HOST })
+        Containers.layerMemory({ hostName: HOST }),
+        quietLogs
       )
       yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(layer))
       yield* until(() => hub.state.task(id)?.state === TaskState.CLOSED, "task closed after the nonsense")

@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Duration, Effect, Fiber, Layer, TestClock, type Scope } from "effect"
+import { Duration, Effect, Fiber, Layer, Logger, LogLevel, TestClock, type Scope } from "effect"
 import { Containers } from "../../src/containers/Containers.js"
 import type { MemoryContainers } from "../../src/containers/MemoryContainers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
@@ -45,6 +45,9 @@ export const fakeHub = (options: FakeHubOptions = {}) =>
     scheduler: { runInterval: 0, ...options.scheduler }
   })
 
+/** Only warnings and errors of the daemon in test output. */
+export const quietLogs: Layer.Layer<never> = Logger.minimumLogLevel(LogLevel.Warning)
+
 /** The daemon's services against `hub`. */
 export const daemonLayer = (
   hub: FakeHub,
@@ -55,7 +58,8 @@ export const daemonLayer = (
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     handlers === undefined ? TaskRegistry.layer() : TaskRegistry.layerTest(handlers),
     readiness,
-    Containers.layerMemory({ hostName: HOST })
+    Containers.layerMemory({ hostName: HOST }),
+    quietLogs
   )
 
 /** Like daemonLayer, with handlers made from the same in-memory Containers the test inspects. */
@@ -66,7 +70,8 @@ export const daemonLayerWith = (
   Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
-    Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(handlers(c))))
+    Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(handlers(c)))),
+    quietLogs
   ).pipe(Layer.provideMerge(Containers.layerMemory({ hostName: HOST })))
 
 /** Starts the daemon in the background of the test scope. */
