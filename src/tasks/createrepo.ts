@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { AdjutantConfig, type KojidOptions } from "../config/AdjutantConfig.js"
-import { type ContainerMount, Containers, type LogFrame } from "../containers/Containers.js"
+import { type ContainerMount, Containers } from "../containers/Containers.js"
 import { GenericError } from "../hub/faults.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import type { Session } from "../hub/KojiHub.js"
@@ -121,39 +121,30 @@ export interface RunLoggedOptions {
 /**
  * kojid's `log_output(..., logerror=True)`: runs `cmd` in a container, the log starting with
  * `$ cmd` and holding stdout and stderr, streamed to the task directory while it runs.
- * Returns the exit code and the output text.
+ * The command writes the log itself (a shell redirect into the writable workdir): following
+ * the container's output through the API would cost more than createrepo_c's own work on a
+ * small repo (scripts/bench/createrepo). Returns the exit code and the log text.
  */
 export const runLogged = (o: RunLoggedOptions) =>
   Effect.scoped(Effect.gen(function*() {
     const logfile = path.join(o.ctx.workdir, o.logName)
     yield* fsStep(`cannot write ${logfile}`, () => fsp.appendFile(logfile, `$ ${o.cmd.join(" ")}\n`))
     yield* streamLogs(o.ctx.session, [{ local: logfile, remote: o.logName }], taskRelPath(o.ctx.taskId))
-    const handle = yield* Effect.acquireRelease(
-      fsStep(`cannot open ${logfile}`, () => fsp.open(logfile, "a")),
-      (h) => Effect.promise(() => h.close().catch(() => undefined))
-    )
-    let text = ""
-    const onOutput = (frame: LogFrame) =>
-      Effect.promise(() => {
-        const chunk = Buffer.from(frame.data)
-        text += chunk.toString("utf8")
-        if (text.length > 65536) text = text.slice(-32768)
-        return handle.write(chunk).then(() => undefined, () => undefined)
-      })
     const result = yield* o.deps.containers.run(
       {
         image: o.deps.image,
-        command: o.cmd,
+        command: ["/bin/sh", "-c", 'log=$1; shift; exec "$@" >> "$log" 2>&1', "sh", logfile, ...o.cmd],
         role: "createrepo",
         taskId: o.ctx.taskId,
         mounts: o.mounts,
         network: o.network ?? "none",
-        readOnlyRoot: true,
         ...(o.env === undefined ? {} : { env: o.env })
       },
-      { onOutput, maxOutputBytes: 1024 * 1024 }
+      { maxOutputBytes: 64 * 1024 }
     )
-    return { exitCode: result.exitCode, output: text }
+    const logged = yield* fsStep(`cannot read ${logfile}`, () => fsp.readFile(logfile, "utf8"))
+    // Anything the shell itself said (the command could not be run) is not in the log.
+    return { exitCode: result.exitCode, output: `${logged.slice(-65536)}${result.stdout}${result.stderr}` }
   }))
 
 /** Read-only bind of a host path at the same path in the container. */
