@@ -8,19 +8,39 @@
  */
 import { existsSync } from "node:fs"
 import * as path from "node:path"
-import { assert, describe, it } from "vitest"
+import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { BuildState, taggedBuilds } from "../../src/testing/fakehub/builds.js"
 import { buildWorld } from "../../src/testing/fakehub/targets.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason } from "../support/podman.js"
-import { childrenOf, type E2E, fault, runToEnd, startE2E } from "./support.js"
-import { afterAll, beforeAll } from "vitest"
+import { childrenOf, DONE, type E2E, fault, makeSrpm, runToEnd, startE2E, waitUntil } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 let e: E2E
 
 const CLOSED = 2
+const CANCELED = 3
 const FAILED = 5
+
+/** A noarch package whose %build says it started and then sleeps. */
+const SLOW_SPEC = `Name: slow-build
+Version: 1.0
+Release: 1
+Summary: a build that takes its time
+License: MIT
+BuildArch: noarch
+%description
+Sleeps in %build so that the test can cancel it.
+%prep
+%build
+echo SLOW-STARTED
+sleep 30
+%install
+mkdir -p %{buildroot}/usr/share/slow-build
+echo ok > %{buildroot}/usr/share/slow-build/ok
+%files
+/usr/share/slow-build/ok
+`
 
 /** The fixture's hub rpm ids of a comps group's packages. */
 const groupIds = (group: string): ReadonlyArray<number> =>
@@ -53,7 +73,7 @@ const assertBuildrootDone = (taskId: number, group: string) => {
 
 describe.skipIf(!podmanInstalled)("build end to end (daemon + fake hub + real podman)", () => {
   beforeAll(async () => {
-    e = await startE2E("e2e-build")
+    e = await startE2E("e2e-build", { packages: ["slow-build"] })
   }, 600_000)
   afterAll(async () => {
     const left = await e?.close()
@@ -162,6 +182,36 @@ describe.skipIf(!podmanInstalled)("build end to end (daemon + fake hub + real po
     assert.strictEqual(fault(e.hub.state.taskResult(kids[1]!.id)).faultCode, 1005)
     assertBuildrootDone(kids[1]!.id, "build")
     assert.notInclude(taggedBuilds(e.topdir, e.destTag), build.id)
+    assert.deepStrictEqual(containersOfHost(e.hostName), [])
+  }, 600_000)
+
+  it("podman: canceling a build while its buildArch runs rpmbuild cancels the tree, removes the containers and expires the buildroot", async () => {
+    const src = e.upload(makeSrpm(e, "slow-build", SLOW_SPEC))
+    const id = e.hub.createTask("build", [src, "fixture-build", {}], { arch: "noarch" })
+    const archTask = () => childrenOf(e, id).find((k) => k.method === "buildArch")
+    const buildLog = () => {
+      const t = archTask()
+      return t === undefined ? "" : e.hub.state.upload(`tasks/${t.id % 10000}/${t.id}/build.log`)?.toString() ?? ""
+    }
+    await waitUntil(() => buildLog().includes("SLOW-STARTED") || DONE.has(e.hub.state.task(id)?.state ?? 0), "rpmbuild of slow-build to start", 300_000)
+    assert.include(buildLog(), "SLOW-STARTED", `the build ended early: ${JSON.stringify(e.hub.state.taskResult(id))}`)
+    assert.isTrue(containersOfHost(e.hostName).some((n) => n.includes("-build-")), `the build container runs: ${containersOfHost(e.hostName).join(", ")}`)
+    const arch = archTask()!
+    const build = buildOfTask(id)
+    assert.strictEqual(build?.state, BuildState.BUILDING, "initBuild made the build before the buildArch subtask")
+    const started = Date.now()
+    e.hub.cancelTask(id)
+    await waitUntil(() => containersOfHost(e.hostName).length === 0, "the build's containers to go", 60_000)
+    await waitUntil(() => e.buildrootsOf(arch.id).every((b) => b.state === 3), "the buildArch buildroot to be EXPIRED", 60_000)
+    assert.isBelow(Date.now() - started, 30_000, "canceled well before the sleep would have ended")
+    assert.strictEqual(e.hub.state.task(id)!.state, CANCELED)
+    const kids = childrenOf(e, id)
+    assert.deepStrictEqual(kids.map((k) => [k.method, k.state]), [["rebuildSRPM", CLOSED], ["buildArch", CANCELED]])
+    const [br] = e.buildrootsOf(arch.id)
+    assert.strictEqual(br?.state, 3)
+    // The daemon forgets the task: its work directories go, and nothing of it runs any more.
+    await waitUntil(() => e.taskDirsLeft().length === 0, "task work directories to be removed", 30_000)
+    assert.isFalse(callsOf("host.completeBuild").some((c) => c.params[0] === id), "no import of a canceled build")
     assert.deepStrictEqual(containersOfHost(e.hostName), [])
   }, 600_000)
 })

@@ -12,6 +12,7 @@ import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { BuildState, taggedBuilds } from "../../src/testing/fakehub/builds.js"
 import { addRepo, addTag } from "../../src/testing/fakehub/buildroots.js"
 import { buildWorld } from "../../src/testing/fakehub/targets.js"
+import { readManifest } from "../fixture/manifest.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason } from "../support/podman.js"
 import { childrenOf, type E2E, fault, type Finished, type GitDaemon, runToEnd, startE2E, startGitDaemon } from "./support.js"
 
@@ -23,7 +24,8 @@ let git: GitDaemon
 const CLOSED = 2
 const FAILED = 5
 
-const scmInfo = () => e.fixture.manifest.scm["fixture-hello"]!
+/** The fixture's git repository: its tag and that tag's commit (made anew with the fixture, so read each run). */
+const scmInfo = () => readManifest(path.join(e.fixture.dir, "fixture.json")).scm["fixture-hello"]!
 const repoUrl = (name = "fixture-hello.git") => `git://127.0.0.1:${git.port}/${name}`
 
 const buildOfTask = (taskId: number) => {
