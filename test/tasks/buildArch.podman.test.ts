@@ -118,6 +118,21 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       assert.deepStrictEqual([...br!.listing.keys()].sort((a, b) => a - b), groupIds("build"))
       assert.deepStrictEqual([...br!.listing.values()], [false, false, false], "nothing new after the build")
       assert.deepStrictEqual(containersOfHost(hostName), [])
+      // The task session's calls in kojid's order (koji-captures/kojid/scratch-build 0384–0439),
+      // leaving out the incremental log uploads, whose timing differs by design (§13).
+      const sid = hub.state.calls.find((c) => c.method === "host.newBuildRoot")!.sessionId
+      const seq = hub.state.calls.filter((c) => c.sessionId === sid).map((c) => {
+        if (c.method !== "rawUpload") return c.method
+        const name = new URLSearchParams(c.query).get("filename") ?? ""
+        return name.endsWith(".log") && name !== "mock_config.log" ? "" : `rawUpload ${name}`
+      }).filter((m) => m !== "")
+      assert.deepStrictEqual(seq, [
+        "repoInfo", "getAverageBuildDuration", "getTaskInfo", "host.getHost", "getBuildConfig", "repoInfo", "getBuildConfig",
+        "host.newBuildRoot", "rawUpload mock_config.log", "checkUpload", "getExternalRepoList", "host.setBuildRootList",
+        "host.setBuildRootState", "getExternalRepoList", "host.updateBuildRootList",
+        "rawUpload noarch_rpmdiff.json", "checkUpload", "rawUpload fixture-hello-1.0-1.noarch.rpm", "checkUpload",
+        "rawUpload fixture-hello-1.0-1.src.rpm", "checkUpload", "host.setBuildRootState", "host.closeTask", "logout"
+      ])
     }).pipe(Effect.scoped), 600_000)
 
   it.live("podman: buildArch of the C fixture (x86_64) uses the cached root and closes", () =>
@@ -173,6 +188,10 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       const br = brs(hub)[0]!
       assert.strictEqual(br.state, 3)
       assert.deepStrictEqual([...br.listing.keys()].sort((a, b) => a - b), groupIds("build"))
+      // kojid's tail of a failed build (koji-captures/kojid/failed-build 1012–1016).
+      const sid = hub.state.calls.find((c) => c.method === "host.newBuildRoot")!.sessionId
+      const tail = hub.state.calls.filter((c) => c.sessionId === sid && c.method !== "rawUpload").map((c) => c.method).slice(-6)
+      assert.deepStrictEqual(tail, ["host.setBuildRootState", "getExternalRepoList", "host.updateBuildRootList", "host.setBuildRootState", "host.failTask", "logout"])
     }).pipe(Effect.scoped), 600_000)
 
   it.live("podman: rebuildSRPM returns {srpm, logs, brootid, source} and uses the srpm-build group", () =>
@@ -186,6 +205,18 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       const br = brs(hub)[0]!
       assert.strictEqual(br.state, 3)
       assert.deepStrictEqual([...br.listing.keys()].sort((a, b) => a - b), groupIds("srpm-build"))
+      // kojid's order (koji-captures/kojid/scratch-build 0276–0336) without the incremental log uploads.
+      const sid = hub.state.calls.find((c) => c.method === "host.newBuildRoot")!.sessionId
+      const seq = hub.state.calls.filter((c) => c.sessionId === sid).map((c) => {
+        if (c.method !== "rawUpload") return c.method
+        const name = new URLSearchParams(c.query).get("filename") ?? ""
+        return name.endsWith(".log") && name !== "mock_config.log" ? "" : `rawUpload ${name}`
+      }).filter((m) => m !== "")
+      assert.deepStrictEqual(seq, [
+        "repoInfo", "getTag", "host.getHost", "getBuildConfig", "repoInfo", "getBuildConfig", "host.newBuildRoot",
+        "rawUpload mock_config.log", "checkUpload", "getExternalRepoList", "host.setBuildRootList", "host.setBuildRootState",
+        "rawUpload fixture-hello-1.0-1.src.rpm", "checkUpload", "host.setBuildRootState", "host.closeTask", "logout"
+      ])
     }).pipe(Effect.scoped), 600_000)
 
   it.live("podman: bad input fails the task: a binary rpm as SRPM, a missing repo, a repo of another tag, no repo_id", () =>
