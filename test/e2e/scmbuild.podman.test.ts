@@ -3,10 +3,13 @@
  * fixture-build git://…#rev` against the offline fixture's git repository served by `git daemon`
  * on loopback — checkout in a container, SRPM from the checkout, buildArch, import and tag, the
  * build's source recorded with the commit hash — and bad input through the same daemon: a URL
- * allowed_scms refuses, a password in the URL, a revision that does not exist, a missing repo
+ * allowed_scms refuses, a password in the URL, a revision that does not exist, a spec setting
+ * `Packager:`, a missing repo
  * and a repo of another tag. Each bad task fails with the fault kojid gives, leaves no
  * container, buildroot or build behind, and the daemon goes on to close the next good task.
  */
+import { execFileSync } from "node:child_process"
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
 import { BuildState, taggedBuilds } from "../../src/testing/fakehub/builds.js"
@@ -20,6 +23,18 @@ if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 let e: E2E
 let git: GitDaemon
+
+const PACKAGER_SPEC = `Name: fixture-packager
+Version: 1.0
+Release: 1
+Summary: sets its own packager
+Packager: Mallory <mallory@example.org>
+License: MIT
+BuildArch: noarch
+%description
+A spec koji refuses.
+%files
+`
 
 const CLOSED = 2
 const FAILED = 5
@@ -47,7 +62,17 @@ const assertNoTrace = (r: Finished) => {
 describe.skipIf(!podmanInstalled)("SCM build end to end (git daemon on loopback, real podman)", () => {
   beforeAll(async () => {
     e = await startE2E("e2e-scm", { scm: { allowedScms: "127.0.0.1*:/fixture-*.git:no:" } })
-    git = await startGitDaemon(path.join(e.fixture.dir, "git"), "fixture-hello.git")
+    // The fixture's repository, and one whose spec sets Packager: (kojid refuses it, §7.3 step 4).
+    const base = path.join(e.scratchDir, "git")
+    mkdirSync(base)
+    symlinkSync(path.join(e.fixture.dir, "git", "fixture-hello.git"), path.join(base, "fixture-hello.git"))
+    const work = path.join(e.scratchDir, "fixture-packager")
+    mkdirSync(work)
+    writeFileSync(path.join(work, "fixture-packager.spec"), PACKAGER_SPEC)
+    const env = { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@example.org", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@example.org" }
+    for (const args of [["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "packager"]]) execFileSync("git", args, { cwd: work, env })
+    execFileSync("git", ["clone", "-q", "--bare", work, path.join(base, "fixture-packager.git")])
+    git = await startGitDaemon(base, "fixture-hello.git")
   }, 600_000)
   afterAll(async () => {
     await git?.stop()
@@ -102,6 +127,10 @@ describe.skipIf(!podmanInstalled)("SCM build end to end (git daemon on loopback,
       {
         what: "a revision that does not exist", src: `${repoUrl()}#no-such-revision`, opts: { scratch: true }, code: 1005,
         text: /no-such-revision/
+      },
+      {
+        what: "a spec that sets Packager:", src: `${repoUrl("fixture-packager.git")}#main`, opts: { scratch: true }, code: 1005,
+        text: /Packager is not allowed to be set in spec file/
       },
       { what: "a missing repo", src: `${repoUrl()}#main`, opts: { scratch: true, repo_id: 999 }, code: 1005, text: /No such repo: 999/ },
       {
