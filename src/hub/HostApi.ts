@@ -26,7 +26,8 @@ export interface SubtaskArgs {
   readonly arch?: string | null | undefined
   readonly priority?: number | null | undefined
   readonly channel?: string | number | null | undefined
-  readonly assign?: boolean | null | undefined
+  /** The host (id or name) to create the subtask ASSIGNED to (restartHosts uses it). */
+  readonly assign?: number | string | null | undefined
   readonly kwargs?: XmlRpcStruct | null | undefined
 }
 
