@@ -14,7 +14,7 @@ fi
 
 PKGS=(podman runc conmon catatonit uidmap slirp4netns fuse-overlayfs debootstrap nix-bin
       docker-registry skopeo openssl apache2-utils busybox-static curl ca-certificates xz-utils
-      zstd git)
+      zstd git apache2)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,11 +23,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup-host.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # apache2 (the TLS login test's stand-in for the stock koji hub front end) and
+  # docker-registry would start system services on :80 and :5000 when installed; the tests run
+  # their own instances on loopback ports, so keep the package scripts from starting any.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  status=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  [ -n "$own_policy" ] && rm -f "$policy"
+  [ "$status" = 0 ] || exit "$status"
 fi
-
-# docker-registry starts itself as a service on install where systemd exists; the tests run
-# their own instance on a loopback port, so a stray system one is harmless but not needed.
 
 conf=/etc/containers/containers.conf
 want=$(cat <<'CONF'
