@@ -355,7 +355,8 @@ export const createrepoHandler = (deps: RepoTaskDeps) =>
           yield* fsStep("cannot write EMPTY_REPO", () => fsp.writeFile(path.join(r.datadir, "EMPTY_REPO"), EMPTY_REPO_TEXT))
         }
         // kojid reads these for its postCreateRepo callback; kept so the call sequence matches (§13).
-        yield* api.getTag(rinfo.tag_id ?? repo_id, { event: rinfo.create_event, strict: true })
+        // (kojid sends event before strict here, unlike its other getTag calls.)
+        yield* ctx.session.call("getTag", [rinfo.tag_id ?? repo_id], { event: rinfo.create_event, strict: true })
         yield* api.getTaskInfo(ctx.taskId, { request: true, strict: true })
         const uploadpath = taskRelPath(ctx.taskId)
         const files = yield* uploadDir(ctx.session, r.datadir, uploadpath)

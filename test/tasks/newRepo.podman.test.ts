@@ -55,6 +55,26 @@ describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)
         assert.strictEqual(repoId, 1)
         assert.isNumber(eventId)
 
+        // The call sequences of kojid's newRepo and createrepo sessions (koji-captures/kojid/newrepo, §13).
+        const sessionCalls = (first: string) => {
+          const sid = hub.state.calls.find((c) => c.method === first && c.sessionId !== undefined)?.sessionId
+          const seq: Array<string> = []
+          for (const c of hub.state.calls) {
+            if (c.sessionId !== sid || c.method === "rawUpload") continue
+            if (seq[seq.length - 1] === c.method && c.method === "host.taskWait") continue
+            seq.push(c.method)
+          }
+          return seq
+        }
+        assert.deepStrictEqual(sessionCalls("host.repoInit"), [
+          "getTag", "host.repoInit", "getRepo", "getFullInheritance", "host.subtask", "host.taskSetWait", "host.taskWait",
+          "host.taskWaitResults", "host.repoDone", "host.closeTask", "logout"
+        ])
+        const crCalls = sessionCalls("repoInfo")
+        assert.deepStrictEqual(crCalls.slice(0, 4), ["repoInfo", "getExternalRepoList", "getTag", "getTaskInfo"])
+        assert.deepStrictEqual(crCalls.slice(-2), ["host.closeTask", "logout"])
+        assert.isTrue(crCalls.slice(4, -2).every((m) => m === "checkUpload"))
+
         const createrepos = tasksOf(hub, "createrepo")
         assert.strictEqual(createrepos.length, 1)
         assert.strictEqual(createrepos[0]!.label, "x86_64")
