@@ -8,7 +8,9 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { buildLocal, localLayer } from "../../src/local/buildLocal.js"
+import { Command } from "@effect/cli"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { buildLocal, buildLocalCommand, localLayer } from "../../src/local/buildLocal.js"
 import { type Fixture, loadFixtureFiles } from "../buildroot/support.js"
 import { podmanInstalled, podmanSkipReason, type PodmanService, startPodmanService } from "../support/podman.js"
 
@@ -59,4 +61,17 @@ describe.skipIf(!podmanInstalled)("build-local (real podman)", () => {
       assert.include(String(Exit.isFailure(exit) ? exit.cause : ""), "this package fails in %build on purpose")
       assert.isTrue(existsSync(path.join(result, "build.log")))
     }).pipe(Effect.provide(localLayer(service.socket, path.join(dir, "cache"), fixture.image))), 600_000)
+
+  it.live("podman: the build-local command (as mounted in main.ts) builds with --repo/--arch/--result", () =>
+    Effect.gen(function* () {
+      const result = path.join(dir, "cli")
+      const run = Command.run(buildLocalCommand, { name: "koji-adjutant", version: "0" })
+      yield* run([
+        "node", "koji-adjutant", "--repo", path.join(fixture.dir, "repos/fixture-build/1/x86_64"), "--arch", "noarch",
+        "--result", result, "--podman-socket", service.socket, "--cache-dir", path.join(dir, "cache"), "--image", fixture.image,
+        path.join(fixture.srpms, "fixture-hello-1.0-1.src.rpm")
+      ])
+      assert.isTrue(existsSync(path.join(result, "fixture-hello-1.0-1.noarch.rpm")))
+      assert.isTrue(existsSync(path.join(result, "build.log")))
+    }).pipe(Effect.provide(NodeContext.layer)), 600_000)
 })
