@@ -4,7 +4,7 @@
  * `kojipkgs` and `pkglist`, the rpms linked under Packages/, createrepo_c in the bootstrap image,
  * every repo file plus `repo_manifest` uploaded; the parent moves each arch into place with
  * `host.distRepoMove` and finishes with `host.repoDone(repo_id, {})`.
- * Not done: multilib (kojid depsolves with the dnf Python API) and `write_signed_rpms`.
+ * Not done: multilib (kojid depsolves with the dnf Python API and its multilib library).
  */
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
@@ -166,6 +166,22 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
         const chosen = [...idx.entries()].find(([k]) => k.toLowerCase() === best)![1]
         selected.set(id, { ...chosen, best_key: best })
       }
+    }
+    if (truthy(opts["write_signed_rpms"])) {
+      // host.writeSignedRPM for every rpm with a chosen key, in multiCall batches of 1000 as kojid.
+      const withKey = [...selected.entries()].filter(([, info]) => typeof info["best_key"] === "string")
+      let log = ""
+      for (let i = 0; i < withKey.length; i += 1000) {
+        const batch = withKey.slice(i, i + 1000)
+        const results = yield* r.ctx.session.multiCall(batch.map(([id, info]) => ({ method: "host.writeSignedRPM", params: [id, info["best_key"]!] })))
+        batch.forEach(([id, info], j) => {
+          const res = results[j]
+          log += res !== undefined && res._tag === "Right"
+            ? `Signed RPM ${id} is written with ${String(info["best_key"])} key.\n`
+            : `FAILED: Signed RPM ${id} is not written with ${String(info["best_key"])} key, error: ${res?._tag === "Left" ? res.left.faultString : "no result"}\n`
+        })
+      }
+      if (log !== "") yield* writeLog(r, "written_signed_rpms.log", log)
     }
     const fsMissing: Array<string> = []
     const sigMissing: Array<number> = []
