@@ -5,7 +5,7 @@
 # makes sure a podman API service is listening, then runs the main job:
 #
 #   sudo ./scripts/run.sh                      build the example package fixture-hello locally
-#   sudo ./scripts/run.sh build-local X.src.rpm --repo URL|DIR [--arch A] [--result DIR]
+#   sudo ./scripts/run.sh build-local --repo URL|DIR [--arch A] [--result DIR] X.src.rpm
 #   sudo ./scripts/run.sh -c /etc/kojid/kojid.conf --fg --force-lock -v     run the daemon
 #
 # With no arguments it builds the fixture's noarch example through the same buildroot and
@@ -50,8 +50,8 @@ fi
 
 if [ "$#" -eq 0 ]; then
   eval "$(bash scripts/make-fixture-repo.sh | grep -E '^FIXTURE_[A-Z_]+=')"
-  set -- build-local "$FIXTURE_SRPMS/fixture-hello-1.0-1.src.rpm" --repo "$FIXTURE_REPO" \
-    --image "$image" --result "$PWD/build-local-result"
+  set -- build-local --repo "$FIXTURE_REPO" --image "$image" --result "$PWD/build-local-result" \
+    "$FIXTURE_SRPMS/fixture-hello-1.0-1.src.rpm"
   echo "scripts/run.sh: building the example package: koji-adjutant $*"
 fi
 node dist/main.js "$@"

@@ -41,6 +41,7 @@ const { rebuildSrpmHandler } = await import("./tasks/rebuildSRPM.js")
 const { runrootDeps, runrootHandler } = await import("./tasks/runroot.js")
 const { tagBuildHandler } = await import("./tasks/tagBuild.js")
 const { waitrepoHandler } = await import("./tasks/waitrepo.js")
+const { buildLocalCommand } = await import("./local/buildLocal.js")
 
 type CommandLineFlags = import("./config/AdjutantConfig.js").CommandLineFlags
 type DaemonResult = import("./daemon/TaskManager.js").DaemonResult
@@ -115,7 +116,7 @@ const daemon = (flags: Partial<CommandLineFlags>) =>
 
 const root = Command.make("koji-adjutant", { flags: kojidOptions }, ({ flags }) => daemon(flags)).pipe(
   Command.withDescription("koji build daemon (a kojid replacement running tasks in podman containers)"),
-  Command.withSubcommands([checkConfigCommand])
+  Command.withSubcommands([checkConfigCommand, buildLocalCommand])
 )
 
 const cli = Command.run(root, { name: "koji-adjutant", version: "0.1.0" })
