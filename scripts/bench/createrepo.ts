@@ -13,7 +13,7 @@ import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Duration, Effect, Layer, Logger, LogLevel } from "effect"
+import { Duration, Effect, Layer, Logger, LogLevel, Schema } from "effect"
 import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { runDaemon } from "../../src/daemon/TaskManager.js"
@@ -133,7 +133,7 @@ const program = Effect.gen(function*() {
       while (![2, 3, 5].includes(hub.state.task(id)?.state ?? 0)) yield* Effect.sleep("10 millis")
       const elapsed = performance.now() - t0
       if (hub.state.task(id)!.state !== 2) return yield* Effect.dieMessage(`newRepo failed: ${JSON.stringify(hub.state.taskResult(id))}`)
-      const [repoId] = hub.state.taskResult(id) as [number, number]
+      const [repoId] = Schema.decodeUnknownSync(Schema.Tuple(Schema.Number, Schema.Number))(hub.state.taskResult(id))
       const archdir = join(topdir, "repos", "bench-build", String(repoId), "x86_64")
       const out = join(scratch, `floor-${round}`)
       mkdirSync(out)

@@ -17,7 +17,8 @@ import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
 import {
-  createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, startDaemon, tempDir, waitFor
+  createNewRepo, daemonOptions, dnfReadRepo, DONE, FaultResult, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon,
+  tempDir, waitFor
 } from "./newRepoSupport.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
@@ -26,7 +27,7 @@ const hostName = uniqueHostName("createrepo")
 let service: PodmanService
 let fixture: Fixture
 
-const faultOf = (hub: FakeHub, id: number) => hub.state.taskResult(id) as { readonly faultCode: number; readonly faultString: string }
+const faultOf = (hub: FakeHub, id: number) => resultAs(FaultResult, hub, id)
 const nvra = (r: { readonly name: string; readonly version: string; readonly release: string; readonly arch: string }) =>
   `${r.name}-${r.version}-${r.release}.${r.arch}`
 
@@ -133,7 +134,7 @@ describe.skipIf(!podmanInstalled)("createrepo (real podman)", () => {
         renameSync(`${pkg}.away`, pkg)
         const good = yield* runNewRepo(hub)
         assert.strictEqual(hub.state.task(good)!.state, 2, JSON.stringify(hub.state.taskResult(good)))
-        const [goodRepo] = hub.state.taskResult(good) as [number, number]
+        const [goodRepo] = resultAs(RepoResult, hub, good)
         assert.strictEqual(buildrootTables(topdir).repos.get(goodRepo)!.state, 1)
 
         // createrepo for a repo that is READY, not INIT.

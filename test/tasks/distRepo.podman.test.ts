@@ -7,7 +7,7 @@
 import { linkSync, mkdirSync, readdirSync, readFileSync, readlinkSync } from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Schema } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { makeDistRepoHandlers, pickKey } from "../../src/tasks/distRepo.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
@@ -92,7 +92,8 @@ describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
         assert.isNull(hub.state.taskResult(sub.id))
         assert.strictEqual(buildrootTables(topdir).repos.get(repoId)!.state, 1)
         const archdir = path.join(topdir, "repos-dist", fixture.manifest.tag.name, String(repoId), "x86_64")
-        const kojipkgs = JSON.parse(readFileSync(path.join(archdir, "kojipkgs"), "utf8")) as Record<string, { sigkey: string | null }>
+        const kojipkgs = Schema.decodeUnknownSync(Schema.Record({ key: Schema.String, value: Schema.Struct({ sigkey: Schema.NullOr(Schema.String) }) }))(
+          JSON.parse(readFileSync(path.join(archdir, "kojipkgs"), "utf8")))
         assert.strictEqual(kojipkgs[path.basename(extra.path)]!.sigkey, KEY)
         assert.isNull(kojipkgs["fixture-base-1.0-1.x86_64.rpm"]!.sigkey)
         assert.include(readFileSync(path.join(archdir, "pkglist"), "utf8"), `Packages/f/${path.basename(extra.path)}\n`)

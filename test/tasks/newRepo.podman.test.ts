@@ -15,7 +15,8 @@ import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
 import {
-  createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, startDaemon, tempDir, waitFor
+  createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon, tempDir,
+  UploadResult, waitFor
 } from "./newRepoSupport.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
@@ -51,7 +52,7 @@ describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)
         const first = createNewRepo(hub, fixture)
         yield* waitFor(() => DONE.has(hub.state.task(first)?.state ?? 0), `newRepo ${first}`)
         assert.strictEqual(hub.state.task(first)!.state, 2, JSON.stringify(hub.state.taskResult(first)))
-        const [repoId, eventId] = hub.state.taskResult(first) as [number, number]
+        const [repoId, eventId] = resultAs(RepoResult, hub, first)
         assert.strictEqual(repoId, 1)
         assert.isNumber(eventId)
 
@@ -81,7 +82,7 @@ describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)
         assert.strictEqual(createrepos[0]!.label, "x86_64")
         assert.strictEqual(createrepos[0]!.arch, "noarch")
         assert.deepStrictEqual(createrepos[0]!.params, [1, "x86_64", null])
-        const crResult = hub.state.taskResult(createrepos[0]!.id) as [string, Array<string>]
+        const crResult = resultAs(UploadResult, hub, createrepos[0]!.id)
         assert.strictEqual(crResult[0], `tasks/${createrepos[0]!.id}/${createrepos[0]!.id}`)
         assert.include(crResult[1], "repomd.xml")
         assert.isTrue(hub.state.uploads.some((u) => u.path === `${crResult[0]}/createrepo.log`))
@@ -89,7 +90,7 @@ describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)
         const repodir = path.join(topdir, "repos", fixture.manifest.tag.name, "1")
         assert.strictEqual(buildrootTables(topdir).repos.get(1)!.state, 1)
         assert.strictEqual(readlinkSync(path.join(topdir, "repos", fixture.manifest.tag.name, "latest")), "1")
-        assert.sameMembers(readdirSync(path.join(repodir, "x86_64", "repodata")), crResult[1])
+        assert.sameMembers(readdirSync(path.join(repodir, "x86_64", "repodata")), [...crResult[1]])
         const tagged = fixture.manifest.rpms.filter((r) => r.arch !== "src").map((r) => `${r.name}-${r.version}-${r.release}.${r.arch}`).sort()
         const read = dnfReadRepo(fixture.manifest.bootstrapImage, path.join(repodir, "x86_64"))
         assert.deepStrictEqual(read.nvras, tagged)
@@ -99,7 +100,7 @@ describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)
         const second = createNewRepo(hub, fixture)
         yield* waitFor(() => DONE.has(hub.state.task(second)?.state ?? 0), `newRepo ${second}`)
         assert.strictEqual(hub.state.task(second)!.state, 2, JSON.stringify(hub.state.taskResult(second)))
-        assert.strictEqual((hub.state.taskResult(second) as [number, number])[0], 2)
+        assert.strictEqual(resultAs(RepoResult, hub, second)[0], 2)
         assert.strictEqual(tasksOf(hub, "createrepo").length, 1)
         const repodir2 = path.join(topdir, "repos", fixture.manifest.tag.name, "2")
         const files1 = readdirSync(path.join(repodir, "x86_64", "repodata")).sort()

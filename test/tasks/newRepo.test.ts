@@ -18,7 +18,7 @@ import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { addRepo, addTag, buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { addBuild, repoWorld, tagBuild } from "../../src/testing/fakehub/newrepo.js"
 import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
-import { daemonOptions, DONE, HOST, PASSWORD, repoKojid, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
+import { daemonOptions, DONE, HOST, OldRepoArg, PASSWORD, repoKojid, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 /** A createrepo that records its params and returns an empty upload (the hub moves nothing). */
 const fakeCreaterepo = (seen: Array<ReadonlyArray<XmlRpcValue>>) =>
@@ -92,9 +92,9 @@ describe("newRepo", () => {
         assert.isTrue(existsSync(path.join(repodir, "x86_64", "pkglist")))
         assert.deepStrictEqual(seen.map((s) => s[1]).sort(), ["i386", "x86_64"])
         for (const s of seen) {
-          const old = s[2] as Record<string, XmlRpcValue>
-          assert.strictEqual(old["id"], parentRepo)
-          assert.strictEqual(old["tag_id"], tags.parent)
+          const old = Schema.decodeUnknownSync(OldRepoArg)(s[2])
+          assert.strictEqual(old.id, parentRepo)
+          assert.strictEqual(old.tag_id, tags.parent)
         }
         assert.strictEqual(buildrootTables(hub.topdir).repos.get(repoId)!.state, 1)
         const subtasks = hub.state.tasks.filter((t) => t.parent === first)
@@ -108,12 +108,12 @@ describe("newRepo", () => {
         const hintRepo = addRepo(hub.topdir, tags.hint)
         const second = yield* run(hub, [tags.tag])
         assert.strictEqual(hub.state.task(second)!.state, 2)
-        assert.isTrue(seen.every((s) => (s[2] as Record<string, XmlRpcValue>)["id"] === hintRepo))
+        assert.isTrue(seen.every((s) => Schema.decodeUnknownSync(OldRepoArg)(s[2]).id === hintRepo))
         const [ownRepo] = Schema.decodeUnknownSync(Result)(hub.state.taskResult(second))
         seen.length = 0
         const third = yield* run(hub, [{ id: tags.tag, name: "f-build" }])
         assert.strictEqual(hub.state.task(third)!.state, 2)
-        assert.isTrue(seen.every((s) => (s[2] as Record<string, XmlRpcValue>)["id"] === ownRepo))
+        assert.isTrue(seen.every((s) => Schema.decodeUnknownSync(OldRepoArg)(s[2]).id === ownRepo))
       }))
     }), 60_000)
 

@@ -8,7 +8,7 @@ import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Schema } from "effect"
 import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { type DaemonOptions, runDaemon } from "../../src/daemon/TaskManager.js"
@@ -145,3 +145,16 @@ export const dnfReadRepo = (image: string, repoDir: string, group = "build"): { 
 
 /** The packages a koji repo lists are under its topdir (through `toplink`): mount the whole topdir. */
 const mountFor = (repoDir: string): string => /^(.*)\/repos\/[^/]+\/[^/]+\/[^/]+\/?$/.exec(repoDir)?.[1] ?? repoDir
+
+/** A newRepo result `[repo_id, event_id]`. */
+export const RepoResult = Schema.Tuple(Schema.Number, Schema.Number)
+/** A createrepo result `[uploadpath, [files]]`. */
+export const UploadResult = Schema.Tuple(Schema.String, Schema.Array(Schema.String))
+/** A failed task's result. */
+export const FaultResult = Schema.Struct({ faultCode: Schema.Number, faultString: Schema.String })
+/** An old repo struct as newRepo hands it to createrepo. */
+export const OldRepoArg = Schema.Struct({ id: Schema.Number, tag_id: Schema.Number }, Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+
+/** A task result decoded with `schema` (throws with the value when it does not fit). */
+export const resultAs = <A, I>(schema: Schema.Schema<A, I>, hub: FakeHub, id: number): A =>
+  Schema.decodeUnknownSync(schema)(hub.state.taskResult(id))

@@ -20,7 +20,7 @@ import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { addBuild, buildNotificationParams, repoWorld, tagNotificationParams } from "../../src/testing/fakehub/newrepo.js"
 import { addTag } from "../../src/testing/fakehub/buildroots.js"
 import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
-import { daemonOptions, DONE, HOST, PASSWORD, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
+import { daemonOptions, DONE, FaultResult, HOST, PASSWORD, resultAs, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 interface Received {
   readonly from: string
@@ -183,7 +183,7 @@ describe("notifications", () => {
         const id = yield* runTask(hub, "tagNotification", tagNotificationParams(["c@example.com"], true, tagId, null, 7, 1))
         assert.isBelow(Date.now() - started, 30_000)
         assert.strictEqual(hub.state.task(id)!.state, 5)
-        const fault = hub.state.taskResult(id) as { faultCode: number; faultString: string }
+        const fault = resultAs(FaultResult, hub, id)
         assert.strictEqual(fault.faultCode, 1000)
         assert.match(fault.faultString, new RegExp(`^cannot send mail through 127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`))
         const after = yield* runTask(hub, "sleep", [0])
