@@ -6,6 +6,7 @@
  */
 import { Cause, Option } from "effect"
 import { isFault } from "../hub/faults.js"
+import { faultFor, ScmError } from "../scm/url.js"
 
 /** A fault as failTask sends it. */
 export interface FaultStruct {
@@ -28,7 +29,9 @@ export const domainFaultTable: Readonly<Record<string, FaultRule>> = {
   RpmbuildFailed: { faultCode: 1005, why: "mock --rebuild failed → BuildError" },
   BuildFailed: { faultCode: 1005, why: "a build step failed → BuildError" },
   SrpmError: { faultCode: 1005, why: "bad or missing SRPM → BuildError" },
-  // SCM checkout and SCM policy: kojid's SCM class raises BuildError for both (§8).
+  // SCM checkout and SCM policy: kojid's SCM class raises BuildError for both (§8). An ScmError
+  // with its reason goes through `faultFor` instead: GenericError for a bad URL, a password in
+  // the URL or a bad commit hash; this row only covers one that lost its reason.
   ScmError: { faultCode: 1005, why: "checkout failed or SCM not allowed → BuildError" },
   // Buildroot problems: kojid raises BuildrootError for repo state and mock init failures (§5).
   BuildrootSetupError: { faultCode: 1012, why: "buildroot could not be populated → BuildrootError" },
@@ -65,6 +68,10 @@ const tagOf = (e: unknown): string | undefined =>
 /** The fault for one failure value (a typed error of a task). */
 export const faultOfError = (e: unknown): FaultStruct => {
   if (isFault(e)) return { faultCode: e.faultCode, faultString: e.faultString }
+  if (e instanceof ScmError) {
+    const f = faultFor(e)
+    return { faultCode: f.faultCode, faultString: f.faultString }
+  }
   const tag = tagOf(e)
   const rule = tag === undefined ? undefined : domainFaultTable[tag]
   if (rule !== undefined) return { faultCode: rule.faultCode, faultString: messageOf(e) }
