@@ -164,6 +164,18 @@ export interface AdjutantOptions {
   readonly log_file: string
   readonly task_timeout: number
   readonly runroot_config: string
+  /** Network of SCM checkout containers. */
+  readonly scm_network: "bridge" | "host" | "none"
+  /** Seconds one checkout (or source_cmd) container may run. */
+  readonly scm_timeout: number
+  /** Where the image service remembers what it pulled (for GC across restarts). */
+  readonly image_state_file: string
+  /** Seconds one image pull may take. */
+  readonly image_pull_timeout: number
+  /** False = the daemon sends exactly kojid's call sequence (no multiCall batching). */
+  readonly batch_hub_calls: boolean
+  /** podman's storage directory, checked against `minspace` with the workdir. */
+  readonly podman_storage: string
 }
 
 /** kojid's command-line options (`kojid --help`), all optional; set ones override the file. */
@@ -324,7 +336,13 @@ export const defaultAdjutantOptions: AdjutantOptions = {
   status_listen: "",
   log_file: "/var/log/kojid.log",
   task_timeout: 0,
-  runroot_config: "/etc/kojid/plugins/runroot.conf"
+  runroot_config: "/etc/kojid/plugins/runroot.conf",
+  scm_network: "bridge",
+  scm_timeout: 3600,
+  image_state_file: "/var/lib/koji-adjutant/images.json",
+  image_pull_timeout: 1800,
+  batch_hub_calls: true,
+  podman_storage: "/var/lib/containers/storage"
 }
 
 const defaultRuntimeFlags: RuntimeFlags = {
@@ -652,6 +670,11 @@ const oneOf = <const L extends string>(...allowed: ReadonlyArray<L>) =>
 
 const boolField = field(parsePythonBool, (b) => (b ? "True" : "False"))
 const countField = field(parseNonNegativeInt, String)
+const positiveCount = field(
+  (raw: string) =>
+    Either.flatMap(parseNonNegativeInt(raw), (n) => (n > 0 ? Either.right(n) : Either.left(`must be a whole number of seconds ≥ 1, got ${JSON.stringify(raw)}`))),
+  String
+)
 const anyText = field((raw: string) => Either.right(raw), (v: string) => v)
 
 const absolutePath = (allowEmpty: boolean) =>
@@ -770,7 +793,13 @@ const ADJUTANT_FIELDS: { readonly [K in keyof AdjutantOptions]: AdjutantField<Ad
   ),
   log_file: absolutePath(true),
   task_timeout: countField,
-  runroot_config: absolutePath(true)
+  runroot_config: absolutePath(true),
+  scm_network: oneOf("bridge", "host", "none"),
+  scm_timeout: positiveCount,
+  image_state_file: absolutePath(false),
+  image_pull_timeout: positiveCount,
+  batch_hub_calls: boolField,
+  podman_storage: absolutePath(false)
 }
 
 const isAdjutantKey = (key: string): key is keyof AdjutantOptions =>

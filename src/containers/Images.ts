@@ -145,7 +145,7 @@ export interface ImagesOptions extends ImagePolicyConfig {
 /** The label the offline image builds carry (scripts/build-images.sh). */
 export const OWNED_IMAGE_LABEL = "io.koji.adjutant.image"
 
-/** Where the production layer remembers pulled images. */
+/** Where the production layer remembers pulled images (the default of `[adjutant] image_state_file`). */
 export const DEFAULT_IMAGE_STATE_FILE = "/var/lib/koji-adjutant/images.json"
 
 /** Bootstrap images: pulled, pinned, refreshed and collected. */
@@ -182,21 +182,23 @@ export class Images extends Context.Tag("Images")<
 
   /** From `AdjutantConfig` (`[adjutant]` image keys, kojid's `mock_bootstrap_image`), maintained. */
   static layerConfig: Layer.Layer<Images, never, Libpod | AdjutantConfig> = Layer.unwrapEffect(
-    Effect.map(AdjutantConfig, (config) =>
-      Images.layerMaintained({
-        bootstrap_image: config.adjutant.bootstrap_image,
-        image_rules: config.adjutant.image_rules,
-        mock_bootstrap_image: config.kojid.mock_bootstrap_image,
-        pull_policy: config.adjutant.pull_policy,
-        registry_auth_file: config.adjutant.registry_auth_file,
-        insecure_registries: config.adjutant.insecure_registries,
-        image_refresh_interval: config.adjutant.image_refresh_interval,
-        image_gc: config.adjutant.image_gc,
-        stateFile: DEFAULT_IMAGE_STATE_FILE
-      })
-    )
+    Effect.map(AdjutantConfig, (config) => Images.layerMaintained(imagesOptionsFromConfig(config)))
   )
 }
+
+/** ImagesOptions from the daemon config (`[adjutant]` image keys, kojid's `mock_bootstrap_image`). */
+export const imagesOptionsFromConfig = (config: AdjutantConfig["Type"]): ImagesOptions => ({
+  bootstrap_image: config.adjutant.bootstrap_image,
+  image_rules: config.adjutant.image_rules,
+  mock_bootstrap_image: config.kojid.mock_bootstrap_image,
+  pull_policy: config.adjutant.pull_policy,
+  registry_auth_file: config.adjutant.registry_auth_file,
+  insecure_registries: config.adjutant.insecure_registries,
+  image_refresh_interval: config.adjutant.image_refresh_interval,
+  image_gc: config.adjutant.image_gc,
+  stateFile: config.adjutant.image_state_file,
+  pullTimeout: Duration.seconds(config.adjutant.image_pull_timeout)
+})
 
 const maintenance = (images: Context.Tag.Service<Images>, options: ImagesOptions) =>
   Effect.gen(function* () {

@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { Context, Effect, Layer, Ref } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 
-/** Where podman keeps images and containers when run as root (containers-storage.conf default). */
+/** Where podman keeps images and containers when run as root (the default of `[adjutant] podman_storage`). */
 export const PODMAN_STORAGE = "/var/lib/containers/storage"
 
 /** Options of the real check. */
@@ -62,10 +62,10 @@ export class Readiness extends Context.Tag("Readiness")<
     })
   }
 
-  /** From kojid.conf: `minspace` on `workdir` and on podman's storage. */
+  /** From kojid.conf: `minspace` on `workdir` and on `[adjutant] podman_storage`. */
   static layerConfig: Layer.Layer<Readiness, never, AdjutantConfig> = Layer.unwrapEffect(
     Effect.map(AdjutantConfig, (config) =>
-      Readiness.layer({ minspaceMB: config.kojid.minspace, paths: [config.kojid.workdir, PODMAN_STORAGE] })
+      Readiness.layer({ minspaceMB: config.kojid.minspace, paths: [config.kojid.workdir, config.adjutant.podman_storage] })
     )
   )
 

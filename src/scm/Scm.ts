@@ -145,7 +145,7 @@ export class Scm extends Context.Tag("Scm")<
   )
 }
 
-/** ScmOptions from the daemon config; the checkout network is bridge (no `[adjutant] scm_network` key yet). */
+/** ScmOptions from the daemon config (`[kojid]` SCM keys, `[adjutant]` scm_network and scm_timeout). */
 export const scmOptionsFromConfig = (config: AdjutantConfig["Type"]): ScmOptions => ({
   allowedScms: config.kojid.allowed_scms,
   useConfig: config.kojid.allowed_scms_use_config,
@@ -155,8 +155,8 @@ export const scmOptionsFromConfig = (config: AdjutantConfig["Type"]): ScmOptions
   supportRpmSourceLayout: config.kojid.support_rpm_source_layout,
   image: config.adjutant.bootstrap_image,
   user: config.adjutant.build_user,
-  network: "bridge",
-  timeoutSeconds: DEFAULT_SCM_TIMEOUT
+  network: config.adjutant.scm_network,
+  timeoutSeconds: config.adjutant.scm_timeout
 })
 
 // ---------------------------------------------------------------------------------------------

@@ -446,6 +446,12 @@ describe("[adjutant]", () => {
     assert.strictEqual(a.log_file, "/var/log/kojid.log")
     assert.strictEqual(a.task_timeout, 0)
     assert.strictEqual(a.runroot_config, "/etc/kojid/plugins/runroot.conf")
+    assert.strictEqual(a.scm_network, "bridge")
+    assert.strictEqual(a.scm_timeout, 3600)
+    assert.strictEqual(a.image_state_file, "/var/lib/koji-adjutant/images.json")
+    assert.strictEqual(a.image_pull_timeout, 1800)
+    assert.isTrue(a.batch_hub_calls)
+    assert.strictEqual(a.podman_storage, "/var/lib/containers/storage")
   })
 
   it("parses every key", () => {
@@ -480,7 +486,13 @@ describe("[adjutant]", () => {
           "status_listen = 127.0.0.1:9090",
           "log_file =",
           "task_timeout = 7200",
-          "runroot_config = /etc/kojid/runroot.conf"
+          "runroot_config = /etc/kojid/runroot.conf",
+          "scm_network = host",
+          "scm_timeout = 600",
+          "image_state_file = /srv/adjutant/images.json",
+          "image_pull_timeout = 120",
+          "batch_hub_calls = False",
+          "podman_storage = /srv/containers/storage"
         ].join("\n")
       )
     ).adjutant
@@ -518,8 +530,15 @@ describe("[adjutant]", () => {
       status_listen: "127.0.0.1:9090",
       log_file: "",
       task_timeout: 7200,
-      runroot_config: "/etc/kojid/runroot.conf"
+      runroot_config: "/etc/kojid/runroot.conf",
+      scm_network: "host",
+      scm_timeout: 600,
+      image_state_file: "/srv/adjutant/images.json",
+      image_pull_timeout: 120,
+      batch_hub_calls: false,
+      podman_storage: "/srv/containers/storage"
     })
+    assert.strictEqual(ok(parseAdjutant("scm_network = none")).adjutant.scm_network, "none")
     assert.strictEqual(podmanSocketPath(a), "/run/user/1000/podman/podman.sock")
     assert.strictEqual(ok(parseAdjutant("podman_socket = unix:///x.sock")).adjutant.podman_socket, "unix:///x.sock")
     assert.strictEqual(ok(parseAdjutant("oci_runtime =")).adjutant.oci_runtime, "")
@@ -573,7 +592,18 @@ describe("[adjutant]", () => {
       ["status_listen", "localhost:70000"],
       ["log_file", "kojid.log"],
       ["task_timeout", "soon"],
-      ["runroot_config", "runroot.conf"]
+      ["runroot_config", "runroot.conf"],
+      ["scm_network", "slirp4netns"],
+      ["scm_network", ""],
+      ["scm_timeout", "0"],
+      ["scm_timeout", "1h"],
+      ["image_state_file", ""],
+      ["image_state_file", "images.json"],
+      ["image_pull_timeout", "0"],
+      ["image_pull_timeout", "-5"],
+      ["batch_hub_calls", "sometimes"],
+      ["podman_storage", ""],
+      ["podman_storage", "storage"]
     ]
     for (const [key, value] of cases) {
       const e = err(parseAdjutant(`${key} = ${value}`))

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Either } from "effect"
-import { classifyPullError, parseImageReference, registryAuthHeader, type ImageReference } from "../../src/containers/Images.js"
+import { Duration, Effect, Either } from "effect"
+import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
+import { classifyPullError, imagesOptionsFromConfig, parseImageReference, registryAuthHeader, type ImageReference } from "../../src/containers/Images.js"
 
 const ref = (image: string): ImageReference => Either.getOrThrow(parseImageReference(image))
 const D = `sha256:${"ab".repeat(32)}`
@@ -105,4 +106,18 @@ describe("classifyPullError", () => {
       assert.include(e.message, text, "podman's own text is kept")
     })
   }
+})
+
+describe("imagesOptionsFromConfig", () => {
+  it.effect("state file and pull timeout come from [adjutant] image_state_file and image_pull_timeout", () =>
+    Effect.gen(function* () {
+      const defaults = imagesOptionsFromConfig(yield* Effect.provide(AdjutantConfig, AdjutantConfig.layerTest()))
+      assert.strictEqual(defaults.stateFile, "/var/lib/koji-adjutant/images.json")
+      assert.isTrue(Duration.equals(Duration.decode(defaults.pullTimeout ?? 0), Duration.minutes(30)))
+      const set = imagesOptionsFromConfig(
+        yield* Effect.provide(AdjutantConfig, AdjutantConfig.layerTest({ adjutant: { image_state_file: "/srv/images.json", image_pull_timeout: 45 } }))
+      )
+      assert.strictEqual(set.stateFile, "/srv/images.json")
+      assert.isTrue(Duration.equals(Duration.decode(set.pullTimeout ?? 0), Duration.seconds(45)))
+    }))
 })

@@ -11,7 +11,8 @@ import { Containers } from "../../src/containers/Containers.js"
 import type { ExecScript } from "../../src/containers/MemoryContainers.js"
 import { MemoryContainers } from "../../src/containers/MemoryContainers.js"
 import type { XmlRpcStruct } from "../../src/hub/xmlrpc.js"
-import { chooseSpec, CONTAINER_SCMDIR, DEFAULT_SCM_TIMEOUT, Scm, type ScmOptions, specSanityProblem } from "../../src/scm/Scm.js"
+import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
+import { chooseSpec, CONTAINER_SCMDIR, DEFAULT_SCM_TIMEOUT, Scm, scmOptionsFromConfig, type ScmOptions, specSanityProblem } from "../../src/scm/Scm.js"
 import { faultFor, ScmError } from "../../src/scm/url.js"
 
 const base = mkdtempSync(join(tmpdir(), "koji-adjutant-scm-unit-"))
@@ -181,6 +182,20 @@ describe("Scm.checkout (in-memory containers)", () => {
       assert.strictEqual((yield* (yield* MemoryContainers).created)[0]!.spec.mounts?.length, 1)
     }).pipe(Effect.provide(setup({ credentialsDir: join(base, "absent") }, fakeGit(workdir))))
   })
+})
+
+describe("scmOptionsFromConfig", () => {
+  it.effect("checkout network and time limit come from [adjutant] scm_network and scm_timeout", () =>
+    Effect.gen(function* () {
+      const defaults = scmOptionsFromConfig(yield* Effect.provide(AdjutantConfig, AdjutantConfig.layerTest()))
+      assert.strictEqual(defaults.network, "bridge")
+      assert.strictEqual(defaults.timeoutSeconds, 3600)
+      const set = scmOptionsFromConfig(
+        yield* Effect.provide(AdjutantConfig, AdjutantConfig.layerTest({ adjutant: { scm_network: "host", scm_timeout: 90 } }))
+      )
+      assert.strictEqual(set.network, "host")
+      assert.strictEqual(set.timeoutSeconds, 90)
+    }))
 })
 
 describe("Scm.assertAllowed (config, then build_from_scm policy)", () => {
