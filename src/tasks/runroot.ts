@@ -241,7 +241,8 @@ const runInBuildroot = (deps: RunrootDeps, ctx: TaskContext, p: RunParams, repo:
           taskId: ctx.taskId,
           buildrootId: brootId,
           user: "0:0",
-          network: "none",
+          // kojid's runroot buildroot is made with setup_dns=True: the command has the host's network.
+          network: "host",
           env: { HOME: "/builddir", PATH: "/usr/bin:/bin:/usr/sbin:/sbin", LANG: "C.UTF-8" },
           workDir: "/builddir",
           command: ["/bin/sh", "-c", `{ ${commandString(p.command)}; } < /dev/null > /builddir/runroot.log 2>&1`],

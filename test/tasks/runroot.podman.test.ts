@@ -74,7 +74,9 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
         const script = "cat /mnt/koji/packages/from-host.txt; id -u; " +
           "echo made > /mnt/koji/compose/out/result.txt; " +
           "if touch /mnt/koji/packages/nope 2>/dev/null; then echo WROTE; else echo READONLY; fi"
-        const ok = hub.createTask("runroot", [tag, "x86_64", ["/bin/sh", "-c", script], { mounts: ["/mnt/koji/compose/out"], __starstar: true }])
+        const ok = hub.createTask("runroot", [tag, "x86_64", ["/bin/sh", "-c", script], {
+          mounts: ["/mnt/koji/compose/out"], packages: ["fixture-extra"], weight: 0.2, __starstar: true
+        }])
         yield* waitFor(() => DONE.has(hub.state.task(ok)?.state ?? 0), `runroot ${ok}`, "300 seconds")
         const log = hub.state.upload(`tasks/${ok}/${ok}/runroot.log`)?.toString() ?? ""
         assert.strictEqual(hub.state.task(ok)!.state, 2, `${JSON.stringify(hub.state.taskResult(ok))}\n${log}`)
@@ -89,6 +91,13 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
         assert.strictEqual(brs[0]!.state, 3)
         assert.strictEqual(brs[0]!.taskId, ok)
         assert.isAbove(brs[0]!.listing.size, 0)
+        // The init list, then the requested package added while BUILDING (updateBuildRootList).
+        const extraId = fixture.manifest.rpms.find((r) => r.name === "fixture-extra" && r.arch === "noarch")!.id
+        assert.strictEqual(brs[0]!.listing.get(extraId), true)
+        const setupId = fixture.manifest.rpms.find((r) => r.name === "fixture-setup" && r.arch === "noarch")!.id
+        assert.strictEqual(brs[0]!.listing.get(setupId), false)
+        // weight is raised to at least 0.5 (setTaskWeight).
+        assert.strictEqual(hub.state.task(ok)!.weight, 0.5)
 
         const bad = hub.createTask("runroot", [tag, "x86_64", "cat /etc/shadow", { mounts: ["/etc"], __starstar: true }])
         yield* waitFor(() => DONE.has(hub.state.task(bad)?.state ?? 0), `runroot ${bad}`, "60 seconds")
