@@ -272,7 +272,7 @@ export const buildNotificationHandler = (deps: NotificationDeps) =>
       recipients: required(Schema.Array(Schema.String)),
       build: required(Build),
       target: required(Target),
-      weburl: required(Schema.String)
+      weburl: required(Schema.NullOr(Schema.String))
     }),
     run: ({ recipients, build, target, weburl }, ctx) =>
       Effect.gen(function*() {
@@ -280,7 +280,7 @@ export const buildNotificationHandler = (deps: NotificationDeps) =>
           yield* Effect.logDebug(`task ${ctx.taskId}: no recipients, not sending notifications`)
           return null
         }
-        const raw = yield* buildMessage(deps, ctx, recipients, build, target, weburl)
+        const raw = yield* buildMessage(deps, ctx, recipients, build, target, weburl ?? "None")
         yield* send(deps, recipients, raw)
         return `sent notification of build ${build.id} to: ${recipients.join(", ")}`
       })
