@@ -3,12 +3,15 @@
  * on podman's storage at least `minspace` MB (kojid checks its mockdir; our buildroots live in
  * podman's storage and task files in the workdir), and the 1-minute load average at most
  * 4 × the number of CPUs. The hub half (enabled, capacity, maxjobs) is the TaskManager's.
+ * Ours besides kojid's: at least one configured image must be present, since without one no
+ * buildroot can be made (`Images.readiness`).
  */
 import { statfsSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Context, Effect, Layer, Ref } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
+import { Images } from "../containers/Images.js"
 
 /** Where podman keeps images and containers when run as root (the default of `[adjutant] podman_storage`). */
 export const PODMAN_STORAGE = "/var/lib/containers/storage"
@@ -17,7 +20,15 @@ export const PODMAN_STORAGE = "/var/lib/containers/storage"
 export interface ReadinessOptions {
   readonly minspaceMB: number
   readonly paths: ReadonlyArray<string>
+  /** More reasons not to take a task, asked after disk and load on every check. */
+  readonly checks?: ReadonlyArray<Effect.Effect<ReadonlyArray<string>>> | undefined
 }
+
+/** The image check: a reason when none of the configured images is present locally. */
+export const imagesCheck = (images: Images["Type"]): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.map(images.readiness, (usable) =>
+    usable ? [] : [`No configured image is available locally (${images.configured.join(", ")}): see bootstrap_image and image_rules`]
+  )
 
 /** Free MB on the file system holding `p` (its nearest existing ancestor). */
 export const freeMB = (p: string): number => {
@@ -39,34 +50,41 @@ export class Readiness extends Context.Tag("Readiness")<
   Readiness,
   { readonly check: Effect.Effect<ReadonlyArray<string>> }
 >() {
-  /** Disk space and load average, measured on each call. */
+  /** Disk space and load average, measured on each call, then `options.checks`. */
   static layer(options: ReadinessOptions): Layer.Layer<Readiness> {
-    return Layer.succeed(Readiness, {
-      check: Effect.sync(() => {
-        const reasons: Array<string> = []
-        for (const p of options.paths) {
-          try {
-            const mb = freeMB(p)
-            if (mb < options.minspaceMB) {
-              reasons.push(`Insufficient disk space at ${p}: ${mb} MB, ${options.minspaceMB} MB required`)
-            }
-          } catch (e) {
-            reasons.push(`Cannot check free space at ${p}: ${String(e)}`)
+    const local = Effect.sync(() => {
+      const reasons: Array<string> = []
+      for (const p of options.paths) {
+        try {
+          const mb = freeMB(p)
+          if (mb < options.minspaceMB) {
+            reasons.push(`Insufficient disk space at ${p}: ${mb} MB, ${options.minspaceMB} MB required`)
           }
+        } catch (e) {
+          reasons.push(`Cannot check free space at ${p}: ${String(e)}`)
         }
-        const load = os.loadavg()[0] ?? 0
-        const maxload = 4.0 * os.availableParallelism()
-        if (load > maxload) reasons.push(`Load average ${load.toFixed(2)} > ${maxload.toFixed(2)}`)
-        return reasons
-      })
+      }
+      const load = os.loadavg()[0] ?? 0
+      const maxload = 4.0 * os.availableParallelism()
+      if (load > maxload) reasons.push(`Load average ${load.toFixed(2)} > ${maxload.toFixed(2)}`)
+      return reasons
+    })
+    return Layer.succeed(Readiness, {
+      check: Effect.map(Effect.all([local, ...(options.checks ?? [])]), (lists) => lists.flat())
     })
   }
 
-  /** From kojid.conf: `minspace` on `workdir` and on `[adjutant] podman_storage`. */
-  static layerConfig: Layer.Layer<Readiness, never, AdjutantConfig> = Layer.unwrapEffect(
-    Effect.map(AdjutantConfig, (config) =>
-      Readiness.layer({ minspaceMB: config.kojid.minspace, paths: [config.kojid.workdir, config.adjutant.podman_storage] })
-    )
+  /** From kojid.conf: `minspace` on `workdir` and on `[adjutant] podman_storage`; a usable configured image. */
+  static layerConfig: Layer.Layer<Readiness, never, AdjutantConfig | Images> = Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const config = yield* AdjutantConfig
+      const images = yield* Images
+      return Readiness.layer({
+        minspaceMB: config.kojid.minspace,
+        paths: [config.kojid.workdir, config.adjutant.podman_storage],
+        checks: [imagesCheck(images)]
+      })
+    })
   )
 
   /** Reports whatever the test puts in `reasons`. */
