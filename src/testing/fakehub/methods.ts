@@ -11,6 +11,7 @@ import { hostTaskMethods, rootTaskMethods } from "./tasks.js"
 import { checkUpload, uploadFile } from "./uploads.js"
 import { buildrootMethods } from "./buildroots.js"
 import { buildMethods } from "./builds.js"
+import { hostMethods } from "./hosts.js"
 
 /** A registered method. */
 export interface MethodDef {
@@ -154,5 +155,6 @@ export const methods: ReadonlyMap<string, MethodDef> = new Map<string, MethodDef
   }],
   ...buildrootMethods,
   ...newrepoMethods,
-  ...buildMethods
+  ...buildMethods,
+  ...hostMethods
 ])
