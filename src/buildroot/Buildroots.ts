@@ -172,6 +172,8 @@ fi
 rpmbuild -ba --target "$T" --define "_srcrpmdir /result" --define "_rpmdir /result" "$spec"
 rc=$?
 if [ $rc -eq ${MISSING_DEPS} ]; then
+  # -ba leaves the round's buildreqs.nosrc.rpm beside the results; it is no result.
+  rm -f /result/*.buildreqs.nosrc.rpm
   mkdir -p /result/buildreqs
   rpmbuild -br --nodeps --define "_srcrpmdir /result/buildreqs" "$spec" >/dev/null 2>&1
   exit ${MISSING_DEPS}

@@ -50,6 +50,9 @@ export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler 
           sessionHub(ctx.session, ctx.taskId, kojid)
         )
         const input = yield* fetchWorkFile(kojid, p.srpm, path.join(ctx.workdir, "input"), "Input SRPM file")
+        // kojid leaves a binary rpm to mock, whose failure does not say why; say it as readSRPMHeader does.
+        const given = yield* readRpmHeader(input).pipe(Effect.mapError((e) => new BuildError({ faultString: `${p.srpm}: ${e.message}` })))
+        if (!given.sourcepackage) return yield* new BuildError({ faultString: `${p.srpm} is not a source package` })
         yield* broot.rebuildSrpm(input)
         const results = yield* sortResults(broot.resultDir)
         if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${broot.resultDir}` })
