@@ -214,4 +214,19 @@ describe.skipIf(!podmanInstalled)("build end to end (daemon + fake hub + real po
     assert.isFalse(callsOf("host.completeBuild").some((c) => c.params[0] === id), "no import of a canceled build")
     assert.deepStrictEqual(containersOfHost(e.hostName), [])
   }, 600_000)
+
+  it("podman: a binary rpm given as the SRPM fails the build with a BuildError naming it; nothing is left behind", async () => {
+    const bin = e.fixture.manifest.rpms.find((x) => x.name === "fixture-extra" && x.arch === "noarch")!
+    const src = e.upload(path.join(e.fixture.dir, "packages", "fixture-extra", "1.0", "1", "noarch", "fixture-extra-1.0-1.noarch.rpm"))
+    assert.strictEqual(bin.arch, "noarch")
+    const r = await runToEnd(e, "build", [src, "fixture-build", { scratch: true }])
+    assert.strictEqual(r.state, FAILED)
+    const f = fault(r.result)
+    assert.strictEqual(f.faultCode, 1005, f.faultString)
+    assert.match(f.faultString, /not a source package/)
+    assert.include(f.faultString, "fixture-extra-1.0-1.noarch.rpm")
+    for (const k of childrenOf(e, r.id)) for (const br of e.buildrootsOf(k.id)) assert.strictEqual(br.state, 3)
+    assert.strictEqual(buildOfTask(r.id), undefined)
+    assert.deepStrictEqual(containersOfHost(e.hostName), [])
+  }, 600_000)
 })
