@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Effect, type Scope } from "effect"
@@ -50,11 +51,31 @@ export const ensureBuilt = (): void => {
   }
 }
 
-/** A temp dir with a kojid.conf pointing at `hubUrl`; removed with the scope. */
+/**
+ * A stand-in podman API on a unix socket: every image exists, nothing else does. The daemon is
+ * ready only while a configured image is present (Readiness), and these tests run no podman.
+ */
+const fakePodman = (socket: string): Promise<http.Server> =>
+  new Promise((resolve, reject) => {
+    const server = http.createServer((req, res) => {
+      if (req.method === "GET" && /\/images\/[^/]+\/exists$/.test((req.url ?? "").split("?")[0]!)) {
+        res.writeHead(204)
+        res.end()
+        return
+      }
+      res.writeHead(404, { "content-type": "application/json" })
+      res.end(JSON.stringify({ cause: "no such object", message: "fake podman: not found", response: 404 }))
+    })
+    server.once("error", reject)
+    server.listen(socket, () => resolve(server))
+  })
+
+/** A temp dir with a kojid.conf pointing at `hubUrl` and a stand-in podman socket; removed with the scope. */
 export const writeConfig = (hubUrl: string, extra: { readonly kojid?: string; readonly adjutant?: string } = {}) =>
   Effect.acquireRelease(
-    Effect.sync(() => {
+    Effect.promise(async () => {
       const dir = mkdtempSync(path.join(os.tmpdir(), "adjutant-child-"))
+      const podman = await fakePodman(path.join(dir, "podman.sock"))
       const conf = path.join(dir, "kojid.conf")
       writeFileSync(conf, [
         "[kojid]",
@@ -69,13 +90,18 @@ export const writeConfig = (hubUrl: string, extra: { readonly kojid?: string; re
         extra.kojid ?? "",
         "[adjutant]",
         `log_file = ${dir}/kojid.log`,
-        `podman_socket = unix://${dir}/no-podman.sock`,
+        `podman_socket = unix://${dir}/podman.sock`,
         extra.adjutant ?? "",
         ""
       ].join("\n"))
-      return { dir, conf, log: () => (existsSync(`${dir}/kojid.log`) ? readFileSync(`${dir}/kojid.log`, "utf8") : "") }
+      return { dir, conf, podman, log: () => (existsSync(`${dir}/kojid.log`) ? readFileSync(`${dir}/kojid.log`, "utf8") : "") }
     }),
-    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    ({ dir, podman }) =>
+      Effect.sync(() => {
+        podman.closeAllConnections()
+        podman.close()
+        rmSync(dir, { recursive: true, force: true })
+      })
   )
 
 /** A child process; SIGKILLed when the scope closes if it is still running. */
@@ -112,11 +138,13 @@ export const exitOf = (child: ChildProcess, ms: number): Effect.Effect<number | 
   )
 
 /** Polls `cond` in real time (every 50 ms, at most `ms`). */
-export const waitFor = (cond: () => boolean, what: string, ms = 60_000) =>
+export const waitFor = (cond: () => boolean, what: string, ms = 60_000, diagnostics?: () => string) =>
   Effect.gen(function*() {
     const deadline = Date.now() + ms
     while (!cond()) {
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
+      if (Date.now() > deadline) {
+        return yield* Effect.dieMessage(`timed out waiting for: ${what}${diagnostics ? `\n${diagnostics()}` : ""}`)
+      }
       yield* Effect.promise(() => new Promise((r) => setTimeout(r, 50)))
     }
   })

@@ -15,7 +15,7 @@ describe("signals (node dist/main.js as a child process)", () => {
       const a = hub.createTask("sleep", [300])
       const b = hub.createTask("sleep", [300])
       const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock", "-v"])
-      yield* waitFor(() => hub.state.task(a)?.state === TaskState.OPEN && hub.state.task(b)?.state === TaskState.OPEN, "both tasks OPEN")
+      yield* waitFor(() => hub.state.task(a)?.state === TaskState.OPEN && hub.state.task(b)?.state === TaskState.OPEN, "both tasks OPEN", 60_000, () => outputOf(child) + cfg.log())
       const mainSession = hub.state.calls.find((c) => c.method === "host.getID")!.sessionId!
       // The heartbeat advertises the RPM build handlers wired in main.ts next to the generic ones.
       const beatText = JSON.stringify(hub.state.calls.find((c) => c.method === "multiCall" && JSON.stringify(c.params).includes("host.updateHost"))!.params)
@@ -53,10 +53,10 @@ describe("restart and shutdown (node dist/main.js as a child process)", () => {
       const cfg = yield* writeConfig(hub.url)
       const a = hub.createTask("sleep", [3])
       const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock", "-v"])
-      yield* waitFor(() => hub.state.task(a)?.state === TaskState.OPEN, "task OPEN")
+      yield* waitFor(() => hub.state.task(a)?.state === TaskState.OPEN, "task OPEN", 60_000, () => outputOf(child) + cfg.log())
       const firstSession = hub.state.calls.find((c) => c.method === "host.getID")!.sessionId!
       child.kill("SIGUSR1")
-      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "second start-up", 20_000)
+      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "second start-up", 20_000, () => outputOf(child) + cfg.log())
       assert.strictEqual(hub.state.task(a)?.state, TaskState.CLOSED, "the running task finished before the restart")
       const beatsOfFirst = hub.state.calls.filter((c) => c.method === "host.updateHost" && c.sessionId === firstSession)
       assert.strictEqual(beatsOfFirst.at(-1)!.params[1], false, "pending restart reports not ready")
@@ -65,7 +65,7 @@ describe("restart and shutdown (node dist/main.js as a child process)", () => {
       assert.isTrue(hub.state.session(firstSession)!.closed)
       // The restarted daemon takes work.
       const b = hub.createTask("sleep", [0])
-      yield* waitFor(() => hub.state.task(b)?.state === TaskState.CLOSED, "task after restart closed")
+      yield* waitFor(() => hub.state.task(b)?.state === TaskState.CLOSED, "task after restart closed", 60_000, () => outputOf(child) + cfg.log())
       // Only the second session heartbeats now (the first one is closed).
       const lastBeats = hub.state.calls.filter((c) => c.method === "multiCall" || c.method === "host.updateHost").slice(-3)
       assert.isTrue(lastBeats.every((c) => c.sessionId === secondSession))
@@ -80,10 +80,10 @@ describe("restart and shutdown (node dist/main.js as a child process)", () => {
       const hostId = hub.state.host(HOST)!.id
       const r = hub.createTask("restart", [{ id: hostId }])
       const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock"])
-      yield* waitFor(() => hub.state.task(r)?.state === TaskState.CLOSED, "restart task closed")
-      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "restarted")
+      yield* waitFor(() => hub.state.task(r)?.state === TaskState.CLOSED, "restart task closed", 60_000, () => outputOf(child) + cfg.log())
+      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "restarted", 60_000, () => outputOf(child) + cfg.log())
       const v = hub.createTask("restartVerify", [r, { id: hostId }])
-      yield* waitFor(() => hub.state.task(v)?.state === TaskState.CLOSED || hub.state.task(v)?.state === TaskState.FAILED, "verify done")
+      yield* waitFor(() => hub.state.task(v)?.state === TaskState.CLOSED || hub.state.task(v)?.state === TaskState.FAILED, "verify done", 60_000, () => outputOf(child) + cfg.log())
       assert.strictEqual(hub.state.task(v)?.state, TaskState.CLOSED, hub.state.task(v)?.result ?? "")
       const s = hub.createTask("shutdown", [])
       assert.strictEqual(yield* exitOf(child, 20_000), 0, outputOf(child) + cfg.log())
