@@ -159,7 +159,9 @@ const MAX_DEP_ROUNDS = 8
 const BUILD_SCRIPT = `set -u
 S=$1 T=$2 MODE=$3
 top=/builddir/build
-rm -rf "$top" /result/buildreqs
+rm -rf /result/buildreqs
+# The build user owns $top but not its parent (/builddir): empty it rather than remove it.
+if [ -d "$top" ]; then find "$top" -mindepth 1 -delete; fi
 mkdir -p "$top"
 rpm -i --nodeps --define "_topdir $top" "$S" || exit 30
 set -- "$top"/SPECS/*.spec
