@@ -6,7 +6,7 @@
  * take at most one assigned task. Task fibers live in a FiberMap keyed by task id and do their
  * hub calls on their own subsessions, so the heartbeat on the main session never waits on them.
  */
-import { Duration, Effect, Either, FiberMap, Option, Runtime, Schema, type Scope } from "effect"
+import { Clock, Duration, Effect, Either, FiberMap, Option, Runtime, Schema, type Scope } from "effect"
 import { Containers } from "../containers/Containers.js"
 import { reap } from "../containers/Reaper.js"
 import { ActionNotAllowed, AuthExpired, type Fault, isAuthFamily, isFault, ParameterError, RetryError } from "../hub/faults.js"
@@ -19,13 +19,19 @@ import { decodeCall, Double, encodeFault, type XmlRpcValue } from "../hub/xmlrpc
 import { type DaemonControl, TaskState } from "../tasks/handler.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
-import { type RunnerOptions, runTask } from "./TaskRunner.js"
-import { makeWaker, type Waker } from "./Waiter.js"
+import { type RunnerOptions, type TaskEvents, runTask } from "./TaskRunner.js"
+import { makeLoopWaker, makeWaker, type Waker } from "./Waiter.js"
 
 /** The daemon's options (from kojid.conf and the command line; see `daemonOptionsFromConfig`). */
 export interface DaemonOptions {
   /** kojid `sleeptime`: pause after a cycle that took no task. */
   readonly sleeptime: Duration.Duration
+  /**
+   * After an idle cycle, a local task event (a subtask created, a task ended) starts the next
+   * cycle at once instead of after `sleeptime`, but no sooner than this after the previous
+   * cycle started. Default: `defaultWakeGap(sleeptime)`.
+   */
+  readonly wakeGap?: Duration.Duration
   readonly maxjobs: number
   /** `--force-lock`: `exclusiveSession(force)` at login. */
   readonly forceLock: boolean
@@ -45,6 +51,10 @@ export interface DaemonOptions {
   readonly batchHubCalls: boolean
 }
 
+/** The least time between two cycle starts when a wake-up starts the second: sleeptime/10, at most 1 s. */
+export const defaultWakeGap = (sleeptime: Duration.Duration): Duration.Duration =>
+  Duration.min(Duration.millis(Duration.toMillis(sleeptime) / 10), Duration.seconds(1))
+
 /** How a daemon run ended. */
 export type DaemonResult =
   | { readonly _tag: "Restart" }
@@ -56,6 +66,8 @@ interface Running {
   readonly method: string
   readonly subsessionId: number
   readonly waker: Waker
+  /** Children this task created with host.subtask that have not ended here. */
+  readonly children: Set<number>
   /** The fiber has ended (reported or not); the next cycle sends logoutChild and forgets it. */
   done: boolean
 }
@@ -119,6 +131,28 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     })
   }
   const mainWaker = yield* makeWaker
+  const loopWaker = yield* makeLoopWaker
+
+  // The hub scheduler assigns a new subtask only inside a later host.getTasks, and a parent
+  // learns that a child ended from a later getHostTasks alert (§4.6–4.7): run that cycle now.
+  // A child that ended here also wakes its waiting parent at once; the alert of the next cycle
+  // would say the same.
+  const events: TaskEvents = {
+    subtaskCreated: (parent, child) =>
+      Effect.zipRight(
+        Effect.sync(() => running.get(parent)?.children.add(child)),
+        loopWaker.wake
+      ),
+    reported: (taskId, outcome) =>
+      Effect.gen(function*() {
+        if (outcome !== "closed" && outcome !== "failed") return
+        for (const entry of running.values()) {
+          if (!entry.children.delete(taskId)) continue
+          yield* Effect.logDebug(`Waking up task ${entry.taskId}: child ${taskId} ended`)
+          yield* entry.waker.wake
+        }
+      })
+  }
 
   /** §5.5 step 1: active buildroots of this host that no running task owns → EXPIRED. */
   const updateBuildroots = Effect.gen(function*() {
@@ -358,14 +392,21 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         held.delete(task.id)
         return false
       }
-      const base = { taskId: task.id, method: task.method, handler, request, hostId, daemon: control, options: options.runner }
+      const base = { taskId: task.id, method: task.method, handler, request, hostId, daemon: control, options: options.runner, events }
       if (handler.foreground) {
         yield* Effect.logInfo("running task in foreground")
         const outcome = yield* runTask({ ...base, session, waker: mainWaker })
         return outcome === "exit" ? ("exit" as const) : true
       }
       const sub = yield* session.subsession
-      const entry: Running = { taskId: task.id, method: task.method, subsessionId: sub.sessionId, waker: yield* makeWaker, done: false }
+      const entry: Running = {
+        taskId: task.id,
+        method: task.method,
+        subsessionId: sub.sessionId,
+        waker: yield* makeWaker,
+        children: new Set(),
+        done: false
+      }
       running.set(task.id, entry)
       yield* FiberMap.run(
         fibers,
@@ -373,9 +414,14 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         runTask({ ...base, session: sub, waker: entry.waker }).pipe(
           // The task's own session logs out after reporting, as kojid's task process (§13).
           Effect.zipRight(sub.logout),
-          Effect.ensuring(Effect.sync(() => {
-            entry.done = true
-          }))
+          // Woken after the logout, so the cycle finds the task done (not lingering) and has a
+          // free slot for the next task.
+          Effect.ensuring(Effect.zipRight(
+            Effect.sync(() => {
+              entry.done = true
+            }),
+            loopWaker.wake
+          ))
         )
       )
       return true
@@ -459,6 +505,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     cycle,
     shutdown,
     requestRestart: control.requestRestart,
+    /** Local task events cut the loop's idle pause short. */
+    wakeup: loopWaker,
     /** Ids of running task fibers (for status and tests). */
     runningTasks: Effect.sync(() => [...running.values()].filter((e) => !e.done).map((e) => e.taskId))
   }
@@ -477,7 +525,10 @@ export type TaskManagerApi = Effect.Effect.Success<ReturnType<typeof makeTaskMan
 export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult> =>
   Effect.gen(function*() {
     let taken = false
+    const gap = Duration.toMillis(options.wakeGap ?? defaultWakeGap(options.sleeptime))
     for (;;) {
+      yield* tm.wakeup.clear
+      const started = yield* Clock.currentTimeMillis
       const step: Either.Either<Control, Fault | HubError> = yield* Effect.either(tm.cycle(taken))
       if (Either.isRight(step)) {
         if (step.right === "restart") {
@@ -505,7 +556,7 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
         yield* Effect.logError(`cycle failed: ${describe(e)}`)
         taken = false
       }
-      if (!taken) yield* Effect.sleep(options.sleeptime)
+      if (!taken) yield* tm.wakeup.pause(options.sleeptime, started + gap)
     }
   }).pipe(
     // SIGTERM/SIGINT interrupt the main fiber: shut down as kojid does before the session ends.

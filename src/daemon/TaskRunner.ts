@@ -47,6 +47,14 @@ export interface RunnerOptions {
   readonly waitPoll: Duration.Duration
 }
 
+/** What a running task tells the daemon loop, so waits for it can end early. */
+export interface TaskEvents {
+  /** `host.subtask` returned `child`, a new child of `parent`. */
+  readonly subtaskCreated: (parent: number, child: number) => Effect.Effect<void>
+  /** The task has sent its report (closeTask, failTask, …); not called when it is interrupted. */
+  readonly reported: (taskId: number, outcome: TaskOutcome) => Effect.Effect<void>
+}
+
 /** One task to run. */
 export interface TaskRun {
   readonly taskId: number
@@ -59,6 +67,8 @@ export interface TaskRun {
   readonly waker: Waker
   readonly daemon: DaemonControl
   readonly options: RunnerOptions
+  /** Listener for the loop's wake-ups (none in tests that run a task alone). */
+  readonly events?: TaskEvents
 }
 
 const isRetryError = (e: unknown): boolean => e instanceof RetryError
@@ -79,9 +89,11 @@ export const makeTaskContext = (run: TaskRun, workdir: string): TaskContext => {
     })
     // A RetryError means the first attempt was committed but its answer lost. With a label the
     // hub returns the existing child for the same parent+label, so asking again is safe (§11).
-    return options.label === undefined
+    const created = options.label === undefined
       ? call
       : Effect.catchIf(call, isRetryError, () => call)
+    const events = run.events
+    return events === undefined ? created : Effect.tap(created, (child) => events.subtaskCreated(parent, child))
   }
 
   const waitResults = (subtasks: ReadonlyArray<number> | null, canfail: ReadonlyArray<number> | null = null) =>
@@ -227,4 +239,7 @@ export const runTask = (run: TaskRun): Effect.Effect<TaskOutcome> =>
       Effect.as<TaskOutcome>("failed"),
       Effect.catchAll((e) => reportFailed("host.failTask", e))
     )
-  }).pipe(Effect.annotateLogs({ taskId: run.taskId, method: run.method }))
+  }).pipe(
+    Effect.tap((outcome) => (run.events === undefined ? Effect.void : run.events.reported(run.taskId, outcome))),
+    Effect.annotateLogs({ taskId: run.taskId, method: run.method })
+  )
