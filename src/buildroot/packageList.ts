@@ -7,6 +7,7 @@
  */
 import { Effect, Schema } from "effect"
 import * as fsp from "node:fs/promises"
+import * as path from "node:path"
 import { gunzipSync } from "node:zlib"
 import { BuildError, BuildrootError } from "../hub/faults.js"
 import type { ExternalRepo } from "../hub/schemas.js"
@@ -59,21 +60,24 @@ export interface RemoteFiles {
   readonly read: (relpath: string) => Effect.Effect<Uint8Array | null, BuildrootError>
 }
 
+const readLocal = (file: string, shown: string): Effect.Effect<Uint8Array | null, BuildrootError> =>
+  Effect.tryPromise({
+    try: () => fsp.readFile(file).then((b): Uint8Array | null => b).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return null
+      throw e
+    }),
+    catch: (e) => new BuildrootError({ faultString: `cannot read ${shown}: ${e instanceof Error ? e.message : String(e)}` })
+  })
+
 /** RemoteFiles over `topurl` (http(s):// or file://), or `topdir` when no topurl is set. */
 export const remoteFiles = (topurl: string | undefined, topdir: string): RemoteFiles => ({
   read: (relpath) => {
-    const base = topurl !== undefined && topurl !== "" ? topurl.replace(/\/+$/, "") : `file://${topdir.replace(/\/+$/, "")}`
-    const url = `${base}/${relpath}`
-    if (url.startsWith("file://")) {
-      const file = decodeURIComponent(url.slice("file://".length))
-      return Effect.tryPromise({
-        try: () => fsp.readFile(file).then((b): Uint8Array | null => b).catch((e: NodeJS.ErrnoException) => {
-          if (e.code === "ENOENT") return null
-          throw e
-        }),
-        catch: (e) => new BuildrootError({ faultString: `cannot read ${url}: ${e instanceof Error ? e.message : String(e)}` })
-      })
+    if (topurl === undefined || topurl === "") {
+      const file = path.join(topdir, relpath)
+      return readLocal(file, file)
     }
+    const url = `${topurl.replace(/\/+$/, "")}/${relpath}`
+    if (url.startsWith("file://")) return readLocal(decodeURIComponent(url.slice("file://".length)), url)
     return Effect.tryPromise({
       try: async (signal) => {
         const res = await fetch(url, { signal })

@@ -10,7 +10,8 @@ import { SrpmError } from "./errors.js"
 /** RPM header tag numbers used here (rpmtag.h). */
 export const RpmTag = {
   NAME: 1000, VERSION: 1001, RELEASE: 1002, EPOCH: 1003, BUILDTIME: 1006, SIZE: 1009,
-  DISTRIBUTION: 1010, VENDOR: 1011, PACKAGER: 1015, ARCH: 1022, SOURCERPM: 1044, SOURCEPACKAGE: 1106
+  DISTRIBUTION: 1010, VENDOR: 1011, PACKAGER: 1015, ARCH: 1022, SOURCERPM: 1044, EXCLUDEARCH: 1059,
+  EXCLUSIVEARCH: 1061, BUILDARCHS: 1089, SOURCEPACKAGE: 1106
 } as const
 
 /** Signature header tag of the header+payload MD5 (RPMSIGTAG_MD5). */
@@ -23,7 +24,7 @@ export interface RpmHeaderInfo {
   readonly release: string
   readonly epoch: number | null
   readonly arch: string
-  /** True for a source package (lead type 1, or SOURCEPACKAGE set, or no SOURCERPM). */
+  /** `koji.get_header_field(h, 'sourcepackage')`: SOURCEPACKAGE set, or no SOURCERPM. */
   readonly sourcepackage: boolean
   readonly packager: string | null
   readonly vendor: string | null
@@ -33,6 +34,12 @@ export interface RpmHeaderInfo {
   readonly buildtime: number | null
   /** Hex SIGMD5 from the signature header, or null. */
   readonly sigmd5: string | null
+  /** `BuildArch:` of the spec (BUILDARCHS), empty when none. */
+  readonly buildArchs: ReadonlyArray<string>
+  /** `ExclusiveArch:` (EXCLUSIVEARCH), empty when none. */
+  readonly exclusiveArch: ReadonlyArray<string>
+  /** `ExcludeArch:` (EXCLUDEARCH), empty when none. */
+  readonly excludeArch: ReadonlyArray<string>
 }
 
 type Value = string | number | Uint8Array | ReadonlyArray<string> | ReadonlyArray<number>
@@ -53,7 +60,7 @@ const parseHeader = (buf: Uint8Array, at: number): Parsed | string => {
   const hsize = view.getUint32(at + 12)
   const store = at + 16 + nindex * 16
   const end = store + hsize
-  if (nindex > 100000 || end > buf.length) return "truncated header"
+  if (nindex > 65536 || end > buf.length) return "truncated header"
   const tags = new Map<number, Value>()
   const cstr = (p: number): string => {
     let e = p
@@ -115,11 +122,15 @@ const num = (tags: ReadonlyMap<number, Value>, tag: number): number | null => {
   if (Array.isArray(v) && typeof v[0] === "number") return v[0]
   return null
 }
+const list = (tags: ReadonlyMap<number, Value>, tag: number): ReadonlyArray<string> => {
+  const v = tags.get(tag)
+  if (typeof v === "string") return [v]
+  return Array.isArray(v) && v.every((x): x is string => typeof x === "string") ? v : []
+}
 
 /** Parses the lead and headers from the first bytes of a package; a string says what is wrong. */
 export const parseRpmHeader = (buf: Uint8Array): RpmHeaderInfo | string => {
   if (buf.length < 96 || buf[0] !== 0xed || buf[1] !== 0xab || buf[2] !== 0xee || buf[3] !== 0xdb) return "not an RPM file (bad lead)"
-  const leadType = (buf[6]! << 8) | buf[7]!
   const sig = parseHeader(buf, 96)
   if (typeof sig === "string") return `bad signature header: ${sig}`
   const mainAt = 96 + sig.length + ((8 - (sig.length % 8)) % 8)
@@ -136,14 +147,18 @@ export const parseRpmHeader = (buf: Uint8Array): RpmHeaderInfo | string => {
     name, version, release,
     epoch: num(t, RpmTag.EPOCH),
     arch: str(t, RpmTag.ARCH) ?? "",
-    sourcepackage: leadType === 1 || t.has(RpmTag.SOURCEPACKAGE) || sourcerpm === null,
+    // rpm sets SOURCEPACKAGE on source packages; one with SOURCERPM is binary whatever its lead says.
+    sourcepackage: t.has(RpmTag.SOURCEPACKAGE) || sourcerpm === null,
     packager: str(t, RpmTag.PACKAGER),
     vendor: str(t, RpmTag.VENDOR),
     distribution: str(t, RpmTag.DISTRIBUTION),
     sourcerpm,
     size: num(t, RpmTag.SIZE),
     buildtime: num(t, RpmTag.BUILDTIME),
-    sigmd5: md5 instanceof Uint8Array ? Buffer.from(md5).toString("hex") : null
+    sigmd5: md5 instanceof Uint8Array ? Buffer.from(md5).toString("hex") : null,
+    buildArchs: list(t, RpmTag.BUILDARCHS),
+    exclusiveArch: list(t, RpmTag.EXCLUSIVEARCH),
+    excludeArch: list(t, RpmTag.EXCLUDEARCH)
   }
 }
 

@@ -8,9 +8,9 @@
  * (`tagBuild` subtask, label `tag`). Hub calls, their order and their argument shapes follow
  * the recorded kojid (koji-captures/kojid/build, scratch-build, failed-build, scm-build).
  */
-import * as fsp from "node:fs/promises"
-import * as path from "node:path"
 import { Effect, Schema } from "effect"
+import { remoteFiles } from "../buildroot/packageList.js"
+import { parseRpmHeader, type RpmHeaderInfo } from "../buildroot/rpmHeader.js"
 import { BuildError, GenericError } from "../hub/faults.js"
 import { type HostApi, hostApi } from "../hub/HostApi.js"
 import type * as S from "../hub/schemas.js"
@@ -31,132 +31,21 @@ import { AnyValue, defineHandler, optional, required, signature, type TaskContex
 // ---------------------------------------------------------------------------------------------
 // SRPM headers
 
-/** The header fields `build` and the hub's import read from a package. */
-export interface RpmFields extends SrpmArchFields {
-  readonly name: string
-  readonly version: string
-  readonly release: string
-  readonly epoch: number | null
-  readonly arch: string
-  /** `koji.get_header_field(h, 'sourcepackage')`. */
-  readonly sourcepackage: boolean
-  readonly sourcerpm: string | null
-}
-
-const TAG = {
-  NAME: 1000, VERSION: 1001, RELEASE: 1002, EPOCH: 1003, ARCH: 1022, SOURCERPM: 1044,
-  EXCLUDEARCH: 1059, EXCLUSIVEARCH: 1061, BUILDARCHS: 1089, SOURCEPACKAGE: 1106
-} as const
-
-type TagValue = string | number | ReadonlyArray<string>
-
-const readHeader = (buf: Uint8Array, at: number): { readonly tags: Map<number, TagValue>; readonly end: number } | string => {
-  const magic = [0x8e, 0xad, 0xe8, 0x01]
-  if (buf.length < at + 16 || magic.some((m, i) => buf[at + i] !== m)) return "bad header magic"
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-  const nindex = view.getUint32(at + 8)
-  const hsize = view.getUint32(at + 12)
-  const store = at + 16 + nindex * 16
-  const end = store + hsize
-  if (nindex > 65536 || end > buf.length) return "truncated header"
-  const tags = new Map<number, TagValue>()
-  const cstr = (p: number): [string, number] => {
-    let e = p
-    while (e < end && buf[e] !== 0) e++
-    return [Buffer.from(buf.subarray(p, e)).toString("utf8"), e + 1]
-  }
-  for (let i = 0; i < nindex; i++) {
-    const e = at + 16 + i * 16
-    const tag = view.getUint32(e)
-    const type = view.getUint32(e + 4)
-    const offset = store + view.getUint32(e + 8)
-    const count = view.getUint32(e + 12)
-    if (offset >= end) continue
-    if (type === 4 && offset + 4 <= end) tags.set(tag, view.getInt32(offset))
-    else if (type === 6 || type === 9) tags.set(tag, cstr(offset)[0])
-    else if (type === 8) {
-      const out: Array<string> = []
-      let p = offset
-      for (let k = 0; k < count && p < end; k++) {
-        const [s, next] = cstr(p)
-        out.push(s)
-        p = next
-      }
-      tags.set(tag, out)
-    }
-  }
-  return { tags, end }
-}
-
-/** Parses the lead, signature and main header of a package (the first bytes suffice); a string says what is wrong. */
-export const parseRpmFields = (buf: Uint8Array): RpmFields | string => {
-  if (buf.length < 96 || buf[0] !== 0xed || buf[1] !== 0xab || buf[2] !== 0xee || buf[3] !== 0xdb) return "not an RPM package"
-  const sig = readHeader(buf, 96)
-  if (typeof sig === "string") return `bad signature header: ${sig}`
-  const mainAt = sig.end + ((8 - ((sig.end - 96) % 8)) % 8)
-  const main = readHeader(buf, mainAt)
-  if (typeof main === "string") return `bad header: ${main}`
-  const t = main.tags
-  const str = (tag: number): string | null => {
-    const v = t.get(tag)
-    return typeof v === "string" ? v : Array.isArray(v) && typeof v[0] === "string" ? v[0] : null
-  }
-  const list = (tag: number): ReadonlyArray<string> => {
-    const v = t.get(tag)
-    return Array.isArray(v) ? v : typeof v === "string" ? [v] : []
-  }
-  const name = str(TAG.NAME)
-  const version = str(TAG.VERSION)
-  const release = str(TAG.RELEASE)
-  if (name === null || version === null || release === null) return "header has no name, version or release"
-  const epoch = t.get(TAG.EPOCH)
-  const sourcerpm = str(TAG.SOURCERPM)
-  return {
-    name, version, release,
-    epoch: typeof epoch === "number" ? epoch : null,
-    arch: str(TAG.ARCH) ?? "",
-    // koji: a package without SOURCERPM is a source package (rpm sets SOURCEPACKAGE for them too).
-    sourcepackage: t.has(TAG.SOURCEPACKAGE) || sourcerpm === null,
-    sourcerpm,
-    buildArchs: list(TAG.BUILDARCHS),
-    exclusiveArch: list(TAG.EXCLUSIVEARCH),
-    excludeArch: list(TAG.EXCLUDEARCH)
-  }
-}
-
 /** Reads files of the hub's tree as `koji.openRemoteFile` does: `<topurl>/<relpath>`, else `<topdir>/<relpath>`. */
 export type ReadHubFile = (relpath: string) => Effect.Effect<Uint8Array | null, BuildError>
 
-/** The default reader: HTTP(S) from topurl, or the file under topdir when topurl is empty. */
-export const hubFileReader = (topurl: string, topdir: string): ReadHubFile => (relpath) => {
-  if (topurl === "") {
-    const file = path.join(topdir, relpath)
-    return Effect.tryPromise({
-      try: () => fsp.readFile(file).then((b): Uint8Array | null => b, (e: NodeJS.ErrnoException) => {
-        if (e.code === "ENOENT") return null
-        throw e
-      }),
-      catch: (e) => new BuildError({ faultString: `cannot read ${file}: ${e instanceof Error ? e.message : String(e)}` })
-    })
-  }
-  const url = `${topurl.replace(/\/+$/, "")}/${relpath}`
-  return Effect.tryPromise({
-    try: async (signal) => {
-      const res = await fetch(url, { signal })
-      if (res.status === 404) return null
-      if (!res.ok) throw new Error(`HTTP ${res.status}`)
-      return new Uint8Array(await res.arrayBuffer())
-    },
-    catch: (e) => new BuildError({ faultString: `cannot fetch ${url}: ${e instanceof Error ? e.message : String(e)}` })
-  })
+/** The default reader: the buildroot's `remoteFiles`, its faults as BuildError. */
+export const hubFileReader = (topurl: string, topdir: string): ReadHubFile => {
+  const files = remoteFiles(topurl, topdir)
+  return (relpath) => files.read(relpath).pipe(Effect.mapError((e) => new BuildError({ faultString: e.faultString })))
 }
 
 /** `BuildTask.readSRPMHeader`: the header of `work/<srpm>`, which must be a source package. */
-export const readSrpmHeader = (read: ReadHubFile, srpm: string): Effect.Effect<RpmFields, BuildError> =>
+export const readSrpmHeader = (read: ReadHubFile, srpm: string): Effect.Effect<RpmHeaderInfo, BuildError> =>
   Effect.gen(function*() {
     const data = yield* read(`work/${srpm}`)
     if (data === null) return yield* new BuildError({ faultString: `SRPM ${srpm} not found under work/ on the hub` })
-    const h = parseRpmFields(data)
+    const h = parseRpmHeader(data)
     if (typeof h === "string") return yield* new BuildError({ faultString: `${srpm} is not a source package (${h})` })
     if (!h.sourcepackage) return yield* new BuildError({ faultString: `${srpm} is not a source package` })
     return h

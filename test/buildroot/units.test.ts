@@ -10,6 +10,7 @@ import { dnfConf, macrosFile, mockConfigText, repoUrls, rpmEnv, rpmMacros } from
 import { logTail } from "../../src/buildroot/errors.js"
 import { mapPackageList, parseRpmQa, type RemoteFiles } from "../../src/buildroot/packageList.js"
 import { parseRpmHeader } from "../../src/buildroot/rpmHeader.js"
+import { makeRpm } from "../tasks/buildSupport.js"
 
 const opts = {
   topdir: "/mnt/koji", topurls: ["http://127.0.0.1:8080/kojifiles"], packager: "kojid-ref", vendor: "Koji Harness",
@@ -114,6 +115,17 @@ describe("RPM header reader", () => {
     if (typeof h === "string") return
     assert.deepStrictEqual([h.name, h.version, h.release, h.sourcepackage], ["fixture-hello", "1.0", "1", true])
     assert.match(h.sigmd5 ?? "", /^[0-9a-f]{32}$/)
+  })
+  it("reads BuildArch, ExclusiveArch and ExcludeArch, and a package with SOURCERPM as binary", () => {
+    const src = parseRpmHeader(makeRpm({
+      name: "p", version: "1", release: "1", arch: "noarch", source: true,
+      buildArchs: ["noarch"], exclusiveArch: ["x86_64", "aarch64"], excludeArch: ["s390x"]
+    }))
+    if (typeof src === "string") return assert.fail(src)
+    assert.deepStrictEqual([src.sourcepackage, src.buildArchs, src.exclusiveArch, src.excludeArch], [true, ["noarch"], ["x86_64", "aarch64"], ["s390x"]])
+    const bin = parseRpmHeader(makeRpm({ name: "p", version: "1", release: "1", arch: "x86_64", source: false }))
+    if (typeof bin === "string") return assert.fail(bin)
+    assert.deepStrictEqual([bin.sourcepackage, bin.sourcerpm, bin.buildArchs, bin.exclusiveArch, bin.excludeArch], [false, "p-1-1.src.rpm", [], [], []])
   })
   it("refuses what is not an RPM", () => {
     assert.strictEqual(parseRpmHeader(new Uint8Array(200)), "not an RPM file (bad lead)")

@@ -7,9 +7,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect, Schema } from "effect"
+import { parseRpmHeader } from "../../src/buildroot/rpmHeader.js"
 import { BuildError } from "../../src/hub/faults.js"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { parseRpmFields } from "../../src/tasks/build.js"
 import { AnyValue, defineHandler, optional, required, signature, taskRelPath, type TaskHandler } from "../../src/tasks/handler.js"
 import { addRepo, addTag, buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { addPackage, addTarget } from "../../src/testing/fakehub/targets.js"
@@ -121,7 +121,7 @@ const newBuildroot = (topdir: string, hostId: number, repoId: number, arch: stri
 }
 
 const readSrpm = (topdir: string, rel: string) => {
-  const h = parseRpmFields(fs.readFileSync(path.join(topdir, "work", rel)))
+  const h = parseRpmHeader(fs.readFileSync(path.join(topdir, "work", rel)))
   if (typeof h === "string") throw new Error(h)
   return h
 }
