@@ -12,7 +12,7 @@ import { sessionHub } from "../buildroot/hubSide.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
 import { fetchWorkFile, sortResults } from "../buildroot/taskFiles.js"
 import { BuildError, ParameterError } from "../hub/faults.js"
-import { hostApi } from "../hub/HostApi.js"
+import { type HostApi, hostApi } from "../hub/HostApi.js"
 import * as S from "../hub/schemas.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
@@ -35,6 +35,15 @@ export const requireRepoId = (opts: Readonly<Record<string, XmlRpcValue>> | null
     ? Effect.succeed(id)
     : Effect.fail(new BuildError({ faultString: "A repo id must be provided" }))
 }
+
+/** `repoInfo(opts['repo_id'], strict=True)` after the repo id check, as each build handler starts. */
+export const requireRepo = (api: HostApi, opts: Readonly<Record<string, XmlRpcValue>> | null) =>
+  Effect.gen(function*() {
+    const repoId = yield* requireRepoId(opts)
+    const repo = yield* api.repoInfo(repoId, true)
+    if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
+    return { repoId, repo }
+  })
 
 /** kojid's `updateWeight`: 1.5 + min(18, avg/4800) when the package has a positive average duration. */
 export const weightFromDuration = (avg: number | null): number | undefined =>
@@ -69,9 +78,7 @@ export const buildArchHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
       Effect.gen(function* () {
         const api = hostApi(ctx.session)
         const kojid = buildroots.options.kojid
-        const repoId = yield* requireRepoId(p.opts)
-        const repo = yield* api.repoInfo(repoId, true)
-        if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
+        const { repo, repoId } = yield* requireRepo(api, p.opts)
         const srpm = yield* fetchWorkFile(kojid, p.pkg, path.join(ctx.workdir, "input"))
         const h = yield* readRpmHeader(srpm).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
         if (!h.sourcepackage) return yield* new BuildError({ faultString: "not a source package" })

@@ -9,19 +9,17 @@
  */
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import type { Buildroot, Buildroots } from "../buildroot/Buildroots.js"
 import { sessionHub } from "../buildroot/hubSide.js"
-import { readRpmHeader } from "../buildroot/rpmHeader.js"
-import { sortResults } from "../buildroot/taskFiles.js"
 import { BuildError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import type { XmlRpcStruct } from "../hub/xmlrpc.js"
 import type { PolicyValue, ScmRules } from "../scm/allowed.js"
 import { CONTAINER_SCMDIR, faultFor, type Scm, type ScmCheckout, ScmError, type ScmSpec } from "../scm/Scm.js"
-import { findBuildrootArch } from "./arches.js"
-import { checkTagHost, TagRef, TaskOpts } from "./buildArch.js"
+import { checkTagHost, requireRepo, TagRef, TaskOpts } from "./buildArch.js"
+import { resultSrpm, srpmBuildrootArch } from "./rebuildSRPM.js"
 import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
 
 /**
@@ -120,24 +118,11 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
           evalPolicy: (name: string, data: XmlRpcStruct) => api.evalPolicy(name, data),
           data: policyData
         })
-        const repoId = opts["repo_id"]
-        if (typeof repoId !== "number" || repoId === 0) return yield* new BuildError({ faultString: "A repo id must be provided" })
-        const repo = yield* api.repoInfo(repoId, true)
-        if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
-        const tag = yield* api.getTag(p.build_tag, { strict: true, event: repo.create_event })
-        if (tag === null) return yield* new BuildError({ faultString: `No such tag: ${String(p.build_tag)}` })
-        const hostInfo = yield* api.getHost()
-        const tagConfig = yield* api.getBuildConfig(tag.id, repo.create_event)
-        const brArch = findBuildrootArch({
-          arch: "noarch",
-          host: { name: hostInfo.name, arches: hostInfo.arches },
-          tag: { id: tagConfig.id, name: tagConfig.name, arches: tagConfig.arches ?? null },
-          preferredArch: info?.arch ?? null
-        })
-        if (Either.isLeft(brArch)) return yield* brArch.left
+        const { repo, repoId } = yield* requireRepo(api, opts)
+        const { tag, arch } = yield* srpmBuildrootArch(api, p.build_tag, repo.create_event, info?.arch ?? null)
         const broot = yield* deps.openBuildroot(
           {
-            taskId: ctx.taskId, tag: tag.id, arch: brArch.right, repoId, installGroup: "srpm-build", workdir: ctx.workdir,
+            taskId: ctx.taskId, tag: tag.id, arch, repoId, installGroup: "srpm-build", workdir: ctx.workdir,
             network: true
           },
           sessionHub(ctx.session, ctx.taskId, deps.hubFiles)
@@ -153,20 +138,8 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
         )
         const spec = yield* deps.scm.findSpec(checkout)
         yield* deps.buildSrpm(broot, spec, checkout, rules, ctx.taskId)
-        const results = yield* sortResults(broot.resultDir)
-        if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${checkout.sourcedirRelative || "."}` })
-        if (results.srpms.length > 1) {
-          return yield* new BuildError({
-            faultString: `Multiple srpms found in ${checkout.sourcedirRelative || "."}: ${results.srpms.join(", ")}`
-          })
-        }
-        const file = results.srpms[0]!
-        const h = yield* readRpmHeader(path.join(broot.resultDir, file)).pipe(
-          Effect.mapError((e) => new BuildError({ faultString: e.message }))
-        )
-        const srpmName = `${h.name}-${h.version}-${h.release}.src.rpm`
-        if (srpmName !== file) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${file}` })
-        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, file), uploadPath)
+        const srpmName = yield* resultSrpm(broot.resultDir, checkout.sourcedirRelative || ".")
+        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, srpmName), uploadPath)
         const logs = yield* broot.finishLogs
         yield* broot.expire
         return {

@@ -10,11 +10,50 @@ import { sessionHub } from "../buildroot/hubSide.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
 import { fetchWorkFile, sortResults } from "../buildroot/taskFiles.js"
 import { BuildError } from "../hub/faults.js"
-import { hostApi } from "../hub/HostApi.js"
+import { type HostApi, hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { findBuildrootArch } from "./arches.js"
-import { checkTagHost, requireRepoId, TagRef, TaskOpts } from "./buildArch.js"
+import { checkTagHost, requireRepo, TagRef, TaskOpts } from "./buildArch.js"
 import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
+
+/**
+ * The tag and buildroot arch of an SRPM task, as kojid's RebuildSRPM and BuildSRPMFromSCMTask
+ * find them: `getTag(build_tag, strict=True, event=)`, then `find_arch('noarch', getHost(),
+ * getBuildConfig(tag, event=))`.
+ */
+export const srpmBuildrootArch = (api: HostApi, buildTag: string | number, event: number, preferredArch: string | null) =>
+  Effect.gen(function*() {
+    const tag = yield* api.getTag(buildTag, { strict: true, event })
+    if (tag === null) return yield* new BuildError({ faultString: `No such tag: ${String(buildTag)}` })
+    const hostInfo = yield* api.getHost()
+    const tagConfig = yield* api.getBuildConfig(tag.id, event)
+    const arch = findBuildrootArch({
+      arch: "noarch",
+      host: { name: hostInfo.name, arches: hostInfo.arches },
+      tag: { id: tagConfig.id, name: tagConfig.name, arches: tagConfig.arches ?? null },
+      preferredArch
+    })
+    if (Either.isLeft(arch)) return yield* arch.left
+    return { tag, arch: arch.right }
+  })
+
+/**
+ * The one SRPM an SRPM task's buildroot left in `resultDir`, checked as kojid does: exactly one
+ * `*.src.rpm` (the faults name `shownDir`), named `N-V-R.src.rpm` after its own header.
+ */
+export const resultSrpm = (resultDir: string, shownDir: string) =>
+  Effect.gen(function*() {
+    const results = yield* sortResults(resultDir)
+    if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${shownDir}` })
+    if (results.srpms.length > 1) {
+      return yield* new BuildError({ faultString: `Multiple srpms found in ${shownDir}: ${results.srpms.join(", ")}` })
+    }
+    const file = results.srpms[0]!
+    const h = yield* readRpmHeader(path.join(resultDir, file)).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
+    const srpmName = `${h.name}-${h.version}-${h.release}.src.rpm`
+    if (srpmName !== file) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${file}` })
+    return srpmName
+  })
 
 /** The rebuildSRPM handler over a Buildroots service. */
 export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
@@ -32,21 +71,10 @@ export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler 
       Effect.gen(function* () {
         const api = hostApi(ctx.session)
         const kojid = buildroots.options.kojid
-        const repoId = yield* requireRepoId(p.opts)
-        const repo = yield* api.repoInfo(repoId, true)
-        if (repo === null) return yield* new BuildError({ faultString: `No such repo: ${repoId}` })
-        const tag = yield* api.getTag(p.build_tag, { strict: true, event: repo.create_event })
-        if (tag === null) return yield* new BuildError({ faultString: `No such tag: ${String(p.build_tag)}` })
-        const hostInfo = yield* api.getHost()
-        const tagConfig = yield* api.getBuildConfig(tag.id, repo.create_event)
-        const brArch = findBuildrootArch({
-          arch: "noarch",
-          host: { name: hostInfo.name, arches: hostInfo.arches },
-          tag: { id: tagConfig.id, name: tagConfig.name, arches: tagConfig.arches ?? null }
-        })
-        if (Either.isLeft(brArch)) return yield* brArch.left
+        const { repo, repoId } = yield* requireRepo(api, p.opts)
+        const { tag, arch } = yield* srpmBuildrootArch(api, p.build_tag, repo.create_event, null)
         const broot = yield* buildroots.open(
-          { taskId: ctx.taskId, tag: tag.id, arch: brArch.right, repoId, installGroup: "srpm-build", workdir: ctx.workdir },
+          { taskId: ctx.taskId, tag: tag.id, arch, repoId, installGroup: "srpm-build", workdir: ctx.workdir },
           sessionHub(ctx.session, ctx.taskId, kojid)
         )
         const input = yield* fetchWorkFile(kojid, p.srpm, path.join(ctx.workdir, "input"), "Input SRPM file")
@@ -54,24 +82,16 @@ export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler 
         const given = yield* readRpmHeader(input).pipe(Effect.mapError((e) => new BuildError({ faultString: `${p.srpm}: ${e.message}` })))
         if (!given.sourcepackage) return yield* new BuildError({ faultString: `${p.srpm} is not a source package` })
         yield* broot.rebuildSrpm(input)
-        const results = yield* sortResults(broot.resultDir)
-        if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${broot.resultDir}` })
-        if (results.srpms.length > 1) {
-          return yield* new BuildError({ faultString: `Multiple srpms found in ${broot.resultDir}: ${results.srpms.join(", ")}` })
-        }
-        const file = results.srpms[0]!
-        const h = yield* readRpmHeader(path.join(broot.resultDir, file)).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
-        const srpmName = `${h.name}-${h.version}-${h.release}.src.rpm`
-        if (srpmName !== file) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${file}` })
+        const srpmName = yield* resultSrpm(broot.resultDir, broot.resultDir)
         const logs = yield* broot.finishLogs
         const uploadPath = taskRelPath(ctx.taskId)
-        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, file), uploadPath)
+        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, srpmName), uploadPath)
         yield* broot.expire
         return {
           srpm: `${uploadPath}/${srpmName}`,
           logs: logs.map((f) => `${uploadPath}/${f}`),
           brootid: broot.id,
-          source: { source: file, url: file }
+          source: { source: srpmName, url: srpmName }
         }
       })
   })
