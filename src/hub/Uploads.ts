@@ -71,6 +71,14 @@ const readAt = (handle: fsp.FileHandle, file: string, position: number, length: 
 
 const volumeOf = (volume: string | undefined): string | undefined => (volume === undefined || volume === "DEFAULT" ? undefined : volume)
 
+/** What every whole-file upload starts with: the target checked, then its chunk size, volume and `path/name`. */
+const uploadTarget = (path: string, name: string, options: UploadOptions) =>
+  Effect.as(checkUploadTarget(path, name), {
+    blocksize: options.blocksize ?? UPLOAD_BLOCKSIZE,
+    volume: volumeOf(options.volume),
+    remote: `${path}/${name}`
+  })
+
 /**
  * `fastUpload` (§6.1): `rawUpload` chunks at increasing offsets (at least one, even for an
  * empty file), each reply checked for size and adler32, then `checkUpload` — asking the hub for
@@ -83,10 +91,7 @@ export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  yield* checkUploadTarget(path, name)
-  const blocksize = options.blocksize ?? UPLOAD_BLOCKSIZE
-  const volume = volumeOf(options.volume)
-  const remote = `${path}/${name}`
+  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options)
   return yield* Effect.scoped(Effect.gen(function* () {
     const handle = yield* openLocal(localFile)
     const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
@@ -137,10 +142,7 @@ export const uploadFileLegacy = Effect.fn("Uploads.uploadFileLegacy")(function* 
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  yield* checkUploadTarget(path, name)
-  const blocksize = options.blocksize ?? UPLOAD_BLOCKSIZE
-  const volume = volumeOf(options.volume)
-  const remote = `${path}/${name}`
+  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options)
   const api = hostApi(session)
   return yield* Effect.scoped(Effect.gen(function* () {
     const handle = yield* openLocal(localFile)
