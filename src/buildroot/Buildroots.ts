@@ -191,21 +191,24 @@ const appendText = (file: string, text: string) => Effect.sync(() => fs.appendFi
 /**
  * Repo URLs as a container can read them: a file:// repo is bind-mounted read-only at its real
  * path together with the tree its `toplink` points at (the koji topdir holding the packages), and
- * its URL rewritten to the real path so symlinked topdirs work.
+ * its URL rewritten to the real path so symlinked topdirs work. A directory inside another one
+ * mounted is not mounted again.
  */
-const containerRepos = (urls: ReadonlyArray<string>): { readonly urls: ReadonlyArray<string>; readonly mounts: ReadonlyArray<ContainerMount> } => {
+export const containerRepos = (urls: ReadonlyArray<string>): { readonly urls: ReadonlyArray<string>; readonly mounts: ReadonlyArray<ContainerMount> } => {
   const dirs = new Set<string>()
   const out = urls.map((u) => {
     if (!u.startsWith("file://")) return u
     const p = decodeURIComponent(u.slice("file://".length))
     let real = p
-    try {
-      real = fs.realpathSync(p)
-      dirs.add(fs.realpathSync(path.join(p, "toplink")))
-    } catch {
-      // no toplink (a plain local repo) or a missing repo: dnf reports the latter in root.log
+    for (const d of [p, path.join(p, "toplink")]) {
+      try {
+        const r = fs.realpathSync(d)
+        if (d === p) real = r
+        dirs.add(r)
+      } catch {
+        // no toplink (a plain local repo) or a missing repo: dnf reports the latter in root.log
+      }
     }
-    dirs.add(real)
     return `file://${real}`
   })
   const sorted = [...dirs].sort()

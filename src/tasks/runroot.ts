@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { type ContainerMount, Containers, type LogFrame } from "../containers/Containers.js"
 import { parseRpmQa, RPM_QA_FORMAT } from "../buildroot/packageList.js"
+import { containerRepos } from "../buildroot/Buildroots.js"
 import { sessionHub } from "../buildroot/hubSide.js"
 import { BuildError, BuildrootError, GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
@@ -69,27 +70,6 @@ export const resolveMounts = (config: RunrootConfig, mounts: ReadonlyArray<strin
     }
     return binds
   })
-
-/** file:// repo URLs as real paths, and their directories (and `toplink` targets) to bind into the fill container. */
-const containerRepos = (urls: ReadonlyArray<string>): { readonly urls: ReadonlyArray<string>; readonly mounts: ReadonlyArray<ContainerMount> } => {
-  const dirs = new Set<string>()
-  const out = urls.map((u) => {
-    if (!u.startsWith("file://")) return u
-    const p = decodeURIComponent(u.slice("file://".length))
-    let real = p
-    for (const d of [p, path.join(p, "toplink")]) {
-      try {
-        const r = fs.realpathSync(d)
-        if (d === p) real = r
-        dirs.add(r)
-      } catch {
-        // a missing toplink (a plain repo): dnf reports a missing repo itself
-      }
-    }
-    return `file://${real}`
-  })
-  return { urls: out, mounts: [...dirs].map((d) => ({ type: "bind", source: d, destination: d })) }
-}
 
 const appendTo = (file: string) => (frame: LogFrame) =>
   Effect.promise(() => fsp.appendFile(file, frame.data).catch(() => undefined))
