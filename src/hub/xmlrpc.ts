@@ -232,7 +232,8 @@ export const isStruct = (v: XmlRpcValue | undefined): v is XmlRpcStruct =>
   typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Date) &&
   !(v instanceof Uint8Array) && !(v instanceof Double)
 
-const pythonTruthy = (v: XmlRpcValue | undefined): boolean => {
+/** Python truthiness of a decoded value (`bool(v)`): no nil, false, zero, empty string, array, struct or bytes. */
+export const pythonTruthy = (v: XmlRpcValue | undefined): boolean => {
   if (v === undefined || v === null || v === false || v === 0 || v === 0n || v === "") return false
   if (Array.isArray(v)) return v.length > 0
   if (v instanceof Double) return v.value !== 0

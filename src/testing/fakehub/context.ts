@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http"
 import { KojiFault } from "../../hub/faults.js"
-import { Double, isStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { Double, isStruct, pythonTruthy, type XmlRpcValue } from "../../hub/xmlrpc.js"
 import type { Db, SessionRow } from "./state.js"
 
 /** Hub settings (hub.conf names in comments). */
@@ -149,15 +149,8 @@ export const asList = (v: XmlRpcValue | undefined): ReadonlyArray<XmlRpcValue> |
   // Array.isArray does not narrow a union holding a ReadonlyArray, hence the cast.
   Array.isArray(v) ? (v as ReadonlyArray<XmlRpcValue>) : undefined
 
-/** Python truthiness of a decoded value. */
-export const truthy = (v: XmlRpcValue | undefined): boolean => {
-  if (v === undefined || v === null || v === false || v === 0 || v === 0n || v === "") return false
-  if (Array.isArray(v)) return v.length > 0
-  if (v instanceof Double) return v.value !== 0
-  if (v instanceof Uint8Array) return v.length > 0
-  if (isStruct(v)) return Object.keys(v).length > 0
-  return true
-}
+/** Python truthiness of a decoded value (the wire codec's `pythonTruthy`). */
+export const truthy = pythonTruthy
 
 /** `int(v)` as the hub's convert_value(cast=int) does it; a ParameterError otherwise. */
 export const toInt = (v: XmlRpcValue | undefined): number | undefined => {
