@@ -179,15 +179,8 @@ export interface AdjutantOptions {
 }
 
 /** kojid's command-line options (`kojid --help`), all optional; set ones override the file. */
-export interface CommandLineFlags {
+export interface CommandLineFlags extends RuntimeFlags {
   readonly config: string
-  readonly fg: boolean
-  readonly force_lock: boolean
-  readonly verbose: boolean
-  readonly debug: boolean
-  readonly debug_task: boolean
-  readonly debug_xmlrpc: boolean
-  readonly skip_main: boolean
   readonly user: string
   readonly password: string
   readonly maxjobs: number
