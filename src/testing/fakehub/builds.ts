@@ -211,6 +211,14 @@ const checkImport = (
   return { binfo, brmap, rpms, headers }
 }
 
+/** kojihub's host-call prologue: `Host().verify()`, then `Task(task_id).assertHost(host.id)`; the task id. */
+const hostTask = (ctx: CallContext, taskIdArg: XmlRpcValue | undefined): number => {
+  const host = verifiedHost(ctx)
+  const taskId = toInt(taskIdArg) ?? -1
+  assertHost(ctx, taskId, host.id)
+  return taskId
+}
+
 const taskOwner = (ctx: CallContext, taskId: number): number => ctx.db.tasks.get(taskId)?.owner ?? 1
 
 /** Moves a file under work to `dest` and leaves a symlink behind (`move_and_symlink`). */
@@ -374,9 +382,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
   ["host.completeBuild", {
     sig: host("completeBuild", [["task_id"], ["build_id"], ["srpm"], ["rpms"], ["brmap", null], ["logs", null]]),
     run: (ctx, a) => {
-      const hostRow = verifiedHost(ctx)
-      const taskId = toInt(a["task_id"]) ?? -1
-      assertHost(ctx, taskId, hostRow.id)
+      const taskId = hostTask(ctx, a["task_id"])
       const w = worldOf(ctx)
       const plan = checkImport(ctx, w, taskId, a["build_id"], a["srpm"], a["rpms"], a["brmap"])
       const binfo = setBuildState(w, plan.binfo, BuildState.COMPLETE)
@@ -397,9 +403,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
   ["host.failBuild", {
     sig: host("failBuild", [["task_id"], ["build_id"]]),
     run: (ctx, a) => {
-      const hostRow = verifiedHost(ctx)
-      const taskId = toInt(a["task_id"]) ?? -1
-      assertHost(ctx, taskId, hostRow.id)
+      hostTask(ctx, a["task_id"])
       const w = worldOf(ctx)
       const b = strictBuild(w, a["build_id"])
       const meta = w.buildMeta.get(b.id)
@@ -417,9 +421,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
   ["host.moveBuildToScratch", {
     sig: host("moveBuildToScratch", [["task_id"], ["srpm"], ["rpms"], ["logs", null]]),
     run: (ctx, a) => {
-      const hostRow = verifiedHost(ctx)
-      const taskId = toInt(a["task_id"]) ?? -1
-      assertHost(ctx, taskId, hostRow.id)
+      const taskId = hostTask(ctx, a["task_id"])
       const srpm = a["srpm"]
       const all = [srpm ?? null, ...stringList(a["rpms"], "rpms")]
       const files = all.map((rel) => workFile(ctx, rel))
@@ -444,9 +446,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
   ["host.tagBuild", {
     sig: host("tagBuild", [["task_id"], ["tag"], ["build"], ["force", false], ["fromtag", null]]),
     run: (ctx, a) => {
-      const hostRow = verifiedHost(ctx)
-      const taskId = toInt(a["task_id"]) ?? -1
-      assertHost(ctx, taskId, hostRow.id)
+      const taskId = hostTask(ctx, a["task_id"])
       const w = worldOf(ctx)
       const build = strictBuild(w, a["build"])
       const tag = strictTag(w, a["tag"])
