@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Duration, Effect, Fiber, Option, Schema, TestClock } from "effect"
+import { defaultWakeGap } from "../../src/daemon/TaskManager.js"
 import { makeLoopWaker } from "../../src/daemon/Waiter.js"
 import { defineHandler, required, signature } from "../../src/tasks/handler.js"
 import { genericHandlers } from "../../src/tasks/generic.js"
@@ -137,6 +138,12 @@ describe("loop wake-ups (fake hub, TestClock)", () => {
 })
 
 describe("LoopWaker", () => {
+  it("the default wakeGap is a tenth of sleeptime, at most 1 s", () => {
+    assert.strictEqual(Duration.toMillis(defaultWakeGap(Duration.seconds(15))), 1000)
+    assert.strictEqual(Duration.toMillis(defaultWakeGap(Duration.seconds(5))), 500)
+    assert.strictEqual(Duration.toMillis(defaultWakeGap(Duration.millis(50))), 5)
+  })
+
   it.effect("wake-ups before a pause count as one; clear forgets them; the pause is sleeptime without one", () =>
     Effect.gen(function*() {
       const w = yield* makeLoopWaker
