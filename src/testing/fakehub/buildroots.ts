@@ -251,13 +251,6 @@ const repoInfo = (ctx: CallContext, r: RepoRow): XmlRpcStruct => {
   }
 }
 
-const rpmInfo = (r: RpmRow): XmlRpcStruct => ({
-  arch: r.arch, build_id: r.buildId, buildroot_id: null, buildtime: r.buildtime, draft: r.draft, epoch: r.epoch,
-  external_repo_id: r.externalRepoId ?? 0, external_repo_name: r.externalRepoId === null ? "INTERNAL" : String(r.externalRepoId),
-  extra: null, id: r.id, metadata_only: false, name: r.name, payloadhash: r.payloadhash, release: r.release, size: r.size,
-  version: r.version
-})
-
 const brInfo = (ctx: CallContext, br: BuildrootRow): XmlRpcStruct => {
   const t = tablesOf(ctx)
   const repo = t.repos.get(br.repoId)
@@ -381,21 +374,6 @@ const fn = (qualname: string, params: Signature["params"]): Signature => ({ qual
 
 const eventOf = (v: XmlRpcValue | undefined): number | null => (v === undefined || v === null ? null : toInt(v) ?? null)
 
-const listTaggedRpms = (ctx: CallContext, tag: XmlRpcValue | undefined): XmlRpcValue => {
-  const t = tablesOf(ctx)
-  const row = getTagRow(ctx, tag, true)!
-  const buildIds = t.tagged.get(row.id) ?? []
-  const builds = buildIds.map((id) => t.builds.get(id)).filter((b): b is BuildRow => b !== undefined)
-  const rpms = [...t.rpms.values()].filter((r) => r.buildId !== null && buildIds.includes(r.buildId))
-  return [
-    rpms.map((r) => ({ ...rpmInfo(r), tag_id: row.id, tag_name: row.name })),
-    builds.map((b) => ({
-      build_id: b.id, id: b.id, name: b.name, version: b.version, release: b.release, epoch: b.epoch, state: b.state,
-      nvr: `${b.name}-${b.version}-${b.release}`, package_name: b.name, tag_id: row.id, tag_name: row.name, draft: false
-    }))
-  ]
-}
-
 /** The fake hub methods of this module, to spread into the method registry. */
 export const buildrootMethods: ReadonlyArray<readonly [string, MethodDef]> = [
   ["repoInfo", {
@@ -442,13 +420,6 @@ export const buildrootMethods: ReadonlyArray<readonly [string, MethodDef]> = [
         arches: e.arches, tag_id: row.id, tag_name: row.name
       }))
     }
-  }],
-  ["listTaggedRPMS", {
-    sig: root("listTaggedRPMS", [
-      ["tag"], ["event", null], ["inherit", false], ["latest", false], ["package", null], ["arch", null], ["rpmsigs", false],
-      ["owner", null], ["type", null], ["extra", true], ["draft", null]
-    ]),
-    run: (ctx, a) => listTaggedRpms(ctx, a["tag"])
   }],
   ["getAverageBuildDuration", {
     sig: root("getAverageBuildDuration", [["package"], ["age", null]]),

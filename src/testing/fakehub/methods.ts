@@ -97,13 +97,6 @@ export const methods: ReadonlyMap<string, MethodDef> = new Map<string, MethodDef
     sig: root("cancelTaskChildren", [["task_id"]]),
     run: (ctx, a) => rootTaskMethods.cancelTaskChildren(ctx, a)
   }],
-  ["listBuildroots", {
-    sig: fn("query_buildroots", [
-      ["hostID", null], ["tagID", null], ["state", null], ["rpmID", null], ["archiveID", null], ["taskID", null],
-      ["buildrootID", null], ["repoID", null], ["queryOpts", null]
-    ]),
-    run: () => []
-  }],
 
   ["host.getID", { sig: host("getID", []), run: (ctx) => hostTaskMethods.getID(ctx) }],
   ["host.updateHost", {

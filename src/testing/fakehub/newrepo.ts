@@ -517,15 +517,6 @@ const listTaggedRPMS = (ctx: CallContext, a: Readonly<Record<string, XmlRpcValue
   return [rpms, builds.map((b) => ({ ...buildStruct(w, b), tag_id: tag.id, tag_name: tag.name }))]
 }
 
-const findBuild = (w: RepoWorld, info: XmlRpcValue | undefined): BuildRow | undefined => {
-  if (isStruct(info)) return findBuild(w, info["id"] ?? info["nvr"])
-  if (typeof info === "number") return w.tables.builds.get(info)
-  if (typeof info === "string") {
-    for (const b of w.tables.builds.values()) if (`${b.name}-${b.version}-${b.release}` === info) return b
-  }
-  return undefined
-}
-
 /** The repo and notification methods, to spread into the fake hub's method table (after buildrootMethods). */
 export const newrepoMethods: ReadonlyArray<readonly [string, MethodDef]> = [
   ["getFullInheritance", {
@@ -545,18 +536,6 @@ export const newrepoMethods: ReadonlyArray<readonly [string, MethodDef]> = [
       ["rpmsigs", false], ["owner", null], ["type", null], ["extra", true], ["draft", null]
     ]),
     run: (ctx, a) => listTaggedRPMS(ctx, a)
-  }],
-  ["getBuild", {
-    sig: root("getBuild", [["buildInfo"], ["strict", false]]),
-    run: (ctx, a) => {
-      const w = W(ctx)
-      const b = findBuild(w, a["buildInfo"])
-      if (b === undefined) {
-        if (truthy(a["strict"])) throw new GenericError({ faultString: `No such build: ${pyRepr(a["buildInfo"] ?? null)}` })
-        return null
-      }
-      return buildStruct(w, b)
-    }
   }],
   ["getUser", {
     sig: root("getUser", [["userInfo", null], ["strict", false], ["krb_princs", true], ["groups", false]]),
