@@ -1,11 +1,14 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Deferred, Duration, Effect, Fiber, Option, Schema, TestClock } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
 import { defaultWakeGap } from "../../src/daemon/TaskManager.js"
 import { makeLoopWaker } from "../../src/daemon/Waiter.js"
+import { hostApi } from "../../src/hub/HostApi.js"
+import { KojiHub } from "../../src/hub/KojiHub.js"
+import { encodeResponse } from "../../src/hub/xmlrpc.js"
 import { defineHandler, required, signature } from "../../src/tasks/handler.js"
 import { genericHandlers } from "../../src/tasks/generic.js"
 import { TaskState } from "../../src/testing/FakeHub.js"
-import { daemonLayer, fakeHub, realPause, startDaemon, tempWorkdir, testOptions } from "./harness.js"
+import { daemonLayer, fakeHub, HOST, PASSWORD, realPause, startDaemon, tempWorkdir, testOptions } from "./harness.js"
 
 /** Waits in real time only: the TestClock does not move. */
 const untilReal = (cond: () => boolean, what: string, maxSteps = 1000) =>
@@ -87,6 +90,36 @@ describe("loop wake-ups (fake hub, TestClock)", () => {
       assert.strictEqual(hostTasks(), before)
       const waits = hub.state.calls.filter((c) => c.method === "host.taskWait")
       assert.deepStrictEqual(waits.at(-1)?.result, [[hub.state.tasks.find((t) => t.parent === parent)!.id], []])
+    }))
+
+  it.scoped("a child that ends on another host still wakes the parent through the next cycle's alert", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub({
+        hosts: [
+          { name: HOST, password: PASSWORD, capacity: 10 },
+          { name: "other", password: "other-pw", capacity: 10, channels: ["createrepo"] }
+        ]
+      })
+      const workdir = yield* tempWorkdir
+      const gate = yield* Deferred.make<void>()
+      const parent = hub.createTask("parent", [1, "createrepo"])
+      yield* startDaemon(testOptions(workdir, { wakeGap: Duration.zero })).pipe(Effect.provide(daemonLayer(hub, handlers(gate))))
+      yield* untilReal(() => hub.state.calls.some((c) => c.method === "host.taskWait"), "parent waiting")
+      const child = hub.state.tasks.find((t) => t.parent === parent)!.id
+      yield* Effect.gen(function*() {
+        const other = hostApi(yield* (yield* KojiHub).loginScoped(true))
+        yield* other.openTask(child)
+        yield* other.closeTask(child, encodeResponse(null))
+      }).pipe(
+        Effect.scoped,
+        Effect.provide(KojiHub.layerWithTransport({ server: hub.url, user: "other", password: "other-pw" }).pipe(Layer.orDie))
+      )
+      yield* realPause(30)
+      assert.strictEqual(hub.state.task(parent)?.state, TaskState.OPEN, "nothing local woke the parent")
+      // One sleeptime later the cycle's getHostTasks carries the alert (the waitPoll is 30 s).
+      yield* TestClock.adjust("1 second")
+      yield* untilReal(() => hub.state.task(parent)?.state === TaskState.CLOSED, "parent closed")
+      assert.isTrue(hub.state.calls.some((c) => c.method === "host.getHostTasks" && JSON.stringify(c.result).includes("\"alert\":true")))
     }))
 
   it.scoped("a burst of subtasks gives one cycle after wakeGap, and the idle pause after it is sleeptime again", () =>
