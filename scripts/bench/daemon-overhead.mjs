@@ -16,6 +16,7 @@
 import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
+import { createServer } from "node:http"
 import { dirname, join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { fileURLToPath } from "node:url"
@@ -132,11 +133,20 @@ async function main() {
     // Peak RSS of the real daemon, `node dist/main.js` with every handler family loaded, while
     // 10 tasks run at once (kojid: 82 MiB + ~60 MiB per forked task process, §13).
     const rss = yield* Effect.promise(async () => {
+      // sleep tasks start no container, but readiness wants a usable bootstrap image: a
+      // stand-in podman socket answers "image exists" and 404 to everything else.
+      const podmanSock = join(workdir, "podman.sock")
+      const podman = createServer((req, res) => {
+        const exists = req.method === "GET" && /\/images\/[^/]+\/exists$/.test((req.url ?? "").split("?")[0])
+        res.writeHead(exists ? 204 : 404, exists ? {} : { "content-type": "application/json" })
+        res.end(exists ? undefined : JSON.stringify({ cause: "no such object", message: "bench: not found", response: 404 }))
+      })
+      await new Promise((r) => podman.listen(podmanSock, r))
       const conf = join(workdir, "kojid.conf")
       writeFileSync(conf, [
         "[kojid]", `server = ${hub.url}`, "topurl = http://127.0.0.1:1/kojifiles", "user = bench", "password = pw",
         `workdir = ${join(workdir, "c")}`, "sleeptime = 1", "maxjobs = 10",
-        "[adjutant]", `log_file = ${join(workdir, "kojid.log")}`, `podman_socket = unix://${join(workdir, "no-podman.sock")}`, ""
+        "[adjutant]", `log_file = ${join(workdir, "kojid.log")}`, `podman_socket = unix://${podmanSock}`, ""
       ].join("\n"))
       const real = spawn(process.execPath, [join(dirname(self), "../../dist/main.js"), "-c", conf, "--fg", "--force-lock"], { stdio: ["ignore", "ignore", "inherit"] })
       const busy = Array.from({ length: 10 }, () => hub.createTask("sleep", [2]))
@@ -145,6 +155,8 @@ async function main() {
       const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${real.pid}/status`, "utf8"))
       real.kill("SIGTERM")
       await new Promise((r) => real.once("exit", r))
+      podman.closeAllConnections()
+      await new Promise((r) => podman.close(r))
       return m ? Number(m[1]) / 1024 : NaN
     })
     return { daemonMs, floorMs, rss }
