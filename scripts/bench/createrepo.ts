@@ -5,7 +5,7 @@
 // floor is createrepo_c in a container too. createrepo_update is off so that every newRepo does
 // the full work the floor does. The daemon polls every 50 ms, as in the other daemon benches:
 // the measure is our overhead, not kojid.conf's sleeptime (whole seconds, a cycle per subtask hop).
-// Usage: npm run bench -- createrepo [--packages 2000] [--rounds 3] [--sleeptime-ms 50]
+// Usage: npm run bench -- createrepo [--packages 2000] [--rounds 5] [--sleeptime-ms 50]
 // Uses KOJI_ADJUTANT_PODMAN_SOCKET when set, else starts its own podman service. The RPMs are
 // generated once (rpmbuild in the bootstrap image, a few seconds) and kept under
 // /var/tmp/koji-adjutant-bench/.
@@ -30,7 +30,7 @@ const arg = (name: string, fallback: string): string => {
   return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback
 }
 const packages = Number(arg("packages", "2000"))
-const rounds = Number(arg("rounds", "3"))
+const rounds = Number(arg("rounds", "5"))
 const sleeptimeMs = Number(arg("sleeptime-ms", "50"))
 const image = process.env["KOJI_ADJUTANT_BOOTSTRAP_IMAGE"] ?? "localhost/koji-adjutant-bootstrap:latest"
 const HOST = "bench-builder"
@@ -123,7 +123,7 @@ const program = Effect.gen(function*() {
       runner: { workdir: join(scratch, "work"), taskTimeout: 0, waitPoll: Duration.seconds(2) },
       shutdownTimeout: Duration.seconds(30),
       shutdownCallTimeout: Duration.seconds(5),
-      batchHubCalls: false
+      batchHubCalls: true
     })))
     // Let the daemon log in and settle before the first measurement.
     yield* Effect.sleep(Duration.millis(sleeptimeMs * 3))
