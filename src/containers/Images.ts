@@ -450,25 +450,20 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     const classify = (text: string) => classifyPullError(ref, text, { tlsVerify, authFile: options.registry_auth_file })
     yield* Effect.logInfo(`pulling ${reference} (tlsVerify=${tlsVerify})`)
     // Registry failures arrive in-band as an "error" line with status 200; a failed HTTP status
-    // or a broken socket is podman's own problem. The body is read whole: Libpod.stream cannot
-    // be interrupted while podman sends nothing (a hung registry would hang the timeout and the
-    // task's cancel), so progress lines reach onProgress when the pull ends.
-    const lines = Stream.unwrap(
-      libpod
-        .request({
-          operation: "image.pull",
-          target: reference,
-          method: "POST",
-          path: "/images/pull",
-          // policy=always: whether to pull at all is decided here, from our own pull policy.
-          query: { reference, tlsVerify, policy: "always" },
-          headers
-        })
-        .pipe(
-          Effect.mapError(podmanError(ref.original)),
-          Effect.map((res) => Stream.fromIterable(Buffer.from(res.body).toString("utf8").split("\n")))
-        )
-    )
+    // or a broken socket is podman's own problem. Lines are read as they come, so the task log
+    // shows the pull's progress live (the stream is interruptible: a hung registry is bounded
+    // by the timeout below and by the task's cancel).
+    const lines = libpod
+      .stream({
+        operation: "image.pull",
+        target: reference,
+        method: "POST",
+        path: "/images/pull",
+        // policy=always: whether to pull at all is decided here, from our own pull policy.
+        query: { reference, tlsVerify, policy: "always" },
+        headers
+      })
+      .pipe(Stream.mapError(podmanError(ref.original)), Stream.decodeText(), Stream.splitLines)
     const result = yield* Stream.runFoldEffect(lines, { id: undefined as string | undefined, error: undefined as string | undefined }, (acc, line) => {
       if (line.trim() === "") return Effect.succeed(acc)
       const decoded = decodePullLine(line)
