@@ -4,7 +4,7 @@
  * unless the registry is listed in `insecure_registries`, progress lines for the task log, a
  * scheduled refresh of moving tags and garbage collection of images no rule references.
  */
-import { Context, Duration, Effect, Either, Layer, Option, Schema, Stream } from "effect"
+import { Context, Duration, Effect, Either, Layer, Option, Schedule, Schema, Stream } from "effect"
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises"
 import { dirname } from "node:path"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
@@ -140,6 +140,8 @@ export interface ImagesOptions extends ImagePolicyConfig {
   readonly keepRecent?: Duration.DurationInput | undefined
   /** Upper bound of one pull. */
   readonly pullTimeout?: Duration.DurationInput | undefined
+  /** How often the maintained layer tries again while a configured image is unusable (default 60 s). */
+  readonly unavailableRetry?: Duration.DurationInput | undefined
 }
 
 /** The label the offline image builds carry (scripts/build-images.sh). */
@@ -200,22 +202,31 @@ export const imagesOptionsFromConfig = (config: AdjutantConfig["Type"]): ImagesO
   pullTimeout: Duration.seconds(config.adjutant.image_pull_timeout)
 })
 
-const maintenance = (images: Context.Tag.Service<Images>, options: ImagesOptions) =>
-  Effect.gen(function* () {
-    for (const image of images.configured) {
-      yield* images.ensure(image).pipe(
-        Effect.tap((e) => Effect.logInfo(`image ${image} ready (${e.id.slice(0, 12)})`)),
-        // A configured image that cannot be pulled now only makes the daemon not ready (readiness).
-        Effect.catchAll((e) => Effect.logWarning(`image ${image} not available: ${e.message}`))
-      )
-    }
-    if (options.image_refresh_interval <= 0) return
-    const round = Effect.gen(function* () {
-      yield* images.refresh
-      if (options.image_gc) yield* images.gc
-    })
-    yield* Effect.forever(Effect.zipRight(Effect.sleep(Duration.seconds(options.image_refresh_interval)), round))
-  }).pipe(Effect.annotateLogs({ service: "Images" }))
+const maintenance = (images: Context.Tag.Service<Images>, options: ImagesOptions) => {
+  // A configured image that cannot be had now only makes the daemon not ready (readiness); it
+  // is tried again every `unavailableRetry` until all are usable, so a registry that was down
+  // at start, or an image built after the daemon started, does not keep the host idle until
+  // the next refresh.
+  const ensureAll = Effect.forEach(images.configured, (image) =>
+    images.ensure(image).pipe(
+      Effect.tap((e) => Effect.logInfo(`image ${image} ready (${e.id.slice(0, 12)})`)),
+      Effect.as(true),
+      Effect.catchAll((e) => Effect.as(Effect.logWarning(`image ${image} not available: ${e.message}`), false))
+    )
+  ).pipe(Effect.map((ok) => ok.every(Boolean)))
+  const warmUp = Effect.repeat(ensureAll, {
+    until: (allUsable) => allUsable,
+    schedule: Schedule.spaced(options.unavailableRetry ?? Duration.seconds(60))
+  })
+  const round = Effect.gen(function* () {
+    yield* images.refresh
+    if (options.image_gc) yield* images.gc
+  })
+  const refreshes = options.image_refresh_interval <= 0
+    ? Effect.void
+    : Effect.forever(Effect.zipRight(Effect.sleep(Duration.seconds(options.image_refresh_interval)), round))
+  return Effect.all([warmUp, refreshes], { concurrency: 2, discard: true }).pipe(Effect.annotateLogs({ service: "Images" }))
+}
 
 // ---------------------------------------------------------------------------------------------
 // Auth file

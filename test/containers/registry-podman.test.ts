@@ -369,6 +369,32 @@ describe.skipIf(!runnable)("Images with a real registry (podman)", () => {
       )
     }))
 
+  it.live("the maintained layer keeps trying an image that is missing at start, and the host becomes ready once it can be pulled", () =>
+    Effect.gen(function* () {
+      const ref = `${plain.host}/m/late-${run}:1`
+      const poll = (what: string, check: () => boolean) =>
+        Effect.gen(function* () {
+          for (let i = 0; i < 100; i++) {
+            if (check()) return
+            yield* Effect.sleep("100 millis")
+          }
+          assert.fail(`timed out waiting for ${what}`)
+        })
+      const layer = Images.layerMaintained({ ...baseOptions(), bootstrap_image: ref, image_refresh_interval: 0, unavailableRetry: "200 millis" }).pipe(
+        Layer.provide(Libpod.layer({ socket: podman.socket }))
+      )
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const images = yield* Layer.build(layer).pipe(Effect.map(Context.get(Images)))
+          yield* Effect.sleep("500 millis")
+          assert.isFalse(yield* images.readiness, "not ready while the image is in no registry")
+          publishTinyImage(plain, `m/late-${run}:1`)
+          yield* poll("the retried pull", () => exists(ref))
+          assert.isTrue(yield* images.readiness)
+        })
+      )
+    }))
+
   it.live("concurrent ensures of one image pull it once", () =>
     Effect.gen(function* () {
       publishTinyImage(plain, "p/concurrent:1")
