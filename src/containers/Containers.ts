@@ -56,6 +56,13 @@ export interface RunOptions {
   readonly onOutput?: ((frame: LogFrame) => Effect.Effect<void>) | undefined
   /** Bytes of stdout and of stderr kept in the result, the last ones (default 16 MiB each). */
   readonly maxOutputBytes?: number | undefined
+  /** Fetch stdout/stderr only when the exit code is not 0 (they are empty otherwise); no effect with `onOutput`. */
+  readonly outputOnFailureOnly?: boolean | undefined
+  /**
+   * Remove the container when this scope closes instead of before `run` returns, so that the
+   * caller can overlap the removal with its own work (e.g. a parallel scope).
+   */
+  readonly removeWith?: Scope.Scope | undefined
 }
 
 /** A container of this host as podman lists it. */
@@ -204,7 +211,10 @@ export const makeContainers = Effect.fnUntraced(function* (options: ContainersOp
   })
 
   const run = Effect.fn("Containers.run")(function* (spec: ContainerSpec, runOptions?: RunOptions) {
-    return yield* Effect.scoped(
+    const removeWith = runOptions?.removeWith
+    const inScope = <A, E>(body: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, E> =>
+      removeWith === undefined ? Effect.scoped(body) : Scope.extend(body, removeWith)
+    return yield* inScope(
       Effect.gen(function* () {
         const c = yield* create(spec)
         yield* c.start
@@ -213,7 +223,9 @@ export const makeContainers = Effect.fnUntraced(function* (options: ContainersOp
         let exitCode: number
         if (onOutput === undefined) {
           exitCode = yield* c.wait
-          yield* Stream.runForEach(c.logs(), (f) => Effect.sync(() => collector.push(f)))
+          if (exitCode !== 0 || runOptions?.outputOnFailureOnly !== true) {
+            yield* Stream.runForEach(c.logs(), (f) => Effect.sync(() => collector.push(f)))
+          }
         } else {
           const follower = yield* c.logs({ follow: true }).pipe(
             Stream.runForEach((f) => {

@@ -7,7 +7,7 @@ import { Duration, Effect, Schedule, Schema, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
-import { adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
+import { adler32, adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
 import { type Fault, GenericError } from "./faults.js"
 import { hostApi } from "./HostApi.js"
 import type { HubError } from "./HubError.js"
@@ -105,8 +105,10 @@ export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
       first = false
       const reply = yield* session.rawUpload({ path, name, offset, data: chunk, overwrite: options.overwrite ?? true, volume })
       if (reply.attempts > 1) problems = true
-      const digest = adler32Hexdigest(chunk)
-      full = adler32Update(full, chunk)
+      const sum = adler32(chunk)
+      const digest = adler32Hex(sum)
+      // The first chunk's checksum is the running one: computing it again would double the work.
+      full = offset === 0 ? sum : adler32Update(full, chunk)
       if (reply.size !== chunk.length) {
         return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${chunk.length}-byte chunk at offset ${offset}` }))
       }

@@ -4,7 +4,7 @@
  * hub's topdir mounted read-only and the task workdir writable, no network; the repodata is
  * uploaded to the task directory and the result is `[uploadpath, [files]]`.
  */
-import { Effect, Schema } from "effect"
+import { Effect, ExecutionStrategy, Schema, Scope } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -126,10 +126,13 @@ export interface RunLoggedOptions {
  * small repo (scripts/bench/createrepo). Returns the exit code and the log text.
  */
 export const runLogged = (o: RunLoggedOptions) =>
-  Effect.scoped(Effect.gen(function*() {
+  // A parallel scope: the container's removal overlaps the final log flush (both mostly wait on
+  // I/O); the log streamer keeps its own sequential scope (stop the periodic pass, then flush).
+  Effect.acquireUseRelease(Scope.make(ExecutionStrategy.parallel), (scope) => Effect.gen(function*() {
+    const logScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
     const logfile = path.join(o.ctx.workdir, o.logName)
     yield* fsStep(`cannot write ${logfile}`, () => fsp.appendFile(logfile, `$ ${o.cmd.join(" ")}\n`))
-    yield* streamLogs(o.ctx.session, [{ local: logfile, remote: o.logName }], taskRelPath(o.ctx.taskId))
+    yield* Scope.extend(streamLogs(o.ctx.session, [{ local: logfile, remote: o.logName }], taskRelPath(o.ctx.taskId)), logScope)
     const result = yield* o.deps.containers.run(
       {
         image: o.deps.image,
@@ -140,12 +143,13 @@ export const runLogged = (o: RunLoggedOptions) =>
         network: o.network ?? "none",
         ...(o.env === undefined ? {} : { env: o.env })
       },
-      { maxOutputBytes: 64 * 1024 }
+      // stdout/stderr hold only what the shell itself said: wanted for a failure message only.
+      { maxOutputBytes: 64 * 1024, outputOnFailureOnly: true, removeWith: scope }
     )
     const logged = yield* fsStep(`cannot read ${logfile}`, () => fsp.readFile(logfile, "utf8"))
     // Anything the shell itself said (the command could not be run) is not in the log.
     return { exitCode: result.exitCode, output: `${logged.slice(-65536)}${result.stdout}${result.stderr}` }
-  }))
+  }), (scope, exit) => Scope.close(scope, exit))
 
 /** Read-only bind of a host path at the same path in the container. */
 export const roMount = (p: string): ContainerMount => ({ type: "bind", source: p, destination: p })
