@@ -1,21 +1,19 @@
 /**
  * HubTransport: the HTTP(S) connection pools to the koji hub (koji-protocol.md §1.1, §12).
  *
- * Two pools over Effect's HttpClient (NodeHttpClient with our own node https.Agent): one for
+ * Two keep-alive agent pools (node http/https, made by NodeHttpClient.makeAgent): one for
  * ordinary calls, with the configured TLS versions, and one for the login call only, capped at
  * `login_tls_max_version` (TLSv1.2 by default). The stock koji Apache config requests the client
  * certificate only under `/kojihub/ssllogin`; under TLS 1.3 that is post-handshake auth, which
  * Node cannot do, so the hub answers 403 (§12). Under TLS 1.2 Apache renegotiates instead,
  * which Node supports.
  */
-import { HttpClientRequest } from "@effect/platform"
-import type { HttpClientError } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { Context, Duration, Effect, Layer } from "effect"
 import { constants as cryptoConstants } from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import type * as https from "node:https"
+import { type AgentOptions as HttpsAgentOptions, request as httpsRequest } from "node:https"
 import type * as tls from "node:tls"
 import * as zlib from "node:zlib"
 import { HubError } from "./HubError.js"
@@ -113,8 +111,8 @@ const errnoOf = (cause: unknown): { code?: string; message: string } => {
   return { message: cause instanceof Error ? cause.message : String(cause) }
 }
 
-const fromClientError = (method: string, url: string, error: HttpClientError.HttpClientError): HubError => {
-  const { code, message } = errnoOf(error.cause)
+const fromNodeError = (method: string, url: string, cause: unknown): HubError => {
+  const { code, message } = errnoOf(cause)
   const where = sanitizeUrl(url)
   if (code !== undefined && certificateCodes.has(code)) {
     return new HubError({ reason: "Certificate", method, message: `${method}: TLS certificate error with ${where}: ${code} ${message}` })
@@ -172,8 +170,8 @@ export const make = (options: TransportOptions) =>
     const certPath = options.cert !== undefined && options.cert !== "" && fs.existsSync(options.cert) ? options.cert : undefined
     const certPem = certPath === undefined ? undefined : yield* readPem("client certificate", certPath)
     const caPem = options.serverca !== undefined && options.serverca !== "" ? yield* readPem("server CA", options.serverca) : undefined
-    const tlsOptions = (maxVersion: TlsVersion | undefined, login: boolean): https.AgentOptions => {
-      const o: https.AgentOptions & tls.SecureContextOptions = { keepAlive: true }
+    const tlsOptions = (maxVersion: TlsVersion | undefined, login: boolean): HttpsAgentOptions => {
+      const o: HttpsAgentOptions & tls.SecureContextOptions = { keepAlive: true }
       if (login) {
         // The certificate is asked for by renegotiation (§12); a server that resumes the session
         // from a ticket in that renegotiation never sends CertificateRequest, so offer none.
@@ -194,35 +192,41 @@ export const make = (options: TransportOptions) =>
     const loginMax = options.loginTlsMaxVersion ?? "TLSv1.2"
     const callAgent = yield* NodeHttpClient.makeAgent(tlsOptions(options.tlsMaxVersion, false))
     const loginAgent = yield* NodeHttpClient.makeAgent(tlsOptions(loginMax, true))
-    const callClient = yield* NodeHttpClient.make.pipe(Effect.provideService(NodeHttpClient.HttpAgent, callAgent))
-    const loginClient = yield* NodeHttpClient.make.pipe(Effect.provideService(NodeHttpClient.HttpAgent, loginAgent))
     const callTimeout = Duration.seconds(options.timeout ?? DEFAULT_REQUEST_TIMEOUT)
     const loginTimeout = Duration.seconds(options.loginTimeout ?? DEFAULT_AUTH_TIMEOUT)
 
     const sendOnce = (request: HubRequest): Effect.Effect<HubResponse, HubError> => {
-      const client = request.login === true ? loginClient : callClient
       const fullUrl = request.query === undefined || request.query.length === 0
         ? request.url
         : `${request.url}?${new URLSearchParams(request.query.map(([k, v]): [string, string] => [k, v])).toString()}`
-      const httpRequest = HttpClientRequest.post(fullUrl).pipe(
-        HttpClientRequest.bodyUint8Array(request.body, request.contentType),
-        HttpClientRequest.setHeaders({
-          ...request.headers,
-          "User-Agent": "koji/1",
-          "Accept-Encoding": "gzip, deflate",
-          "Content-Type": request.contentType,
-          "Content-Length": String(request.body.length)
-        })
-      )
+      const agent = request.login === true ? loginAgent : callAgent
+      const headers = {
+        ...request.headers,
+        "User-Agent": "koji/1",
+        "Accept-Encoding": "gzip, deflate",
+        "Content-Type": request.contentType,
+        "Content-Length": String(request.body.length)
+      }
       const timeout = request.login === true ? loginTimeout : callTimeout
-      return Effect.scoped(
-        Effect.gen(function* () {
-          const response = yield* client.execute(httpRequest)
-          const raw = new Uint8Array(yield* response.arrayBuffer)
-          return { response, raw }
+      // Straight on node's http over the pooled agents: the HttpClient pipeline (request and
+      // response wrappers, a fiber and scope per request) cost more per hub call than the call.
+      return Effect.async<{ readonly response: http.IncomingMessage; readonly raw: Uint8Array }, unknown>((resume) => {
+        const url = new URL(fullUrl)
+        const options = { method: "POST", headers }
+        const nodeRequest = url.protocol === "https:"
+          ? httpsRequest(url, { ...options, agent: agent.https })
+          : http.request(url, { ...options, agent: agent.http })
+        nodeRequest.on("error", (cause) => resume(Effect.fail(cause)))
+        nodeRequest.on("response", (response) => {
+          const chunks: Array<Buffer> = []
+          response.on("data", (chunk: Buffer) => chunks.push(chunk))
+          response.on("error", (cause) => resume(Effect.fail(cause)))
+          response.on("end", () => resume(Effect.succeed({ response, raw: new Uint8Array(Buffer.concat(chunks)) })))
         })
-      ).pipe(
-        Effect.mapError((error) => fromClientError(request.method, fullUrl, error)),
+        nodeRequest.end(request.body)
+        return Effect.sync(() => nodeRequest.destroy())
+      }).pipe(
+        Effect.mapError((cause) => fromNodeError(request.method, fullUrl, cause)),
         Effect.timeoutFail({
           duration: timeout,
           onTimeout: () =>
@@ -234,20 +238,23 @@ export const make = (options: TransportOptions) =>
         }),
         Effect.flatMap(({ response, raw }) => {
           const headers: Record<string, string> = {}
-          for (const [k, v] of Object.entries(response.headers)) headers[k.toLowerCase()] = v
-          if (response.status < 200 || response.status > 299) {
+          for (const [k, v] of Object.entries(response.headers)) {
+            if (v !== undefined) headers[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v
+          }
+          const status = response.statusCode ?? 0
+          if (status < 200 || status > 299) {
             const text = new TextDecoder().decode(raw.subarray(0, 200)).replace(/\s+/g, " ").trim()
             return Effect.fail(
               new HubError({
                 reason: "Http",
                 method: request.method,
-                status: response.status,
-                message: `${request.method}: HTTP ${response.status} ${http.STATUS_CODES[response.status] ?? ""} from ${sanitizeUrl(fullUrl)}${text === "" ? "" : `: ${text}`}`
+                status,
+                message: `${request.method}: HTTP ${status} ${http.STATUS_CODES[status] ?? ""} from ${sanitizeUrl(fullUrl)}${text === "" ? "" : `: ${text}`}`
               })
             )
           }
           return decompress(request.method, headers["content-encoding"], raw).pipe(
-            Effect.map((body): HubResponse => ({ status: response.status, headers, body }))
+            Effect.map((body): HubResponse => ({ status, headers, body }))
           )
         })
       )
