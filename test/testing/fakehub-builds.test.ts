@@ -87,3 +87,30 @@ describe("fake hub import checks (host.completeBuild)", () => {
       }))
   }
 })
+
+describe("fake hub Task.cancel", () => {
+  it.scoped("canceling a build task cancels its BUILDING build, as kojihub's Task.cancel does", () =>
+    Effect.gen(function*() {
+      const hub = yield* fakeHub()
+      const workdir = yield* tempWorkdir
+      let buildId = -1
+      const starter = defineHandler({
+        name: "Starter",
+        methods: ["starter"],
+        weight: 0.1,
+        signature: signature("Starter.handler", {}),
+        run: (_params, ctx) =>
+          Effect.gen(function*() {
+            buildId = yield* hostApi(ctx.session).initBuild({ name: "foo", version: "1", release: "1", epoch: null, task_id: ctx.taskId })
+            return yield* Effect.never
+          })
+      })
+      const id = hub.createTask("starter", [])
+      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub, [starter])))
+      yield* until(() => buildId > 0, "initBuild")
+      assert.strictEqual(buildWorld(hub.topdir).tables.builds.get(buildId)!.state, BuildState.BUILDING)
+      hub.cancelTask(id)
+      assert.strictEqual(hub.state.task(id)!.state, TaskState.CANCELED)
+      assert.strictEqual(buildWorld(hub.topdir).tables.builds.get(buildId)!.state, BuildState.CANCELED)
+    }))
+})

@@ -22,7 +22,7 @@ import { checkPolicy, policyMethods } from "./policies.js"
 import { repoRequestMethods } from "./repoRequests.js"
 import { verifiedHost } from "./sessions.js"
 import type { Signature } from "./signature.js"
-import { assertHost, makeTask } from "./tasks.js"
+import { assertHost, makeTask, taskCancelHooks } from "./tasks.js"
 import {
   type BuildMeta, type BuildWorld, buildWorld, findTag, lookupPackageId, newEvent, strictTag, targetMethods, worldOf
 } from "./targets.js"
@@ -87,6 +87,14 @@ const setBuildState = (w: BuildWorld, b: BuildRow, state: number): BuildRow => {
   w.tables.builds.set(b.id, row)
   return row
 }
+
+// kojihub Task.cancel: "cancel associated builds (only if state is 'BUILDING')".
+taskCancelHooks.push((ctx, taskId) => {
+  const w = worldOf(ctx)
+  for (const b of [...w.tables.builds.values()]) {
+    if (b.state === BuildState.BUILDING && w.buildMeta.get(b.id)?.taskId === taskId) setBuildState(w, b, BuildState.CANCELED)
+  }
+})
 
 // ---------------------------------------------------------------------------------------------
 // Import checks

@@ -106,6 +106,13 @@ export const freeTask = (ctx: CallContext, id: number): void => {
   ctx.dml()
 }
 
+/**
+ * What else a cancel touches, registered by the modules that own it (the builds module cancels
+ * a BUILDING build of the task, as kojihub's `Task.cancel` does); kept as hooks so this module
+ * does not import theirs.
+ */
+export const taskCancelHooks: Array<(ctx: CallContext, taskId: number) => void> = []
+
 /** `Task.cancel(recurse)`: false when the task had already finished. */
 export const cancelTask = (ctx: CallContext, id: number, recurse: boolean): boolean => {
   const t = ctx.db.tasks.get(id)
@@ -115,6 +122,7 @@ export const cancelTask = (ctx: CallContext, id: number, recurse: boolean): bool
   t.state = TaskState.CANCELED
   t.completionTs = ctx.now
   ctx.dml()
+  for (const hook of taskCancelHooks) hook(ctx, id)
   if (recurse) cancelChildren(ctx, id)
   return true
 }
