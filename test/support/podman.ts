@@ -1,10 +1,11 @@
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync } from "node:fs"
 import * as http from "node:http"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import type { ContainersOptions } from "../../src/containers/spec.js"
+import { startBackgroundService } from "./service.js"
 
 /** The small busybox image `scripts/build-test-image.sh` builds offline. */
 export const TEST_IMAGE = "localhost/koji-adjutant-testbase:latest"
@@ -54,16 +55,6 @@ const ping = (socket: string): Promise<boolean> =>
     req.end()
   })
 
-const exited = (child: ChildProcess, ms: number): Promise<boolean> =>
-  new Promise((done) => {
-    if (child.exitCode !== null || child.signalCode !== null) return done(true)
-    const t = setTimeout(() => done(false), ms)
-    child.once("exit", () => {
-      clearTimeout(t)
-      done(true)
-    })
-  })
-
 /**
  * `KOJI_ADJUTANT_PODMAN_SOCKET` when set, else a private `podman system service` on a socket in
  * a fresh temp dir, started with that dir as cwd (conmon drops `oom` files in the cwd, notes §3).
@@ -77,25 +68,7 @@ export const startPodmanService = async (): Promise<PodmanService> => {
   }
   const dir = mkdtempSync(join(tmpdir(), "koji-adjutant-podman-"))
   const socket = join(dir, "podman.sock")
-  const child = spawn("podman", ["system", "service", "--time=0", `unix://${socket}`], {
-    cwd: dir,
-    stdio: ["ignore", "ignore", "pipe"]
-  })
-  let stderr = ""
-  child.stderr?.on("data", (b: Buffer) => {
-    stderr = (stderr + b.toString()).slice(-4000)
-  })
-  const killOnExit = () => child.kill("SIGKILL")
-  process.once("exit", killOnExit)
-  const stop = async () => {
-    process.removeListener("exit", killOnExit)
-    child.kill("SIGTERM")
-    if (!(await exited(child, 5000))) {
-      child.kill("SIGKILL")
-      await exited(child, 2000)
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const { child, stderr, stop } = startBackgroundService("podman", ["system", "service", "--time=0", `unix://${socket}`], dir)
   const deadline = Date.now() + 20_000
   while (Date.now() < deadline) {
     if (await ping(socket)) return { socket, stop }
@@ -103,7 +76,7 @@ export const startPodmanService = async (): Promise<PodmanService> => {
     await new Promise((r) => setTimeout(r, 50))
   }
   await stop()
-  throw new Error(`podman system service did not come up on ${socket}: ${stderr}`)
+  throw new Error(`podman system service did not come up on ${socket}: ${stderr()}`)
 }
 
 /** A host label value unique to one test file, so parallel files never see each other's containers. */

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as https from "node:https"
@@ -6,6 +6,7 @@ import * as http from "node:http"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { startBackgroundService } from "./service.js"
 
 /** Debian's docker-registry binary (scripts/setup-host.sh installs it). */
 export const REGISTRY_BINARY = "/usr/bin/docker-registry"
@@ -83,16 +84,6 @@ const answers = (host: string, tls: boolean): Promise<boolean> =>
     req.end()
   })
 
-const exited = (child: ChildProcess, ms: number): Promise<boolean> =>
-  new Promise((done) => {
-    if (child.exitCode !== null || child.signalCode !== null) return done(true)
-    const t = setTimeout(() => done(false), ms)
-    child.once("exit", () => {
-      clearTimeout(t)
-      done(true)
-    })
-  })
-
 /** Starts `docker-registry serve` on a free loopback port with storage in a fresh temp dir. */
 export const startRegistry = async (options: TestRegistryOptions = {}): Promise<TestRegistry> => {
   const dir = mkdtempSync(join(tmpdir(), "koji-adjutant-registry-"))
@@ -128,22 +119,7 @@ export const startRegistry = async (options: TestRegistryOptions = {}): Promise<
   }
   mkdirSync(join(dir, "storage"))
   writeFileSync(join(dir, "config.yml"), lines.join("\n") + "\n")
-  const child = spawn(REGISTRY_BINARY, ["serve", join(dir, "config.yml")], { cwd: dir, stdio: ["ignore", "ignore", "pipe"] })
-  let stderr = ""
-  child.stderr?.on("data", (b: Buffer) => {
-    stderr = (stderr + b.toString()).slice(-4000)
-  })
-  const killOnExit = () => child.kill("SIGKILL")
-  process.once("exit", killOnExit)
-  const stop = async () => {
-    process.removeListener("exit", killOnExit)
-    child.kill("SIGTERM")
-    if (!(await exited(child, 5000))) {
-      child.kill("SIGKILL")
-      await exited(child, 2000)
-    }
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const { child, stderr, stop } = startBackgroundService(REGISTRY_BINARY, ["serve", join(dir, "config.yml")], dir)
   const deadline = Date.now() + 15_000
   let up = false
   while (Date.now() < deadline && child.exitCode === null) {
@@ -155,7 +131,7 @@ export const startRegistry = async (options: TestRegistryOptions = {}): Promise<
   }
   if (!up) {
     await stop()
-    throw new Error(`docker-registry did not come up on ${host}: ${stderr}`)
+    throw new Error(`docker-registry did not come up on ${host}: ${stderr()}`)
   }
   const creds = options.credentials === undefined ? [] : [`--dest-creds=${options.credentials.username}:${options.credentials.password}`]
   const srcCreds = options.credentials === undefined ? [] : [`--creds=${options.credentials.username}:${options.credentials.password}`]
