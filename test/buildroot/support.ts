@@ -112,8 +112,8 @@ export const daemonLayers = (hub: FakeHub, socket: string, hostName: string, opt
 }
 
 /** Daemon options with short real cycles. */
-export const daemonOptions = (workdir: string): DaemonOptions => ({
-  sleeptime: Duration.millis(200),
+export const daemonOptions = (workdir: string, sleeptime: Duration.DurationInput = "200 millis"): DaemonOptions => ({
+  sleeptime: Duration.decode(sleeptime),
   maxjobs: 4,
   forceLock: true,
   runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(2) },

@@ -11,7 +11,6 @@ import * as path from "node:path"
 import { Duration, Effect, Layer, Schema } from "effect"
 import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
-import { type DaemonOptions, runDaemon } from "../../src/daemon/TaskManager.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import type { RepoTaskDeps } from "../../src/tasks/createrepo.js"
@@ -22,6 +21,7 @@ import { repoWorld } from "../../src/testing/fakehub/newrepo.js"
 import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
 import type { Fixture } from "../fixture/manifest.js"
 import { testContainersOptions } from "../support/podman.js"
+import { waitFor as buildrootWaitFor } from "../buildroot/support.js"
 
 export const HOST = "builder"
 export const PASSWORD = "builder-pw"
@@ -41,12 +41,6 @@ export const fixtureTopdir = (fixture: Fixture) =>
     (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
   )
 
-/** A scratch directory removed with the scope. */
-export const tempDir = (prefix: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(path.join(tmpdir(), prefix))),
-    (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
-  )
 
 /** A fake hub with the fixture's tag, builds and groups (and no repo yet); the host is in the createrepo channel. */
 export const repoHub = (fixture: Fixture, topdir: string) =>
@@ -95,29 +89,12 @@ export const repoDaemonLayers = (
   ).pipe(Layer.provideMerge(containers))
 }
 
-/** Daemon options with short real cycles. */
-export const daemonOptions = (workdir: string, sleeptime: Duration.DurationInput = "200 millis"): DaemonOptions => ({
-  sleeptime: Duration.decode(sleeptime),
-  maxjobs: 4,
-  forceLock: true,
-  runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(2) },
-  shutdownTimeout: Duration.seconds(30),
-  shutdownCallTimeout: Duration.seconds(5),
-  batchHubCalls: false
-})
-
-/** Starts the daemon in the background of the scope. */
-export const startDaemon = (options: DaemonOptions) => Effect.forkScoped(Effect.scoped(runDaemon(options)))
+/** The daemon with the buildroot tests' options; a slower default wait (repos take longer). */
+export { daemonOptions, startDaemon, tempDir } from "../buildroot/support.js"
 
 /** Waits (real time) until `cond` holds; dies after `timeout`. */
 export const waitFor = (cond: () => boolean, what: string, timeout: Duration.DurationInput = "240 seconds") =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + Duration.toMillis(Duration.decode(timeout))
-    while (!cond()) {
-      if (Date.now() > deadline) return yield* Effect.dieMessage(`timed out waiting for: ${what}`)
-      yield* Effect.sleep("50 millis")
-    }
-  })
+  buildrootWaitFor(cond, what, timeout)
 
 /** The newRepo request kojira makes: `[{id, name}, {opts, __starstar}]`. */
 export const newRepoRequest = (fixture: Fixture, opts: Record<string, XmlRpcValue> = {}): ReadonlyArray<XmlRpcValue> => [
