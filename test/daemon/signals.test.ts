@@ -81,7 +81,8 @@ describe("restart and shutdown (node dist/main.js as a child process)", () => {
       const r = hub.createTask("restart", [{ id: hostId }])
       const child = yield* spawnScoped([distMain, "-c", cfg.conf, "--fg", "--force-lock"])
       yield* waitFor(() => hub.state.task(r)?.state === TaskState.CLOSED, "restart task closed", 60_000, () => outputOf(child) + cfg.log())
-      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "host.getID").length === 2, "restarted", 60_000, () => outputOf(child) + cfg.log())
+      // The restart task itself calls host.getID (kojid's host check), so count start-ups by their exclusiveSession.
+      yield* waitFor(() => hub.state.calls.filter((c) => c.method === "exclusiveSession").length === 2, "restarted", 60_000, () => outputOf(child) + cfg.log())
       const v = hub.createTask("restartVerify", [r, { id: hostId }])
       yield* waitFor(() => hub.state.task(v)?.state === TaskState.CLOSED || hub.state.task(v)?.state === TaskState.FAILED, "verify done", 60_000, () => outputOf(child) + cfg.log())
       assert.strictEqual(hub.state.task(v)?.state, TaskState.CLOSED, hub.state.task(v)?.result ?? "")
