@@ -59,11 +59,20 @@ const openLocal = (file: string) =>
     (handle) => Effect.promise(() => handle.close().catch(() => undefined))
   )
 
-const readAt = (handle: fsp.FileHandle, file: string, position: number, length: number) =>
+const PROBE_BYTES = 64 * 1024
+
+/**
+ * Up to `length` bytes at `position`. The buffer is sized by what the file is expected to hold
+ * there (`size` from fstat; a small probe past it, so a growing file is still read to EOF):
+ * a fresh zeroed 1 MiB block per read — two per small file — cost more than the hub calls
+ * when a task uploads a repodata directory (scripts/bench/createrepo).
+ */
+const readAt = (handle: fsp.FileHandle, file: string, position: number, length: number, size: number) =>
   Effect.tryPromise({
     try: async () => {
-      const buffer = new Uint8Array(length)
-      const { bytesRead } = await handle.read(buffer, 0, length, position)
+      const want = Math.min(length, size > position ? size - position : PROBE_BYTES)
+      const buffer = Buffer.allocUnsafe(want)
+      const { bytesRead } = await handle.read(buffer, 0, want, position)
       return buffer.subarray(0, bytesRead)
     },
     catch: localError(file)
@@ -100,7 +109,7 @@ export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
     let problems = false
     let first = true
     while (true) {
-      const chunk = yield* readAt(handle, localFile, offset, blocksize)
+      const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
       if (chunk.length === 0 && !first) break
       first = false
       const reply = yield* session.rawUpload({ path, name, offset, data: chunk, overwrite: options.overwrite ?? true, volume })
@@ -148,10 +157,11 @@ export const uploadFileLegacy = Effect.fn("Uploads.uploadFileLegacy")(function* 
   const api = hostApi(session)
   return yield* Effect.scoped(Effect.gen(function* () {
     const handle = yield* openLocal(localFile)
+    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
     const whole = createHash("sha256")
     let offset = 0
     while (true) {
-      const chunk = yield* readAt(handle, localFile, offset, blocksize)
+      const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
       whole.update(chunk)
       const last = chunk.length === 0
       const digest = last ? whole.digest("hex") : createHash("sha256").update(chunk).digest("hex")
@@ -274,7 +284,7 @@ export const streamLogs = (
         yield* Effect.scoped(Effect.gen(function* () {
           const handle = yield* openLocal(f.local)
           while (true) {
-            const chunk = yield* readAt(handle, f.local, cursor.position, chunkSize)
+            const chunk = yield* readAt(handle, f.local, cursor.position, chunkSize, stat.right.size)
             if (chunk.length === 0) return
             yield* sendChunk(f, cursor.position, chunk)
             cursor.position += chunk.length
