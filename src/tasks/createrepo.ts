@@ -4,12 +4,13 @@
  * hub's topdir mounted read-only and the task workdir writable, no network; the repodata is
  * uploaded to the task directory and the result is `[uploadpath, [files]]`.
  */
-import { Effect, ExecutionStrategy, Schema, Scope } from "effect"
+import { Deferred, Effect, Exit, Schema, Scope } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { AdjutantConfig, type KojidOptions } from "../config/AdjutantConfig.js"
 import { type ContainerMount, Containers } from "../containers/Containers.js"
+import type { PodmanError } from "../containers/Libpod.js"
 import { GenericError } from "../hub/faults.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import type { Session } from "../hub/KojiHub.js"
@@ -123,33 +124,53 @@ export interface RunLoggedOptions {
  * `$ cmd` and holding stdout and stderr, streamed to the task directory while it runs.
  * The command writes the log itself (a shell redirect into the writable workdir): following
  * the container's output through the API would cost more than createrepo_c's own work on a
- * small repo (scripts/bench/createrepo). Returns the exit code and the log text.
+ * small repo (scripts/bench/createrepo). Returns the exit code and the log text once the log
+ * is on the hub. On success the container is removed in the background, overlapping what the
+ * task does next (the repodata uploads); the task's scope waits for the removal, so the task
+ * still ends with no container left.
  */
-export const runLogged = (o: RunLoggedOptions) =>
-  // A parallel scope: the container's removal overlaps the final log flush (both mostly wait on
-  // I/O); the log streamer keeps its own sequential scope (stop the periodic pass, then flush).
-  Effect.acquireUseRelease(Scope.make(ExecutionStrategy.parallel), (scope) => Effect.gen(function*() {
-    const logScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-    const logfile = path.join(o.ctx.workdir, o.logName)
-    yield* fsStep(`cannot write ${logfile}`, () => fsp.appendFile(logfile, `$ ${o.cmd.join(" ")}\n`))
-    yield* Scope.extend(streamLogs(o.ctx.session, [{ local: logfile, remote: o.logName }], taskRelPath(o.ctx.taskId)), logScope)
-    const result = yield* o.deps.containers.run(
-      {
-        image: o.deps.image,
-        command: ["/bin/sh", "-c", 'log=$1; shift; exec "$@" >> "$log" 2>&1', "sh", logfile, ...o.cmd],
-        role: "createrepo",
-        taskId: o.ctx.taskId,
-        mounts: o.mounts,
-        network: o.network ?? "none",
-        ...(o.env === undefined ? {} : { env: o.env })
-      },
-      // stdout/stderr hold only what the shell itself said: wanted for a failure message only.
-      { maxOutputBytes: 64 * 1024, outputOnFailureOnly: true, removeWith: scope }
-    )
+export const runLogged = (o: RunLoggedOptions): Effect.Effect<{ readonly exitCode: number; readonly output: string }, GenericError | PodmanError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const containerScope = yield* Scope.make()
+    const removal = yield* Deferred.make<void>()
+    // Runs when the task's scope closes: the background removal is awaited, or done now if it never started.
+    let removing = false
+    yield* Effect.addFinalizer((exit) => Effect.suspend(() => removing ? Deferred.await(removal) : Scope.close(containerScope, exit)))
+    const ran = yield* Effect.exit(Effect.scoped(Effect.gen(function*() {
+      const logfile = path.join(o.ctx.workdir, o.logName)
+      yield* fsStep(`cannot write ${logfile}`, () => fsp.appendFile(logfile, `$ ${o.cmd.join(" ")}\n`))
+      // The final flush runs when this inner scope closes, before the log is read back.
+      yield* streamLogs(o.ctx.session, [{ local: logfile, remote: o.logName }], taskRelPath(o.ctx.taskId))
+      const result = yield* o.deps.containers.run(
+        {
+          image: o.deps.image,
+          command: ["/bin/sh", "-c", 'log=$1; shift; exec "$@" >> "$log" 2>&1', "sh", logfile, ...o.cmd],
+          role: "createrepo",
+          taskId: o.ctx.taskId,
+          mounts: o.mounts,
+          network: o.network ?? "none",
+          ...(o.env === undefined ? {} : { env: o.env })
+        },
+        // stdout/stderr hold only what the shell itself said: wanted for a failure message only.
+        { maxOutputBytes: 64 * 1024, outputOnFailureOnly: true, removeWith: containerScope }
+      )
+      // The container has exited: its removal need not hold up the log flush.
+      // Flag and fork in one uninterruptible step: the finalizer must never await a removal that never started.
+      yield* Effect.uninterruptible(Effect.suspend(() => {
+        removing = true
+        return Effect.forkDaemon(Effect.ensuring(Scope.close(containerScope, Exit.void), Deferred.succeed(removal, undefined)))
+      }))
+      return { result, logfile }
+    })))
+    if (Exit.isFailure(ran)) {
+      yield* Scope.close(containerScope, ran)
+      return yield* Effect.failCause(ran.cause)
+    }
+    const { result, logfile } = ran.value
     const logged = yield* fsStep(`cannot read ${logfile}`, () => fsp.readFile(logfile, "utf8"))
     // Anything the shell itself said (the command could not be run) is not in the log.
     return { exitCode: result.exitCode, output: `${logged.slice(-65536)}${result.stdout}${result.stderr}` }
-  }), (scope, exit) => Scope.close(scope, exit))
+  })
 
 /** Read-only bind of a host path at the same path in the container. */
 export const roMount = (p: string): ContainerMount => ({ type: "bind", source: p, destination: p })
