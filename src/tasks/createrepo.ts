@@ -172,6 +172,14 @@ export const runLogged = (o: RunLoggedOptions): Effect.Effect<{ readonly exitCod
     return { exitCode: result.exitCode, output: `${logged.slice(-65536)}${result.stdout}${result.stderr}` }
   })
 
+/**
+ * kojid's repo tool per `use_createrepo_c`: createrepo_c with `--error-exit-val`, else the old
+ * Python `createrepo` (which the image must then have; merges always use mergerepo_c, as kojid
+ * on Python 3 does).
+ */
+export const createrepoCommand = (kojid: { readonly use_createrepo_c: boolean }): ReadonlyArray<string> =>
+  kojid.use_createrepo_c ? ["/usr/bin/createrepo_c", "--error-exit-val"] : ["/usr/bin/createrepo"]
+
 /** Read-only bind of a host path at the same path in the container. */
 export const roMount = (p: string): ContainerMount => ({ type: "bind", source: p, destination: p })
 /** Writable bind of a host path at the same path in the container. */
@@ -211,7 +219,7 @@ const createLocalRepo = (
   Effect.gen(function*() {
     const k = r.deps.kojid
     yield* fsStep(`cannot create ${r.outdir}`, () => fsp.mkdir(r.outdir, { recursive: true }))
-    const cmd = ["/usr/bin/createrepo_c", "--error-exit-val", "-vd", "-o", r.outdir]
+    const cmd = [...createrepoCommand(k), "-vd", "-o", r.outdir]
     if (pkglist !== null) cmd.push("-i", pkglist)
     if (isFile(groupdata)) cmd.push("-g", groupdata)
     const mounts = [roMount(k.topdir), rwMount(r.ctx.workdir)]

@@ -146,6 +146,24 @@ describe.skipIf(!podmanInstalled)("createrepo (real podman)", () => {
       }))
     }), 600_000)
 
+  it.scopedLive("podman: use_createrepo_c = False runs /usr/bin/createrepo as kojid does; an image without it fails clearly", () =>
+    Effect.gen(function*() {
+      const topdir = yield* fixtureTopdir(fixture)
+      const hub = yield* repoHub(fixture, topdir)
+      yield* withDaemon(hub, topdir, Effect.gen(function*() {
+        const id = yield* runNewRepo(hub)
+        assert.strictEqual(hub.state.task(id)!.state, 5)
+        const cr = hub.state.tasks.find((t) => t.method === "createrepo" && t.parent === id)!
+        const f = faultOf(hub, cr.id)
+        assert.strictEqual(f.faultCode, 1000)
+        // The old tool's command line: no --error-exit-val (createrepo has no such option).
+        assert.match(f.faultString, /^failed to create repo: \/usr\/bin\/createrepo -vd -o /)
+        assert.match(f.faultString, /exited with status 127/)
+        assert.match(f.faultString, /\/usr\/bin\/createrepo.*not found/)
+        assert.deepStrictEqual(containersOfHost(hostName), [])
+      }), { use_createrepo_c: false })
+    }), 600_000)
+
   it.scopedLive("podman: without <topdir>/repos newRepo is refused softly and another host may take it", () =>
     Effect.gen(function*() {
       const topdir = yield* fixtureTopdir(fixture)
