@@ -4,19 +4,22 @@
  * `kojipkgs` and `pkglist`, the rpms linked under Packages/, createrepo_c in the bootstrap image,
  * every repo file plus `repo_manifest` uploaded; the parent moves each arch into place with
  * `host.distRepoMove` and finishes with `host.repoDone(repo_id, {})`.
- * Not done: multilib (kojid depsolves with the dnf Python API and its multilib library).
+ * Multilib (kojid's `do_multilib`): the 64-bit packages' headers are read with `rpm -qp` in the
+ * bootstrap image, python-multilib's devel method picks the ones wanting a 32-bit copy
+ * (multilib.ts), and dnf in the bootstrap image resolves them against the 32-bit dist repo.
  */
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { BuildError, GenericError } from "../hub/faults.js"
+import { BuildError, GenericError, KojiFault } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { RepoState } from "../hub/schemas.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { canonArch } from "./arches.js"
 import { distRepoPath, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
+import { develSelect, DNF_DEPSOLVE_SCRIPT, dnfConfigText, HEADER_QUERYFORMAT, installedBasename, MULTILIB_ARCHMAP, parseHeaderQuery, parseMultilibConfig } from "./multilib.js"
 import { AnyValue, defineHandler, Int, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
 
 const MULTILIB = new Set(["x86_64", "ppc64", "s390x", "sparc64", "sparc64v"])
@@ -260,6 +263,142 @@ const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: s
     }
   })
 
+const KojiPkgs = Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: AnyValue }) })
+const InstallSet = Schema.Array(Schema.Struct({ location: Schema.String, arch: Schema.String }))
+
+/** Python's os.path.join(a, b): an absolute `b` replaces `a`. */
+const pyJoin = (a: string, b: string): string => (b.startsWith("/") ? b : path.join(a, b))
+
+/** A command in the bootstrap image (no network, the topdir read-only, the workdir writable); fails with `what` and its stderr. */
+const runInImage = (r: DistRun, cmd: ReadonlyArray<string>, what: string) =>
+  Effect.gen(function*() {
+    const res = yield* r.deps.containers.run(
+      {
+        image: r.deps.image, command: cmd, role: "createrepo", taskId: r.ctx.taskId,
+        mounts: [roMount(r.deps.kojid.topdir), rwMount(r.ctx.workdir)], network: "none"
+      },
+      { maxOutputBytes: 64 * 1024, outputOnFailureOnly: true }
+    )
+    return { exitCode: res.exitCode, stderr: `${res.stderr}${res.stdout}`.trim().split("\n").slice(-10).join("\n"), what }
+  })
+
+/**
+ * kojid's `do_multilib(arch, archmap[arch], opts['multilib'])`: the 64-bit packages that
+ * python-multilib's devel method selects bring their 32-bit copy from the 32-bit dist repo
+ * (already moved into place by the parent), and dnf adds what those need from that repo;
+ * every one joins `kojipkgs` with `_multilib: true`. Uploads `dnf.conf-koji-<arch>`, and
+ * `missing_multilib.log` when a package is not in the 32-bit repo.
+ * Differs from kojid only where kojid cannot work: the 32-bit rpms are looked for where
+ * distRepoMove puts them (`<mldir>/Packages/<letter>/`; kojid leaves out `Packages/`), and the
+ * config must lie under `<topdir>/work` (where `koji dist-repo --multilib` uploads it).
+ */
+const doMultilib = (r: DistRun, repoId: number, tagName: string, arch: string, conf: string, kojipkgs: Map<string, RpmEntry>) =>
+  Effect.gen(function*() {
+    const mlArch = MULTILIB_ARCHMAP[arch]
+    if (mlArch === undefined) return yield* new GenericError({ faultString: `No multilib arch for ${arch}` })
+    const topdir = r.deps.kojid.topdir
+    const mldir = path.join(distRepoPath(topdir, repoId, tagName), canonArch(mlArch))
+    const mlPath = (bnp: string) => path.join(mldir, "Packages", bnp[0]!.toLowerCase(), bnp)
+
+    const mlPkgFile = path.join(mldir, "kojipkgs")
+    const mlPkgs = yield* fsStep(`cannot read the multilib repo's ${mlPkgFile}`, () => fsp.readFile(mlPkgFile, "utf8")).pipe(
+      Effect.flatMap((text) => Effect.try({ try: () => JSON.parse(text) as unknown, catch: (e) => new GenericError({ faultString: `${mlPkgFile}: ${String(e)}` }) })),
+      Effect.flatMap((v) => Schema.decodeUnknown(KojiPkgs)(v).pipe(Effect.mapError((e) => new GenericError({ faultString: `${mlPkgFile}: ${e.message}` }))))
+    )
+    const workTop = path.join(topdir, "work")
+    const confPath = path.resolve(pyJoin(workTop, conf))
+    if (!confPath.startsWith(`${workTop}/`)) {
+      return yield* new GenericError({ faultString: `multilib config ${confPath} is not under ${workTop}` })
+    }
+    const confText = yield* fsStep(`cannot read the multilib config ${confPath}`, () => fsp.readFile(confPath, "utf8"))
+    const mlConf = parseMultilibConfig(confText)
+    if (Either.isLeft(mlConf)) return yield* new GenericError({ faultString: `invalid multilib config ${confPath}: ${mlConf.left.reason}` })
+
+    // Step 1: which of our packages are multilib (python-multilib DevelMultilibMethod).
+    const fsMissing = new Set<string>()
+    const mlTrue = new Set<string>()
+    const entries = [...kojipkgs.entries()]
+    if (entries.length > 0) {
+      const listFile = path.join(r.ctx.workdir, "multilib-headers.list")
+      const outFile = path.join(r.ctx.workdir, "multilib-headers.txt")
+      yield* fsStep("cannot write the rpm list", () => fsp.writeFile(listFile, entries.map(([, info]) => `${String(info["_pkgpath"])}\n`).join("")))
+      const q = yield* runInImage(r, [
+        "/bin/sh", "-c", 'xargs -d "\\n" -a "$1" rpm -qp --nosignature --nodigest --queryformat "$2" > "$3"', "sh", listFile, HEADER_QUERYFORMAT, outFile
+      ], "rpm header query")
+      if (q.exitCode !== 0) return yield* new GenericError({ faultString: `cannot read the rpm headers (exit ${q.exitCode}): ${q.stderr}` })
+      const headers = parseHeaderQuery(yield* fsStep("cannot read the rpm headers", () => fsp.readFile(outFile, "utf8")))
+      if (headers.length !== entries.length || headers.some((h, i) => h.name !== String(entries[i]![1]["name"]))) {
+        return yield* new GenericError({ faultString: `rpm header query gave ${headers.length} packages for ${entries.length} rpms` })
+      }
+      for (const [i, [bnp]] of entries.entries()) {
+        if (!develSelect(mlConf.right, headers[i]!)) continue
+        const mlBnp = bnp.split(arch).join(mlArch)
+        if (!(mlBnp in mlPkgs)) {
+          yield* Effect.logError(`${mlPath(mlBnp)} (multilib) is not on the filesystem`)
+          fsMissing.add(mlPath(mlBnp))
+          continue
+        }
+        mlTrue.add(mlBnp)
+      }
+    }
+
+    // Steps 2–4: dnf over the 32-bit repo resolves what the selected packages need.
+    yield* Effect.logInfo(`Resolving multilib for ${arch} using method devel`)
+    const dnfdir = path.join(r.ctx.workdir, "dnf")
+    const dnfConf = path.join(dnfdir, `dnf.conf-koji-${arch}`)
+    yield* fsStep("cannot write the dnf config", async () => {
+      await fsp.mkdir(path.join(dnfdir, "dnfcache"), { recursive: true })
+      await fsp.mkdir(path.join(dnfdir, "var/lib/rpm"), { recursive: true })
+      await fsp.writeFile(dnfConf, dnfConfigText(dnfdir, r.ctx.taskId, mldir))
+    })
+    yield* uploadWrapper(r.ctx.session, dnfConf, r.uploadpath, path.basename(dnfConf))
+    yield* Effect.logInfo(`Resolving dependencies for arch ${arch}`)
+    const mlNeeded = new Map<string, string>()
+    // With nothing to install the transaction is empty: no container needed.
+    if (mlTrue.size > 0) {
+      const listFile = path.join(r.ctx.workdir, "multilib-install.list")
+      const outFile = path.join(r.ctx.workdir, "multilib-install.json")
+      const nvra = (e: RpmEntry) => `${String(e["name"])}-${String(e["version"])}-${String(e["release"])}.${String(e["arch"])}`
+      yield* fsStep("cannot write the install list", () => fsp.writeFile(listFile, [...mlTrue].map((b) => `${nvra(mlPkgs[b]!)}\n`).join("")))
+      // koji.arch.archDifference(compat[biarch[arch]][0], arch) is 0 for every archmap arch: the transaction arch is `arch`.
+      const d = yield* runInImage(r, ["python3", "-c", DNF_DEPSOLVE_SCRIPT, dnfConf, arch, listFile, outFile], "dnf depsolve")
+      if (d.exitCode !== 0) {
+        yield* Effect.logError("dnf depsolve was unsuccessful")
+        return yield* new KojiFault({ faultCode: 1, faultString: `dnf.exceptions.DepsolveError: ${d.stderr}` })
+      }
+      yield* Effect.logInfo("dnf depsolve successfully finished")
+      const installSet = yield* fsStep("cannot read the dnf result", () => fsp.readFile(outFile, "utf8")).pipe(
+        Effect.flatMap((text) => Schema.decodeUnknown(Schema.parseJson(InstallSet))(text)),
+        Effect.mapError((e) => new GenericError({ faultString: `dnf result: ${e.message}` }))
+      )
+      for (const po of installSet) {
+        const depPath = mlPath(installedBasename(po.location))
+        mlNeeded.set(depPath, po.arch)
+        if (!fs.existsSync(depPath)) {
+          yield* Effect.logError(`${depPath} (multilib dep) not on filesystem`)
+          fsMissing.add(depPath)
+        }
+      }
+    }
+    if (fsMissing.size > 0) {
+      yield* writeLog(r, "missing_multilib.log", `The following multilib files were missing:\n${[...fsMissing].map((p) => `${p}\n`).join("")}`)
+      return yield* new GenericError({ faultString: "multilib packages missing. See missing_multilib.log" })
+    }
+
+    // Step 5: the multilib packages join kojipkgs.
+    for (const [depPath, depArch] of mlNeeded) {
+      const bnp = path.basename(depPath)
+      if (kojipkgs.has(bnp)) {
+        // noarch packages are in both repos; anything else is worth a word.
+        if (depArch !== "noarch") yield* Effect.logWarning(`Multilib duplicate: ${bnp}`)
+        continue
+      }
+      const info = mlPkgs[bnp]
+      if (info === undefined) return yield* new GenericError({ faultString: `${bnp} is not in ${mlPkgFile}` })
+      kojipkgs.set(bnp, { ...info, _pkgpath: depPath, _multilib: true })
+    }
+  })
+
 /** Every regular file of the repo (not the rpm symlinks), relative to it. */
 const repoFiles = async (dir: string, rel = ""): Promise<Array<string>> => {
   const out: Array<string> = []
@@ -306,10 +445,11 @@ export const createDistRepoHandler = (deps: RepoTaskDeps) =>
           oldpkgs.push(p)
         }
         const oldrepo = yield* api.getRepo(rinfo.tag_id ?? tagName, { dist: true, state: RepoState.READY })
-        if (truthy(opts["multilib"]) && isMultiLibArch(arch)) {
-          return yield* new GenericError({ faultString: `multilib dist repos are not supported by this builder (arch ${arch})` })
-        }
         const kojipkgs = yield* getRpms(r, tag, arch, keys, opts)
+        const multilib = opts["multilib"]
+        if (truthy(multilib) && isMultiLibArch(arch)) {
+          yield* doMultilib(r, repo_id, rinfo.tag_name ?? tagName, arch, typeof multilib === "string" ? multilib : String(multilib), kojipkgs)
+        }
         const subrepos = new Set<string>()
         for (const info of kojipkgs.values()) {
           if (truthy(opts["split_debuginfo"]) && isDebuginfo(String(info["name"]))) {
