@@ -100,6 +100,43 @@ export interface Buildroot {
   readonly expire: Effect.Effect<void, HubSideError>
   /** Milliseconds from open to the first rpmbuild start (for the benchmark). */
   readonly readyMs: () => number | undefined
+  /**
+   * kojid's `mock --install` + `mock --chroot`: BUILDING, the extra packages installed into this
+   * task's copy of the root (then updateBuildRootList), and the command run in that copy.
+   */
+  readonly run: (options: BuildrootRunOptions) => Effect.Effect<BuildrootRunResult, BuildrootSetupError | HubSideError | unknown>
+}
+
+/** What `Buildroot.run` runs. */
+export interface BuildrootRunOptions {
+  /** argv in the root; stdin is /dev/null, stdout and stderr go to the log `log`. */
+  readonly command: ReadonlyArray<string>
+  /** `root` (runroot: `mock --chroot` runs as root, in a writable root) or the build user (read-only root, tmpfs /builddir as for rpmbuild). */
+  readonly user: "root" | "build"
+  /** Extra mounts; missing mount points are made in the task's copy of the root. */
+  readonly mounts: ReadonlyArray<ContainerMount>
+  /** Host network (kojid's setup_dns); default: the buildroot request's `network`. */
+  readonly network?: boolean
+  /** Installed first with dnf into the task's copy (never into the cached root), as `mock --install`. */
+  readonly installPackages?: ReadonlyArray<string>
+  /** Name of the log the output goes to, streamed into the task directory under that name (`runroot.log`). */
+  readonly log: string
+  /** Container label role (default `runroot` for root, `build` for the build user). */
+  readonly role?: string
+  /** Hard wall-clock limit of the command (none by default, as kojid's `mock --chroot`). */
+  readonly timeoutSeconds?: number
+}
+
+/** How `Buildroot.run` ended. */
+export interface BuildrootRunResult {
+  /** The command's exit code; -1 when it was killed at `timeoutSeconds`. */
+  readonly exitCode: number
+  /** Host path of the log. */
+  readonly logFile: string
+  /** Host path of the task's copy of the root (kojid's `rootdir()`), there until the buildroot's scope closes. */
+  readonly rootdir: string
+  /** What the container printed outside the log (the shell's own errors); only on failure. */
+  readonly stray: string
 }
 
 /** Builds buildroots for tasks. */
@@ -216,6 +253,18 @@ export const containerRepos = (urls: ReadonlyArray<string>): { readonly urls: Re
   return { urls: out, mounts: top.map((d) => ({ type: "bind" as const, source: d, destination: d })) }
 }
 
+/** True when a component of `rel` below `root` is a symlink (or cannot be read). */
+const hasSymlink = async (root: string, rel: string): Promise<boolean> => {
+  let p = root
+  for (const part of rel.split(path.sep)) {
+    p = path.join(p, part)
+    const st = await fsp.lstat(p).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? null : "error" as const))
+    if (st === null) return false
+    if (st === "error" || st.isSymbolicLink()) return true
+  }
+  return false
+}
+
 const isLoopback = (u: string): boolean => /^https?:\/\/(127\.|localhost|\[::1\])/.test(u)
 
 /** Network of a dnf container: none for local repos, host for loopback URLs, else bridge. */
@@ -315,13 +364,14 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
     yield* Effect.addFinalizer(() => Scope.close(logScope, Exit.void))
     yield* hub.streamLogs(logNames.map((n) => ({ local: logFile(n), remote: n }))).pipe(Scope.extend(logScope))
     let logsFinished = false
+    const runLogs: Array<string> = []
     const finishLogs = Effect.gen(function* () {
       if (!logsFinished) {
         logsFinished = true
         yield* Scope.close(logScope, Exit.void)
       }
       const present = logNames.filter((n) => fs.existsSync(logFile(n)))
-      return [...uploaded, ...present]
+      return [...uploaded, ...present, ...runLogs]
     })
     const state = (msg: string) => appendText(logFile("state.log"), `${isoNow()} INFO buildroot: ${msg}\n`)
 
@@ -540,9 +590,101 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
         }
       })
 
+    const shellQuote = (w: string) => `'${w.replaceAll("'", "'\\''")}'`
+
+    /** `mock --install <packages>` into the task root, then updateBuildRootList as kojid's runroot does. */
+    const installPackages = (packages: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        yield* state(`Start: dnf install ${packages.join(" ")}`)
+        const command = `set -e\n${[...dnfBase, "install", ...packages.map(shellQuote)].join(" ")}\n${qa}\n`
+        const r = yield* containers.run(dnfSpec(task.root, metaDir, command))
+        yield* state(`Finish: dnf install (exit ${r.exitCode})`)
+        if (r.exitCode === 0) installed = parseRpmQa(yield* Effect.promise(() => fsp.readFile(path.join(metaDir, "installed.tsv"), "utf8")))
+        // kojid updates the list whether or not the install worked, then fails (runroot.py).
+        yield* hub.updateBuildRootList(id, yield* hub.packageList(installed, repoInfoForList))
+        if (r.exitCode !== 0) {
+          const tail = logTail(yield* Effect.promise(() => fsp.readFile(logFile("root.log"), "utf8").catch(() => "")))
+          return yield* new BuildrootSetupError({
+            message: `${["--install", ...packages].join(" ")} exited with status ${r.exitCode}; see root.log for more information\n${tail}`,
+            logTail: tail
+          })
+        }
+      })
+
+    /** Makes the mount points of `mounts` in the task root that it lacks (a file for a file bind). */
+    const mountPoints = (mounts: ReadonlyArray<ContainerMount>) =>
+      Effect.tryPromise({
+        try: async () => {
+          for (const m of mounts) {
+            const target = path.join(task.root, m.destination)
+            const rel = path.relative(task.root, target)
+            if (rel === "" || rel.startsWith("..") || path.isAbsolute(rel)) throw new Error(`mount point outside the root: ${m.destination}`)
+            // A symlink on the way could point out of the root: podman resolves those itself.
+            if (await hasSymlink(task.root, rel)) continue
+            const isFile = m.type === "bind" && (await fsp.stat(m.source).then((st) => !st.isDirectory(), () => false))
+            if (isFile) {
+              await fsp.mkdir(path.dirname(target), { recursive: true })
+              await fsp.writeFile(target, "", { flag: "a" })
+            } else {
+              await fsp.mkdir(target, { recursive: true })
+            }
+          }
+        },
+        catch: (e) => new BuildrootSetupError({ message: `cannot make the mount points: ${e instanceof Error ? e.message : String(e)}` })
+      })
+
+    let running = false
+    const run = (o: BuildrootRunOptions) =>
+      Effect.gen(function* () {
+        const logName = path.basename(o.log)
+        const log = path.join(logsDir, logName)
+        if (!running) yield* hub.setBuildRootState(id, "BUILDING")
+        running = true
+        if (o.installPackages !== undefined && o.installPackages.length > 0) yield* installPackages(o.installPackages)
+        yield* Effect.tryPromise({
+          try: async () => {
+            await fsp.writeFile(log, "", { flag: "a" })
+            const [uid, gid] = options.buildUser.split(":").map((x) => Number(x))
+            if (o.user === "build" && uid !== undefined && Number.isFinite(uid)) await fsp.chown(log, uid, gid !== undefined && Number.isFinite(gid) ? gid : uid)
+          },
+          catch: (e) => new BuildrootSetupError({ message: `cannot create ${logName}: ${String(e)}` })
+        })
+        if (!runLogs.includes(logName) && !(logNames as ReadonlyArray<string>).includes(logName)) {
+          runLogs.push(logName)
+          if (!logsFinished) yield* hub.streamLogs([{ local: log, remote: logName }]).pipe(Scope.extend(logScope))
+        }
+        const inRoot = `/logs/${logName}`
+        const mounts: ReadonlyArray<ContainerMount> = [
+          ...(o.user === "build" ? [{ type: "tmpfs" as const, destination: "/builddir", size: options.buildTmpfsSize }] : []),
+          { type: "bind", source: log, destination: inRoot, writable: true },
+          ...o.mounts
+        ]
+        yield* mountPoints(mounts)
+        const network = o.network ?? inputs.network
+        yield* state(`Start: ${o.command.join(" ")}`)
+        const r = yield* containers.run({
+          rootfs: { path: task.root, overlay: false },
+          // The build user gets the rpmbuild container's read-only root; root writes into the task's own copy.
+          readOnlyRoot: o.user === "build",
+          role: o.role ?? (o.user === "root" ? "runroot" : "build"),
+          taskId: request.taskId,
+          buildrootId: id,
+          user: o.user === "root" ? "0:0" : options.buildUser,
+          hostname: name.slice(0, 63),
+          network: network ? "host" : "none",
+          env,
+          workDir: "/builddir",
+          ...(o.timeoutSeconds === undefined ? {} : { timeoutSeconds: o.timeoutSeconds }),
+          command: ["/bin/sh", "-c", `exec >>"/logs/$0" 2>&1 </dev/null\nexec "$@"`, logName, ...o.command],
+          mounts
+        }, { outputOnFailureOnly: true })
+        yield* state(`Finish: ${o.command[0] ?? ""} (exit ${r.exitCode})`)
+        return { exitCode: r.exitCode, logFile: log, rootdir: task.root, stray: `${r.stdout}${r.stderr}` } satisfies BuildrootRunResult
+      })
+
     return {
       id, name, repo, config, brArch, resultDir, warm: entry.warm,
-      build, rebuildSrpm, finishLogs, expire,
+      build, rebuildSrpm, finishLogs, expire, run,
       readyMs: () => (readyAt === undefined ? undefined : readyAt - openedAt)
     } satisfies Buildroot
   })

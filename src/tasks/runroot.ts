@@ -1,49 +1,43 @@
 /**
  * The `runroot` builder plugin (koji `plugins/builder/runroot.py`, RunRootTask, weight 2.0):
- * a buildroot of a tag's repo (hub buildroot with its package lists, filled by dnf in the
- * bootstrap image), the command run as root inside it with the default mounts and the
- * requested mounts that runroot.conf allows, output in `runroot.log`, and the plugin's result
- * "<cmd> completed successfully". Mounts are checked before anything is created.
+ * a buildroot of a tag's repo from the Buildroots service (the populated root cached per repo,
+ * the task working in its own copy), the requested packages installed into that copy, the
+ * command run as root in it with the default mounts and the requested mounts that runroot.conf
+ * allows, output in `runroot.log`, and the plugin's result "<cmd> completed successfully".
+ * Mounts are checked before anything is created.
  */
 import { Effect, Either, Schema } from "effect"
 import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
-import { type ContainerMount, Containers, type LogFrame } from "../containers/Containers.js"
-import { parseRpmQa, RPM_QA_FORMAT } from "../buildroot/packageList.js"
-import { containerRepos } from "../buildroot/Buildroots.js"
+import { type ContainerMount } from "../containers/Containers.js"
+import { Buildroots } from "../buildroot/Buildroots.js"
 import { sessionHub } from "../buildroot/hubSide.js"
 import { BuildError, BuildrootError, GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { RepoInfo, RepoState } from "../hub/schemas.js"
-import { streamLogs, uploadWrapper } from "../hub/Uploads.js"
+import { uploadWrapper } from "../hub/Uploads.js"
 import { type XmlRpcValue } from "../hub/xmlrpc.js"
 import { defaultMounts, extraMounts, readRunrootConfig, type ResolvedMount, type RunrootConfig, toBind } from "../runroot/config.js"
 import { canonArch } from "./arches.js"
-import { fsStep, parseStatus } from "./createrepo.js"
-import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext, taskRelPath } from "./handler.js"
+import { parseStatus } from "./createrepo.js"
+import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext } from "./handler.js"
 
 /** What the runroot handler needs besides its task context. */
 export interface RunrootDeps {
   readonly config: RunrootConfig
-  readonly containers: Containers["Type"]
-  /** The image whose dnf fills the buildroot (`[adjutant] bootstrap_image`). */
-  readonly image: string
-  readonly kojid: { readonly topdir: string; readonly topurls: ReadonlyArray<string> }
+  /** The buildroots of the RPM builds: the runroot's root comes from their cache. */
+  readonly buildroots: Buildroots["Type"]
 }
 
 /** The runroot handler's dependencies; a bad runroot.conf fails here, as kojid fails to load the plugin. */
 export const runrootDeps = Effect.gen(function*() {
   const config = yield* AdjutantConfig
-  const containers = yield* Containers
+  const buildroots = yield* Buildroots
   const rc = readRunrootConfig(config.adjutant.runroot_config)
   if (Either.isLeft(rc)) return yield* rc.left
-  return { config: rc.right, containers, image: config.adjutant.bootstrap_image, kojid: config.kojid } satisfies RunrootDeps
+  return { config: rc.right, buildroots } satisfies RunrootDeps
 })
-
-/** Capabilities dnf --installroot needs in the fill container (chroot for scriptlets, ownership of files). */
-const DNF_CAPS = ["SYS_CHROOT", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETFCAP", "MKNOD"]
 
 const Command = Schema.Union(Schema.String, Schema.Array(Schema.String))
 
@@ -70,9 +64,6 @@ export const resolveMounts = (config: RunrootConfig, mounts: ReadonlyArray<strin
     }
     return binds
   })
-
-const appendTo = (file: string) => (frame: LogFrame) =>
-  Effect.promise(() => fsp.appendFile(file, frame.data).catch(() => undefined))
 
 /** Picks the buildroot arch for a noarch runroot: the tag's first arch this host can do. */
 const noarchArch = (ctx: TaskContext, root: string | number) =>
@@ -147,99 +138,31 @@ interface RunParams {
 }
 
 const runInBuildroot = (deps: RunrootDeps, ctx: TaskContext, p: RunParams, repo: RepoInfo, brArch: string, binds: ReadonlyArray<ContainerMount>) =>
-  Effect.gen(function*() {
-    const hub = sessionHub(ctx.session, ctx.taskId, deps.kojid)
-    const tagName = repo.tag_name ?? String(p.root)
-    const brootId = yield* Effect.acquireRelease(hub.newBuildRoot(repo.id, brArch), (id) =>
-      hub.setBuildRootState(id, "EXPIRED").pipe(
-        Effect.timeout("60 seconds"),
-        Effect.catchAllCause((cause) => Effect.logWarning(`could not expire buildroot ${id}; the daemon's cleanup will`, cause))
-      ))
-    const rootdir = path.join(ctx.workdir, "root")
-    const meta = path.join(ctx.workdir, "meta")
-    const rootLog = path.join(ctx.workdir, "root.log")
-    yield* fsStep("cannot create the buildroot directories", async () => {
-      await fsp.mkdir(rootdir, { recursive: true })
-      await fsp.mkdir(meta, { recursive: true })
+  Effect.scoped(Effect.gen(function*() {
+    const hub = sessionHub(ctx.session, ctx.taskId, deps.buildroots.options.kojid)
+    // kojid's BuildRoot(..., setup_dns=True): the command has the host's network.
+    const broot = yield* deps.buildroots.open({
+      taskId: ctx.taskId, tag: p.root, arch: brArch, repoId: repo.id, installGroup: "build", workdir: ctx.workdir, network: true
+    }, hub)
+    yield* Effect.logInfo(`Runroot mounts: ${JSON.stringify(binds)}`)
+    const result = yield* broot.run({
+      command: ["/bin/sh", "-c", `{ ${commandString(p.command)}; } < /dev/null`],
+      user: "root",
+      mounts: binds,
+      installPackages: p.packages,
+      log: "runroot.log",
+      role: "runroot"
     })
-    const { urls, mounts: repoBinds } = containerRepos(hub.repoUrls(tagName, repo.id, brArch))
-    const network = urls.every((u) => u.startsWith("file://")) ? "none" : "host"
-    const repoList = urls.map((u, i) => `--repofrompath=koji${i},${u}`).join(" ")
-    const dnf = `dnf -y -q --installroot=/buildroot --releasever=1 --setopt=reposdir=/dev/null --setopt=install_weak_deps=False --nogpgcheck ` +
-      `--forcearch=${brArch} ${repoList} ${urls.map((_u, i) => `--repo=koji${i}`).join(" ")}`
-    const qa = `rpm --root /buildroot -qa --qf '${RPM_QA_FORMAT}' > /meta/installed.tsv`
-    const fill = (what: string) =>
-      Effect.gen(function*() {
-        const result = yield* deps.containers.run({
-          image: deps.image,
-          role: "buildroot",
-          taskId: ctx.taskId,
-          buildrootId: brootId,
-          user: "0:0",
-          capAdd: DNF_CAPS,
-          network,
-          command: ["/bin/sh", "-c", `set -e\n${dnf} install ${what}\n${qa}\n`],
-          mounts: [
-            { type: "bind", source: rootdir, destination: "/buildroot", writable: true },
-            { type: "bind", source: meta, destination: "/meta", writable: true },
-            ...repoBinds
-          ]
-        }, { onOutput: appendTo(rootLog) })
-        if (result.exitCode !== 0) {
-          const lines = `${result.stdout}${result.stderr}`.split("\n").filter((l) => l.trim() !== "" && !/^[a-z_]+: /.test(l)).slice(-5)
-          return yield* new BuildrootError({
-            faultString: `could not init buildroot, dnf exited with status ${result.exitCode}; see root.log for more information\n${lines.join("\n")}`
-          })
-        }
-        const text = yield* fsStep("cannot read the rpm list", () => fsp.readFile(path.join(meta, "installed.tsv"), "utf8"))
-        const repoRef = { tagId: repo.tag_id ?? 0, tagName, repoId: repo.id, createEvent: repo.create_event, brArch }
-        return yield* hub.packageList(parseRpmQa(text), repoRef)
-      })
-    const uploadpath = taskRelPath(ctx.taskId)
-    return yield* Effect.scoped(Effect.gen(function*() {
-      yield* streamLogs(ctx.session, [{ local: rootLog, remote: "root.log" }], uploadpath)
-      yield* hub.setBuildRootList(brootId, yield* fill("@build"))
-      yield* hub.setBuildRootState(brootId, "BUILDING")
-      if (p.packages.length > 0) {
-        yield* hub.updateBuildRootList(brootId, yield* fill(p.packages.map((x) => `'${x.replaceAll("'", "'\\''")}'`).join(" ")))
-      }
-      // /builddir is a fresh directory of the task: the root's own may belong to the build user.
-      const builddir = path.join(ctx.workdir, "builddir")
-      yield* fsStep("cannot prepare /builddir", async () => {
-        await fsp.mkdir(builddir, { recursive: true })
-        for (const d of ["builddir", "tmp", "var/tmp", "dev", "proc"]) await fsp.mkdir(path.join(rootdir, d), { recursive: true })
-        await fsp.chmod(path.join(rootdir, "tmp"), 0o1777)
-        for (const b of binds) if (b.type === "bind") await fsp.mkdir(path.join(rootdir, b.destination), { recursive: true })
-      })
-      const runrootLog = path.join(builddir, "runroot.log")
-      yield* Effect.logInfo(`Runroot mounts: ${JSON.stringify(binds)}`)
-      const result = yield* Effect.scoped(Effect.gen(function*() {
-        yield* streamLogs(ctx.session, [{ local: runrootLog, remote: "runroot.log" }], uploadpath)
-        return yield* deps.containers.run({
-          rootfs: { path: rootdir, overlay: false },
-          role: "runroot",
-          taskId: ctx.taskId,
-          buildrootId: brootId,
-          user: "0:0",
-          // kojid's runroot buildroot is made with setup_dns=True: the command has the host's network.
-          network: "host",
-          env: { HOME: "/builddir", PATH: "/usr/bin:/bin:/usr/sbin:/sbin", LANG: "C.UTF-8" },
-          workDir: "/builddir",
-          command: ["/bin/sh", "-c", `{ ${commandString(p.command)}; } < /dev/null > /builddir/runroot.log 2>&1`],
-          mounts: [{ type: "bind", source: builddir, destination: "/builddir", writable: true }, ...binds]
-        })
-      }))
-      for (const log of p.upload_logs ?? []) {
-        const local = log.startsWith("/builddir/") ? path.join(builddir, log.slice("/builddir/".length)) : path.join(rootdir, log)
-        if (fs.existsSync(local)) yield* uploadWrapper(ctx.session, local, uploadpath, path.basename(log))
-        else yield* Effect.logWarning(`upload_logs: ${log} does not exist in the buildroot`)
-      }
-      const cmd = commandName(p.command)
-      if (result.exitCode !== 0) {
-        // What the shell itself said (a redirection or exec failure) is not in runroot.log.
-        const said = result.stderr.trim().split("\n").slice(-3).join("\n")
-        return yield* new BuildrootError({ faultString: said === "" ? parseStatus(result.exitCode, cmd) : `${parseStatus(result.exitCode, cmd)}\n${said}` })
-      }
-      return `${cmd} completed successfully` as XmlRpcValue
-    }))
-  })
+    for (const log of p.upload_logs ?? []) {
+      const local = path.join(result.rootdir, log)
+      if (fs.existsSync(local)) yield* uploadWrapper(ctx.session, local, hub.uploadPath, path.basename(log))
+      else yield* Effect.logWarning(`upload_logs: ${log} does not exist in the buildroot`)
+    }
+    const cmd = commandName(p.command)
+    if (result.exitCode !== 0) {
+      // What the shell itself said (it could not start the command) is not in runroot.log.
+      const said = result.stray.trim().split("\n").slice(-3).join("\n")
+      return yield* new BuildrootError({ faultString: said === "" ? parseStatus(result.exitCode, cmd) : `${parseStatus(result.exitCode, cmd)}\n${said}` })
+    }
+    return `${cmd} completed successfully` as XmlRpcValue
+  }))

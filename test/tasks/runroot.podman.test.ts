@@ -1,22 +1,30 @@
 /**
- * runroot end to end (real podman): a buildroot of the fixture tag's repo filled by dnf, the
- * command run as root in it with a default mount (read-only) and an allowed requested mount
- * (read-write), output in runroot.log, the hub buildroot listed and EXPIRED; a mount outside the
- * safe roots fails the task before any buildroot or container exists.
+ * runroot end to end (real podman): the buildroot of the fixture tag's repo comes from the
+ * Buildroots service, the command runs as root in the task's copy of it with a default mount
+ * (read-only) and an allowed requested mount (read-write), output in runroot.log, the hub
+ * buildroot listed and EXPIRED; a mount outside the safe roots fails the task before any
+ * buildroot or container exists; a second runroot of the same repo is warm (no fill) and has
+ * none of the packages the first one installed, and the cached root is unchanged.
  */
+import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Effect, Either, Layer } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { parseRunrootConfig } from "../../src/runroot/config.js"
+import { Buildroots } from "../../src/buildroot/Buildroots.js"
+import { Containers } from "../../src/containers/Containers.js"
+import { Readiness } from "../../src/daemon/Readiness.js"
+import { KojiHub } from "../../src/hub/KojiHub.js"
+import { parseRunrootConfig, type RunrootConfig } from "../../src/runroot/config.js"
 import { runrootHandler } from "../../src/tasks/runroot.js"
+import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { buildrootTables, loadFixture } from "../../src/testing/fakehub/buildroots.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
-import { ensureFixture, type Fixture } from "../fixture/manifest.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
-import { daemonOptions, DONE, HOST, PASSWORD, repoDaemonLayers, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
+import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
+import { buildrootsOptions, loadFixtureFiles, type Fixture } from "../buildroot/support.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { daemonOptions, DONE, HOST, PASSWORD, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
@@ -36,9 +44,26 @@ const linkedTopdir = Effect.acquireRelease(
   (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
 )
 
+/** A fingerprint of a directory tree: every path with its size, mode and mtime. */
+const treeDigest = (root: string): string =>
+  execFileSync("sh", ["-c", `cd "${root}" && find . -printf '%p %s %m %T@\\n' | LC_ALL=C sort | sha256sum`], { encoding: "utf8" })
+
+/** The daemon's layers: real Containers on the test socket, Buildroots over them, the runroot handler, the fake hub. */
+const runrootLayers = (hub: FakeHub, topdir: string, cacheDir: string, config: RunrootConfig) => {
+  const containers = Containers.layer(testContainersOptions(service.socket, hostName, {
+    defaultLimits: { memory: 2 * 1024 ** 3, pids: 1024, cpus: 0 }
+  }))
+  const broots = Buildroots.layer(buildrootsOptions(fixture, topdir, cacheDir)).pipe(Layer.provideMerge(containers))
+  return Layer.mergeAll(
+    KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
+    Readiness.layerAlways,
+    Layer.effect(TaskRegistry, Effect.map(Buildroots, (buildroots) => makeRegistry([runrootHandler({ config, buildroots })])))
+  ).pipe(Layer.provideMerge(broots))
+}
+
 describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
   beforeAll(async () => {
-    fixture = ensureFixture()
+    fixture = loadFixtureFiles()
     service = await startPodmanService()
   }, 600_000)
   afterAll(async () => {
@@ -48,7 +73,7 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
     if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
   })
 
-  it.scopedLive("podman: runroot with an allowed mount runs in the tag's buildroot; a forbidden mount is refused before anything exists", () =>
+  it.scopedLive("podman: runroot with an allowed mount runs in the tag's buildroot; a forbidden mount is refused before anything exists; a second runroot is warm and clean", () =>
     Effect.gen(function*() {
       const topdir = yield* linkedTopdir
       const host = yield* tempDir("adjutant-runroot-host-")
@@ -65,9 +90,8 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
       })
       loadFixture(topdir, fixture.manifest)
       const workdir = yield* tempDir("adjutant-work-")
-      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) => [
-        runrootHandler({ config, containers, image: fixture.manifest.bootstrapImage, kojid: { topdir, topurls: [`file://${topdir}`] } })
-      ])
+      const cacheDir = path.join(yield* tempDir("adjutant-runroot-cache-"), "cache")
+      const layers = runrootLayers(hub, topdir, cacheDir, config)
       yield* Effect.gen(function*() {
         yield* startDaemon(daemonOptions(workdir))
         const tag = fixture.manifest.tag.name
@@ -104,6 +128,32 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
         assert.strictEqual(hub.state.task(bad)!.state, 5)
         assert.deepStrictEqual(hub.state.taskResult(bad), { faultCode: 1000, faultString: "read-write mount point is not safe: /etc" })
         assert.strictEqual(buildrootTables(topdir).buildroots.size, 1)
+        assert.deepStrictEqual(containersOfHost(hostName), [])
+        assert.notInclude(hub.state.upload(`tasks/${ok}/${ok}/root.log`)?.toString() ?? "", "using the cached buildroot")
+
+        // The same tag, arch and repo again: the cached root, without the first task's package.
+        const buildroots = yield* Buildroots
+        const entries = yield* buildroots.cache.list
+        assert.strictEqual(entries.length, 1)
+        const cachedRoot = path.join(cacheDir, entries[0]!.key, "root")
+        const before = treeDigest(cachedRoot)
+        const again = hub.createTask("runroot", [tag, "x86_64", "if rpm -q fixture-extra; then exit 3; fi; rpm -q fixture-setup && echo CLEAN", {
+          repo_id: 1, __starstar: true
+        }])
+        yield* waitFor(() => DONE.has(hub.state.task(again)?.state ?? 0), `runroot ${again}`, "300 seconds")
+        const log2 = hub.state.upload(`tasks/${again}/${again}/runroot.log`)?.toString() ?? ""
+        assert.strictEqual(hub.state.task(again)!.state, 2, `${JSON.stringify(hub.state.taskResult(again))}\n${log2}`)
+        assert.strictEqual(hub.state.taskResult(again), "if completed successfully")
+        assert.include(log2, "package fixture-extra is not installed")
+        assert.include(log2, "CLEAN")
+        assert.include(hub.state.upload(`tasks/${again}/${again}/root.log`)?.toString() ?? "", "using the cached buildroot")
+        assert.include(hub.state.upload(`tasks/${again}/${again}/state.log`)?.toString() ?? "", "Finish: chroot init (cached")
+        const second = [...buildrootTables(topdir).buildroots.values()].find((b) => b.taskId === again)!
+        assert.strictEqual(second.state, 3)
+        assert.isUndefined(second.listing.get(extraId), "fixture-extra is not in the second buildroot's list")
+        assert.strictEqual(second.listing.get(setupId), false)
+        assert.deepStrictEqual((yield* buildroots.cache.list).map((e) => e.key), [entries[0]!.key])
+        assert.strictEqual(treeDigest(cachedRoot), before, "the cached root is unchanged")
         assert.deepStrictEqual(containersOfHost(hostName), [])
       }).pipe(Effect.scoped, Effect.provide(layers))
     }), 600_000)
