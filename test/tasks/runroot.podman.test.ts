@@ -137,15 +137,17 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
         assert.strictEqual(entries.length, 1)
         const cachedRoot = path.join(cacheDir, entries[0]!.key, "root")
         const before = treeDigest(cachedRoot)
-        const again = hub.createTask("runroot", [tag, "x86_64", "if rpm -q fixture-extra; then exit 3; fi; rpm -q fixture-setup && echo CLEAN", {
-          repo_id: 1, __starstar: true
-        }])
+        const again = hub.createTask("runroot", [tag, "x86_64",
+          "if rpm -q fixture-extra; then exit 3; fi; rpm -q fixture-setup && echo CLEAN; echo compose done > /tmp/compose.log", {
+            repo_id: 1, upload_logs: ["/tmp/compose.log"], __starstar: true
+          }])
         yield* waitFor(() => DONE.has(hub.state.task(again)?.state ?? 0), `runroot ${again}`, "300 seconds")
         const log2 = hub.state.upload(`tasks/${again}/${again}/runroot.log`)?.toString() ?? ""
         assert.strictEqual(hub.state.task(again)!.state, 2, `${JSON.stringify(hub.state.taskResult(again))}\n${log2}`)
         assert.strictEqual(hub.state.taskResult(again), "if completed successfully")
         assert.include(log2, "package fixture-extra is not installed")
         assert.include(log2, "CLEAN")
+        assert.strictEqual(hub.state.upload(`tasks/${again}/${again}/compose.log`)?.toString(), "compose done\n")
         assert.include(hub.state.upload(`tasks/${again}/${again}/root.log`)?.toString() ?? "", "using the cached buildroot")
         assert.include(hub.state.upload(`tasks/${again}/${again}/state.log`)?.toString() ?? "", "Finish: chroot init (cached")
         const second = [...buildrootTables(topdir).buildroots.values()].find((b) => b.taskId === again)!
@@ -153,6 +155,14 @@ describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
         assert.isUndefined(second.listing.get(extraId), "fixture-extra is not in the second buildroot's list")
         assert.strictEqual(second.listing.get(setupId), false)
         assert.deepStrictEqual((yield* buildroots.cache.list).map((e) => e.key), [entries[0]!.key])
+        assert.strictEqual(treeDigest(cachedRoot), before, "the cached root is unchanged")
+
+        // A failing command is the plugin's BuildrootError; its output is still in runroot.log.
+        const failing = hub.createTask("runroot", [tag, "x86_64", ["/bin/sh", "-c", "echo about to fail; exit 7"], { repo_id: 1, __starstar: true }])
+        yield* waitFor(() => DONE.has(hub.state.task(failing)?.state ?? 0), `runroot ${failing}`, "300 seconds")
+        assert.deepStrictEqual(hub.state.taskResult(failing), { faultCode: 1012, faultString: "sh exited with status 7" })
+        assert.include(hub.state.upload(`tasks/${failing}/${failing}/runroot.log`)?.toString() ?? "", "about to fail")
+        assert.strictEqual([...buildrootTables(topdir).buildroots.values()].find((b) => b.taskId === failing)!.state, 3)
         assert.strictEqual(treeDigest(cachedRoot), before, "the cached root is unchanged")
         assert.deepStrictEqual(containersOfHost(hostName), [])
       }).pipe(Effect.scoped, Effect.provide(layers))
