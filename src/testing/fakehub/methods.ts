@@ -12,6 +12,7 @@ import { checkUpload, uploadFile } from "./uploads.js"
 import { buildrootMethods } from "./buildroots.js"
 import { buildMethods } from "./builds.js"
 import { hostMethods } from "./hosts.js"
+import { signedMethods } from "./signed.js"
 
 /** A registered method. */
 export interface MethodDef {
@@ -149,5 +150,6 @@ export const methods: ReadonlyMap<string, MethodDef> = new Map<string, MethodDef
   ...buildrootMethods,
   ...newrepoMethods,
   ...buildMethods,
-  ...hostMethods
+  ...hostMethods,
+  ...signedMethods
 ])
