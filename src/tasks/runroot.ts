@@ -130,6 +130,21 @@ export const runrootHandler = (deps: RunrootDeps) =>
       })
   })
 
+/**
+ * The host path of `file` inside the root, when it is a regular file there: the command ran as
+ * root and may have left `..` or symlinks pointing at the host's own files.
+ */
+export const inRoot = (rootdir: string, file: string): string | undefined => {
+  try {
+    const root = fs.realpathSync(rootdir)
+    const real = fs.realpathSync(path.join(root, file))
+    if (!real.startsWith(`${root}/`) || !fs.statSync(real).isFile()) return undefined
+    return real
+  } catch {
+    return undefined
+  }
+}
+
 interface RunParams {
   readonly root: string | number
   readonly command: string | ReadonlyArray<string>
@@ -154,9 +169,9 @@ const runInBuildroot = (deps: RunrootDeps, ctx: TaskContext, p: RunParams, repo:
       role: "runroot"
     })
     for (const log of p.upload_logs ?? []) {
-      const local = path.join(result.rootdir, log)
-      if (fs.existsSync(local)) yield* uploadWrapper(ctx.session, local, hub.uploadPath, path.basename(log))
-      else yield* Effect.logWarning(`upload_logs: ${log} does not exist in the buildroot`)
+      const local = inRoot(result.rootdir, log)
+      if (local !== undefined) yield* uploadWrapper(ctx.session, local, hub.uploadPath, path.basename(log))
+      else yield* Effect.logWarning(`upload_logs: ${log} is not a file in the buildroot`)
     }
     const cmd = commandName(p.command)
     if (result.exitCode !== 0) {

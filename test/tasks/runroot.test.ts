@@ -1,14 +1,14 @@
 /**
  * runroot.conf parsing and the plugin's mount rules (no podman): sections in numeric order,
- * path_subs, safe roots, `..` escapes, ro → rw for requested mounts, bad configs.
+ * path_subs, safe roots, `..` escapes, ro → rw for requested mounts, bad configs; upload_logs confined to the buildroot.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { mkdtempSync, rmSync, mkdirSync } from "node:fs"
+import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { defaultMounts, extraMounts, parseRunrootConfig, pathParams, readRunrootConfig, toBind } from "../../src/runroot/config.js"
-import { commandName, commandString } from "../../src/tasks/runroot.js"
+import { commandName, commandString, inRoot } from "../../src/tasks/runroot.js"
 
 const CONF = `[runroot]
 internal_dev_setup = False
@@ -103,5 +103,27 @@ describe("runroot.conf", () => {
     assert.strictEqual(commandName(["/bin/sh", "-c", "true"]), "sh")
     assert.strictEqual(commandName(""), "(none)")
     assert.strictEqual(commandString(["echo", "it's"]), "'echo' 'it'\\''s'")
+  })
+})
+
+describe("upload_logs", () => {
+  it("reads only regular files inside the buildroot", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "runroot-root-"))
+    try {
+      const root = path.join(dir, "root")
+      mkdirSync(path.join(root, "tmp"), { recursive: true })
+      writeFileSync(path.join(root, "tmp", "pungi.log"), "log\n")
+      writeFileSync(path.join(dir, "host-secret"), "secret\n")
+      symlinkSync(path.join(dir, "host-secret"), path.join(root, "tmp", "escape"))
+      symlinkSync("pungi.log", path.join(root, "tmp", "inside"))
+      assert.strictEqual(inRoot(root, "/tmp/pungi.log"), path.join(realpathSync(root), "tmp", "pungi.log"))
+      assert.strictEqual(inRoot(root, "/tmp/inside"), path.join(realpathSync(root), "tmp", "pungi.log"))
+      assert.isUndefined(inRoot(root, "/tmp/escape"))
+      assert.isUndefined(inRoot(root, "/../host-secret"))
+      assert.isUndefined(inRoot(root, "/tmp"))
+      assert.isUndefined(inRoot(root, "/tmp/missing.log"))
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
