@@ -69,7 +69,7 @@ const run = (url: string, opts: Record<string, XmlRpcValue> | null, scmPatch: Pa
           return {
             id, name: `build-tag-${id}-${world.repoId}`, repo: { id: world.repoId, state: 1, create_event: 0 },
             config: { id: world.buildTag, name: "build-tag" }, brArch: "x86_64", resultDir, warm: false,
-            build: () => Effect.void, rebuildSrpm: () => Effect.void,
+            build: () => Effect.void, rebuildSrpm: () => Effect.void, run: () => Effect.die("not used by buildSRPMFromSCM"),
             finishLogs: Effect.succeed(["build.log", "root.log"]),
             expire: Effect.sync(() => void (t.buildroots.get(id)!.state = 3)),
             readyMs: () => undefined
