@@ -265,6 +265,7 @@ const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: s
 
 const KojiPkgs = Schema.Record({ key: Schema.String, value: Schema.Record({ key: Schema.String, value: AnyValue }) })
 const InstallSet = Schema.Array(Schema.Struct({ location: Schema.String, arch: Schema.String }))
+const DnfFailure = Schema.Struct({ error: Schema.String })
 
 /** Python's os.path.join(a, b): an absolute `b` replaces `a`. */
 const pyJoin = (a: string, b: string): string => (b.startsWith("/") ? b : path.join(a, b))
@@ -362,10 +363,16 @@ const doMultilib = (r: DistRun, repoId: number, tagName: string, arch: string, c
       yield* fsStep("cannot write the install list", () => fsp.writeFile(listFile, [...mlTrue].map((b) => `${nvra(mlPkgs[b]!)}\n`).join("")))
       // koji.arch.archDifference(compat[biarch[arch]][0], arch) is 0 for every archmap arch: the transaction arch is `arch`.
       const d = yield* runInImage(r, ["python3", "-c", DNF_DEPSOLVE_SCRIPT, dnfConf, arch, listFile, outFile], "dnf depsolve")
-      if (d.exitCode !== 0) {
+      if (d.exitCode === 3) {
         yield* Effect.logError("dnf depsolve was unsuccessful")
-        return yield* new KojiFault({ faultCode: 1, faultString: `dnf.exceptions.DepsolveError: ${d.stderr}` })
+        const failure = yield* fsStep("cannot read the dnf result", () => fsp.readFile(outFile, "utf8")).pipe(
+          Effect.flatMap((text) => Schema.decodeUnknown(Schema.parseJson(DnfFailure))(text)),
+          Effect.mapError((e) => new GenericError({ faultString: `dnf result: ${e.message}` }))
+        )
+        // kojid lets dnf's exception end the task: a non-koji exception is fault 1 (koji-protocol.md §4.5).
+        return yield* new KojiFault({ faultCode: 1, faultString: failure.error })
       }
+      if (d.exitCode !== 0) return yield* new GenericError({ faultString: `dnf depsolve failed (exit ${d.exitCode}): ${d.stderr}` })
       yield* Effect.logInfo("dnf depsolve successfully finished")
       const installSet = yield* fsStep("cannot read the dnf result", () => fsp.readFile(outFile, "utf8")).pipe(
         Effect.flatMap((text) => Schema.decodeUnknown(Schema.parseJson(InstallSet))(text)),

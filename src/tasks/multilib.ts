@@ -279,7 +279,8 @@ enabled=1
 /**
  * Run in the bootstrap image: `python3 -c DNF_DEPSOLVE_SCRIPT <dnf.conf> <arch> <nvra list> <out.json>`.
  * kojid's steps 3–4: the config, the transaction arch, every listed package installed by exact
- * N-V-R.A, `resolve()`; writes the install set (location, arch) as JSON; exit 3 on a depsolve error.
+ * N-V-R.A, `resolve()`; writes the install set (location, arch) as JSON, or `{"error": ...}` and
+ * exit 3 when dnf cannot mark or resolve.
  */
 export const DNF_DEPSOLVE_SCRIPT = `
 import json, sys
@@ -299,7 +300,8 @@ try:
             base.install(nvra, forms=[hawkey.FORM_NEVRA])
     base.resolve()
 except (dnf.exceptions.DepsolveError, dnf.exceptions.MarkingError) as e:
-    sys.stderr.write("%s: %s\\n" % (type(e).__name__, e))
+    with open(outfile, "w") as f:
+        json.dump({"error": "%s.%s: %s" % (type(e).__module__, type(e).__name__, e)}, f)
     sys.exit(3)
 pkgs = [{"location": p.location, "arch": p.arch} for p in base.transaction.install_set]
 with open(outfile, "w") as f:

@@ -3,7 +3,9 @@
  * in the bootstrap image, a tag with both arches, distRepo with a multilib.conf. The i386 repo
  * is made and moved first; the x86_64 repo then takes the 32-bit copies python-multilib's devel
  * method selects (a library, its -devel) plus what dnf says they need (a helper), not the plain
- * tool, and the noarch package only once. A missing or broken config fails naming the file.
+ * tool, and the noarch package only once. A 32-bit copy dnf cannot resolve fails as kojid's
+ * uncaught DepsolveError (fault 1); a selected package without a 32-bit copy writes
+ * missing_multilib.log; a missing or broken config fails naming the file.
  */
 import { execFileSync } from "node:child_process"
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -55,8 +57,12 @@ const BUILDS: ReadonlyArray<{ readonly name: string; readonly rpms: ReadonlyArra
   { name: "libfoo", rpms: [["libfoo", "i686"], ["libfoo-devel", "i686"], ["libfoo", "x86_64"], ["libfoo-devel", "x86_64"]] },
   { name: "foo-helper", rpms: [["foo-helper", "i686"], ["foo-helper", "x86_64"]] },
   { name: "footool", rpms: [["footool", "i686"], ["footool", "x86_64"]] },
-  { name: "foo-data", rpms: [["foo-data", "noarch"]] }
+  { name: "foo-data", rpms: [["foo-data", "noarch"]] },
+  // Tagged later, one at a time: a library whose requirement nothing provides, one with no 32-bit build.
+  { name: "libbroken", rpms: [["libbroken", "i686"], ["libbroken", "x86_64"]] },
+  { name: "libonly64", rpms: [["libonly64", "x86_64"]] }
 ]
+const LATER = new Set(["libbroken", "libonly64"])
 
 /** Builds the rpms in the bootstrap image (no compiler: the specs only write files). */
 const buildRpms = (image: string, dir: string): void => {
@@ -67,10 +73,13 @@ const buildRpms = (image: string, dir: string): void => {
   writeFileSync(path.join(dir, "foo-helper.spec"), spec("foo-helper", { files: ["/usr/libexec/foo-helper"] }))
   writeFileSync(path.join(dir, "footool.spec"), spec("footool", { files: ["/usr/bin/footool"] }))
   writeFileSync(path.join(dir, "foo-data.spec"), spec("foo-data", { files: ["/usr/share/foo/data"], noarch: true }))
+  writeFileSync(path.join(dir, "libbroken.spec"), spec("libbroken", { requires: ["no-such-capability"], files: ["%{_libdir}/libbroken.so.1"] }))
+  writeFileSync(path.join(dir, "libonly64.spec"), spec("libonly64", { files: ["%{_libdir}/libonly64.so.1"] }))
   const script = [
     "set -e; cd /w",
-    "for s in libfoo foo-helper footool; do for t in i686 x86_64; do rpmbuild -bb --target $t --define '_topdir /w/rb' --define '_rpmdir /w/rpms' $s.spec > /w/$s-$t.log 2>&1; done; done",
-    "rpmbuild -bb --define '_topdir /w/rb' --define '_rpmdir /w/rpms' foo-data.spec > /w/foo-data.log 2>&1"
+    "for s in libfoo foo-helper footool libbroken; do for t in i686 x86_64; do rpmbuild -bb --target $t --define '_topdir /w/rb' --define '_rpmdir /w/rpms' $s.spec > /w/$s-$t.log 2>&1; done; done",
+    "rpmbuild -bb --define '_topdir /w/rb' --define '_rpmdir /w/rpms' foo-data.spec > /w/foo-data.log 2>&1",
+    "rpmbuild -bb --target x86_64 --define '_topdir /w/rb' --define '_rpmdir /w/rpms' libonly64.spec > /w/libonly64.log 2>&1"
   ].join("\n")
   execFileSync("podman", ["run", "--rm", "--network=none", "-v", `${dir}:/w`, image, "sh", "-c", script], { stdio: ["ignore", "pipe", "pipe"] })
 }
@@ -83,6 +92,8 @@ black = httpd
 white =
 black = httpd-devel
 `
+
+const buildId = (name: string): number => 900 + BUILDS.findIndex((b) => b.name === name)
 
 /** The tag, its builds and rpms (copied into the topdir's packages/). */
 const loadTag = (topdir: string): void => {
@@ -99,7 +110,7 @@ const loadTag = (topdir: string): void => {
       mkdirSync(path.dirname(dst), { recursive: true })
       copyFileSync(path.join(rpmdir, arch, file), dst)
     }
-    tagBuild(w, TAG.id, id)
+    if (!LATER.has(b.name)) tagBuild(w, TAG.id, id)
   })
   mkdirSync(path.join(topdir, "work", "cli-dist-repo"), { recursive: true })
   writeFileSync(path.join(topdir, "work", "cli-dist-repo", "multilib.conf"), MULTILIB_CONF)
@@ -138,7 +149,7 @@ describe.skipIf(!podmanInstalled)("distRepo multilib (real podman)", () => {
     if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
   })
 
-  it.scopedLive("podman: the x86_64 dist repo takes the selected i686 packages and their deps; a missing or broken config fails naming it", () =>
+  it.scopedLive("podman: the x86_64 dist repo takes the selected i686 packages and their deps; unresolvable deps, a missing 32-bit copy and a missing or broken config fail", () =>
     Effect.gen(function*() {
       const topdir = yield* fixtureTopdir(fixture)
       const hub = yield* repoHub(fixture, topdir)
@@ -186,12 +197,34 @@ describe.skipIf(!podmanInstalled)("distRepo multilib (real podman)", () => {
         assert.includeMembers([...manifest], ["kojipkgs", "pkglist", "repodata/repomd.xml"])
         assert.notInclude([...manifest], "dnf.conf-koji-x86_64")
 
+        const faultOf64 = (parent: number) =>
+          Schema.decodeUnknownSync(Schema.Struct({ faultCode: Schema.Number, faultString: Schema.String }))(
+            hub.state.taskResult(hub.state.tasks.find((t) => t.parent === parent && t.label === "x86_64")!.id))
+        const w = repoWorld(topdir)
+
+        tagBuild(w, TAG.id, buildId("libbroken"))
+        const broken = startDistRepo(hub, "cli-dist-repo/multilib.conf")
+        yield* waitFor(() => DONE.has(hub.state.task(broken.id)?.state ?? 0), `distRepo ${broken.id}`)
+        assert.strictEqual(hub.state.task(broken.id)!.state, 5)
+        const depsolve = faultOf64(broken.id)
+        assert.strictEqual(depsolve.faultCode, 1)
+        assert.match(depsolve.faultString, /^dnf\.exceptions\.DepsolveError: .*nothing provides no-such-capability needed by libbroken-1\.0-1\.i686/s)
+        w.tables.tagged.set(TAG.id, w.tables.tagged.get(TAG.id)!.filter((b) => b !== buildId("libbroken")))
+
+        tagBuild(w, TAG.id, buildId("libonly64"))
+        const only64 = startDistRepo(hub, "cli-dist-repo/multilib.conf")
+        yield* waitFor(() => DONE.has(hub.state.task(only64.id)?.state ?? 0), `distRepo ${only64.id}`)
+        assert.deepStrictEqual(faultOf64(only64.id), { faultCode: 1000, faultString: "multilib packages missing. See missing_multilib.log" })
+        const child = hub.state.tasks.find((t) => t.parent === only64.id && t.label === "x86_64")!
+        assert.strictEqual(up(child, "missing_multilib.log"),
+          `The following multilib files were missing:\n${path.join(topdir, "repos-dist", TAG.name, String(only64.repoId), "i386", "Packages", "l", "libonly64-1.0-1.i686.rpm")}\n`)
+        w.tables.tagged.set(TAG.id, w.tables.tagged.get(TAG.id)!.filter((b) => b !== buildId("libonly64")))
+
         for (const [conf, why] of [["cli-dist-repo/absent.conf", "cannot read the multilib config"], ["cli-dist-repo/broken.conf", "invalid multilib config"]] as const) {
           const bad = startDistRepo(hub, conf)
           yield* waitFor(() => DONE.has(hub.state.task(bad.id)?.state ?? 0), `distRepo ${bad.id}`)
           assert.strictEqual(hub.state.task(bad.id)!.state, 5)
-          const failed = hub.state.tasks.find((t) => t.parent === bad.id && t.label === "x86_64")!
-          const fault = Schema.decodeUnknownSync(Schema.Struct({ faultCode: Schema.Number, faultString: Schema.String }))(hub.state.taskResult(failed.id))
+          const fault = faultOf64(bad.id)
           assert.strictEqual(fault.faultCode, 1000)
           assert.include(fault.faultString, why)
           assert.include(fault.faultString, path.join(topdir, "work", conf))
