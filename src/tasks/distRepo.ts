@@ -18,7 +18,7 @@ import { RepoState } from "../hub/schemas.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { canonArch } from "./arches.js"
-import { distRepoPath, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
+import { createrepoCommand, distRepoPath, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
 import { develSelect, DNF_DEPSOLVE_SCRIPT, dnfConfigText, HEADER_QUERYFORMAT, installedBasename, MULTILIB_ARCHMAP, parseHeaderQuery, parseMultilibConfig } from "./multilib.js"
 import { AnyValue, defineHandler, Int, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
 
@@ -228,7 +228,13 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
 const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: string, oldrepodata: string | undefined, oldpkgs: ReadonlyArray<string>, opts: XmlRpcStruct, logname: string) =>
   Effect.gen(function*() {
     yield* fsStep(`cannot create ${repodir}`, () => fsp.mkdir(repodir, { recursive: true }))
-    const cmd = ["/usr/bin/createrepo_c", "--error-exit-val", "-vd", "-i", pkglist]
+    if (!r.deps.kojid.use_createrepo_c && truthy(opts["zck"])) {
+      return yield* new GenericError({ faultString: "createrepo doesn't support zchunks" })
+    }
+    if (truthy(opts["zck_dict_dir"]) && !truthy(opts["zck"])) {
+      return yield* new GenericError({ faultString: "--zck-dict-dir makes no sense without --zck" })
+    }
+    const cmd = [...createrepoCommand(r.deps.kojid), "-vd", "-i", pkglist]
     if (isFile(groupdata)) cmd.push("-g", groupdata)
     if (oldrepodata !== undefined && r.deps.kojid.createrepo_update) {
       if (!isDir(oldrepodata)) {
@@ -249,8 +255,7 @@ const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: s
       for (const d of oldpkgs) cmd.push("--oldpackagedirs", d)
     }
     if (truthy(opts["zck"])) cmd.push("--zck")
-    if (typeof opts["zck_dict_dir"] === "string") {
-      if (!truthy(opts["zck"])) return yield* new GenericError({ faultString: "--zck-dict-dir makes no sense without --zck" })
+    if (typeof opts["zck_dict_dir"] === "string" && truthy(opts["zck"])) {
       cmd.push("--zck-dict-dir", path.normalize(opts["zck_dict_dir"]))
     }
     cmd.push(repodir)

@@ -26,7 +26,7 @@ let service: PodmanService
 let fixture: Fixture
 const KEY = "abcd1234"
 
-const startDistRepo = (hub: FakeHub, opts: Record<string, boolean>, keys: ReadonlyArray<string> = ["feedface", KEY]) => {
+const startDistRepo = (hub: FakeHub, opts: Record<string, boolean | string>, keys: ReadonlyArray<string> = ["feedface", KEY]) => {
   const w = repoWorld(hub.topdir)
   const taskOpts = {
     arch: ["x86_64"], comps: null, delta: [], event: null, inherit: false, latest: true, multilib: false,
@@ -106,6 +106,33 @@ describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
         assert.deepStrictEqual(containersOfHost(hostName), [])
       }).pipe(Effect.scoped, Effect.provide(layers))
     }), 600_000)
+  it.scopedLive("podman: use_createrepo_c = False runs /usr/bin/createrepo; zck without createrepo_c and --zck-dict-dir without --zck are refused", () =>
+    Effect.gen(function*() {
+      const topdir = yield* fixtureTopdir(fixture)
+      const hub = yield* repoHub(fixture, topdir)
+      const workdir = yield* tempDir("adjutant-work-")
+      const kojid = repoKojid(topdir, { use_createrepo_c: false })
+      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+        makeDistRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
+      const faultOfChild = (id: number) => hub.state.taskResult(hub.state.tasks.find((t) => t.parent === id)!.id)
+      yield* Effect.gen(function*() {
+        yield* startDaemon(daemonOptions(workdir))
+        const zck = startDistRepo(hub, { allow_missing_signatures: true, zck: true })
+        const dict = startDistRepo(hub, { allow_missing_signatures: true, zck_dict_dir: "/usr/share/dicts" })
+        const plain = startDistRepo(hub, { allow_missing_signatures: true })
+        for (const t of [zck, dict, plain]) yield* waitFor(() => DONE.has(hub.state.task(t.id)?.state ?? 0), `distRepo ${t.id}`)
+        assert.deepStrictEqual(faultOfChild(zck.id), { faultCode: 1000, faultString: "createrepo doesn't support zchunks" })
+        assert.deepStrictEqual(faultOfChild(dict.id), { faultCode: 1000, faultString: "--zck-dict-dir makes no sense without --zck" })
+        // The bootstrap image has only createrepo_c: the old tool's command line fails, naming it.
+        const f = Schema.decodeUnknownSync(Schema.Struct({ faultCode: Schema.Number, faultString: Schema.String }))(faultOfChild(plain.id))
+        assert.strictEqual(f.faultCode, 1000)
+        assert.match(f.faultString, /\/usr\/bin\/createrepo -vd -i /)
+        assert.notInclude(f.faultString, "--error-exit-val")
+        for (const t of [zck, dict, plain]) assert.strictEqual(hub.state.task(t.id)!.state, 5)
+        assert.deepStrictEqual(containersOfHost(hostName), [])
+      }).pipe(Effect.scoped, Effect.provide(layers))
+    }), 600_000)
+
   it.scopedLive("podman: write_signed_rpms asks host.writeSignedRPM for every rpm with a requested key; a failed write is logged and the repo fails", () =>
     Effect.gen(function*() {
       const topdir = yield* fixtureTopdir(fixture)
