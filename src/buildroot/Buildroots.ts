@@ -44,6 +44,7 @@ import {
 import { BuildrootSetupError, logTail, RpmbuildFailed } from "./errors.js"
 import type { BuildrootHub, HubSideError } from "./hubSide.js"
 import { type InstalledRpm, parseRpmQa, RPM_QA_FORMAT } from "./packageList.js"
+import { hwInfo } from "./hwInfo.js"
 import { taskRoot } from "./overlay.js"
 
 /** Options of the Buildroots service. */
@@ -190,6 +191,11 @@ export const buildrootsOptionsFromConfig = (
 const DNF_CAPS = ["SYS_CHROOT", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETFCAP", "MKNOD"]
 
 /** Exit code the build script uses for "BuildRequires missing" (rpmbuild's own, §9). */
+/** Shell (no single quotes: it goes into `trap '…' EXIT`) moving dnf's logs out of the installroot. */
+const DNF_LOGS_OUT =
+  "for f in dnf.log dnf.rpm.log dnf.librepo.log; do if [ -f /buildroot/var/log/$f ]; then " +
+  "cat /buildroot/var/log/$f >>/logs/$f; rm -f /buildroot/var/log/$f; fi; done"
+
 const MISSING_DEPS = 11
 const MAX_DEP_ROUNDS = 8
 
@@ -358,7 +364,10 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
     uploaded.push("mock_config.log")
 
     // Logs stream to the task directory while the buildroot lives (§6.3).
-    const logNames = ["state.log", "root.log", "installed_pkgs.log", "build.log"] as const
+    // The logs mock leaves in kojid's result dir, in the order kojid uploads them.
+    const logNames = [
+      "state.log", "installed_pkgs.log", "hw_info.log", "root.log", "dnf.log", "dnf.rpm.log", "dnf.librepo.log", "mock_output.log", "build.log"
+    ] as const
     const logFile = (n: (typeof logNames)[number]) => path.join(logsDir, n)
     const logScope = yield* Scope.make()
     yield* Effect.addFinalizer(() => Scope.close(logScope, Exit.void))
@@ -370,10 +379,15 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
         logsFinished = true
         yield* Scope.close(logScope, Exit.void)
       }
-      const present = logNames.filter((n) => fs.existsSync(logFile(n)))
+      // dnf's logs exist only once dnf ran in this task's root (a cached root brings none).
+      const present = logNames.filter((n) => (fs.statSync(logFile(n), { throwIfNoEntry: false })?.size ?? 0) > 0 || (fs.existsSync(logFile(n)) && !n.startsWith("dnf.")))
       return [...uploaded, ...present, ...runLogs]
     })
-    const state = (msg: string) => appendText(logFile("state.log"), `${isoNow()} INFO buildroot: ${msg}\n`)
+    // mock_output.log is what mock itself prints: its state lines and its errors.
+    const state = (msg: string) =>
+      Effect.zipRight(appendText(logFile("state.log"), `${isoNow()} INFO buildroot: ${msg}\n`), appendText(logFile("mock_output.log"), `INFO: ${msg}\n`))
+    const outputError = (msg: string) => appendText(logFile("mock_output.log"), `ERROR: ${msg}\n`)
+    yield* appendText(logFile("hw_info.log"), hwInfo([logsDir, options.cacheDir]))
 
     const inContainer = containerRepos(urls)
     const repoMountList = inContainer.mounts
@@ -394,9 +408,11 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
       user: "0:0",
       capAdd: DNF_CAPS,
       network: net,
-      command: ["/bin/sh", "-c", `exec >>/logs/root.log 2>&1\n${command}`],
+      // dnf writes its own logs into the installroot's /var/log: they move to the task's logs
+      // (kojid's result dir has them) and never stay in a root that may be cached.
+      command: ["/bin/sh", "-c", `exec >>/logs/root.log 2>&1\ntrap '${DNF_LOGS_OUT}' EXIT\n${command}`],
       mounts: [
-        { type: "bind", source: logFile("root.log"), destination: "/logs/root.log", writable: true },
+        { type: "bind", source: logsDir, destination: "/logs", writable: true },
         { type: "bind", source: root, destination: "/buildroot", writable: true },
         { type: "bind", source: meta, destination: "/meta", writable: true },
         { type: "bind", source: containerConf, destination: "/koji/dnf.conf" },
@@ -423,6 +439,7 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
         const command = `set -e\n${[...dnfBase, "install", `@${request.installGroup}`].join(" ")}\n${qa.replace("/meta/", "/meta/")}\n`
         const result = yield* containers.run(dnfSpec(root, staging, command))
         if (result.exitCode !== 0) {
+          yield* outputError(`Command failed: dnf install @${request.installGroup} (exit ${result.exitCode}); see root.log`)
           const text = yield* Effect.promise(() => fsp.readFile(logFile("root.log"), "utf8").catch(() => ""))
           const tail = logTail(text)
           return yield* new BuildrootSetupError({
@@ -530,6 +547,7 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
         yield* state(`Finish: dnf builddep (exit ${r.exitCode})`)
         yield* Effect.promise(() => fsp.rm(path.join(resultDir, "buildreqs"), { recursive: true, force: true }))
         if (r.exitCode !== 0) {
+          yield* outputError(`Command failed: dnf builddep ${path.basename(target)} (exit ${r.exitCode}); see root.log`)
           const text = yield* Effect.promise(() => fsp.readFile(logFile("root.log"), "utf8").catch(() => ""))
           const tail = logTail(text)
           return yield* new RpmbuildFailed({
@@ -565,6 +583,7 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
           const why = rc.value === -1
             ? `rpmbuild was killed after rpmbuild_timeout (${k.rpmbuild_timeout} s)`
             : `rpmbuild exited with status ${rc.value}`
+          yield* outputError(`Command failed: rpmbuild ${path.basename(srpm)}: ${why}; see build.log`)
           return yield* new RpmbuildFailed({
             message: `error building package (arch ${arch}), ${why}; see build.log for more information\n${tail}`,
             exitCode: rc.value,
@@ -584,6 +603,7 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
           return yield* new BuildError({ faultString: `Multiple spec files found: ${tail.split("\n").slice(-1)[0] ?? ""}` })
         }
         if (rc !== 0) {
+          yield* outputError(`Command failed: rpmbuild -bs ${path.basename(srpm)} (exit ${rc}); see build.log`)
           yield* expire
           const tail = yield* buildLogTail
           return yield* new BuildError({ faultString: `error building srpm, rpmbuild exited with status ${rc}; see build.log for more information\n${tail}` })
@@ -603,6 +623,7 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
         // kojid updates the list whether or not the install worked, then fails (runroot.py).
         yield* hub.updateBuildRootList(id, yield* hub.packageList(installed, repoInfoForList))
         if (r.exitCode !== 0) {
+          yield* outputError(`Command failed: dnf install ${packages.join(" ")} (exit ${r.exitCode}); see root.log`)
           const tail = logTail(yield* Effect.promise(() => fsp.readFile(logFile("root.log"), "utf8").catch(() => "")))
           return yield* new BuildrootSetupError({
             message: `${["--install", ...packages].join(" ")} exited with status ${r.exitCode}; see root.log for more information\n${tail}`,

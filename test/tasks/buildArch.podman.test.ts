@@ -4,6 +4,7 @@
  * hub's work area, buildroots EXPIRED with their package lists mapped to the fixture's rpm ids,
  * failures reported with the right fault and the log tail, no container left behind.
  */
+import { execFileSync } from "node:child_process"
 import { createReadStream, existsSync, rmSync, statSync } from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
@@ -105,7 +106,20 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       assert.deepStrictEqual(result["rpms"], [`${dir}/fixture-hello-1.0-1.noarch.rpm`])
       assert.deepStrictEqual(result["srpms"], [`${dir}/fixture-hello-1.0-1.src.rpm`])
       const logs = result["logs"] as ReadonlyArray<string>
-      for (const l of ["mock_config.log", "root.log", "build.log", "state.log", "noarch_rpmdiff.json"]) assert.include(logs, `${dir}/${l}`)
+      // The logs mock leaves in kojid's result dir; dnf's own logs come from this (cold) fill.
+      for (const l of [
+        "mock_config.log", "root.log", "build.log", "state.log", "installed_pkgs.log", "hw_info.log", "mock_output.log",
+        "dnf.log", "dnf.rpm.log", "dnf.librepo.log", "noarch_rpmdiff.json"
+      ]) assert.include(logs, `${dir}/${l}`)
+      const hw = hub.state.upload(`${dir}/hw_info.log`)!.toString()
+      assert.match(hw, /^CPU info:\nArchitecture: +x86_64\nCPU\(s\): +\d+\n/)
+      assert.include(hw, "\nMemory:\n")
+      assert.include(hw, "\nStorage:\n")
+      assert.match(hub.state.upload(`${dir}/mock_output.log`)!.toString(), /^INFO: Start: chroot init\n/)
+      assert.include(hub.state.upload(`${dir}/dnf.log`)!.toString(), "fixture-gcc")
+      // dnf's logs left the root: the cached root has none.
+      const cachedLogs = execFileSync("find", [cacheDir, "-path", "*/var/log/dnf*"], { encoding: "utf8" })
+      assert.strictEqual(cachedLogs, "", "dnf logs in the cached root")
       for (const f of [...(result["rpms"] as Array<string>), ...(result["srpms"] as Array<string>), ...logs]) {
         assert.isTrue(existsSync(path.join(hub.topdir, "work", f)), `${f} uploaded`)
       }
@@ -143,6 +157,10 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       assert.deepStrictEqual(result["srpms"], [])
       const root = hub.state.upload(`tasks/${id % 10000}/${id}/root.log`)!.toString()
       assert.include(root, "using the cached buildroot")
+      // No dnf ran in this task's root: no dnf logs are listed (an empty log is never listed).
+      const logs = (result["logs"] as ReadonlyArray<string>).map((l) => path.basename(l))
+      assert.includeMembers(logs, ["hw_info.log", "mock_output.log", "installed_pkgs.log"])
+      assert.notInclude(logs, "dnf.log")
       assert.strictEqual(brs(hub)[0]!.state, 3)
     }).pipe(Effect.scoped), 600_000)
 
@@ -167,6 +185,7 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       const br = brs(hub)[0]!
       const extra = fixture.manifest.rpms.find((r) => r.name === "fixture-extra" && r.arch !== "src")!
       assert.strictEqual(br.listing.get(extra.id), true, "fixture-extra listed with is_update")
+      assert.include((result["logs"] as ReadonlyArray<string>).map((l) => path.basename(l)), "dnf.rpm.log", "dnf logs of the builddep")
     }).pipe(Effect.scoped), 600_000)
 
   it.live("podman: dynamic BuildRequires (%generate_buildrequires) go through the rpmbuild exit-11 loop", () =>
@@ -185,6 +204,8 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
       const msg = String(result["faultString"])
       assert.match(msg, /^error building package \(arch noarch\), rpmbuild exited with status 1; see build\.log for more information\n/)
       assert.include(msg, "this package fails in %build on purpose")
+      const failed = hub.state.tasks.find((t) => t.method === "buildArch")!.id
+      assert.match(hub.state.upload(`tasks/${failed % 10000}/${failed}/mock_output.log`)!.toString(), /\nERROR: Command failed: rpmbuild fixture-fail-1\.0-1\.src\.rpm: rpmbuild exited with status 1; see build\.log\n/)
       const br = brs(hub)[0]!
       assert.strictEqual(br.state, 3)
       assert.deepStrictEqual([...br.listing.keys()].sort((a, b) => a - b), groupIds("build"))
