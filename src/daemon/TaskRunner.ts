@@ -85,7 +85,8 @@ export const makeTaskContext = (run: TaskRun, workdir: string): TaskContext => {
       priority: options.priority,
       channel: options.channel,
       assign: options.assign,
-      kwargs: options.kwargs
+      kwargs: options.kwargs,
+      ...options.extra
     })
     // A RetryError means the first attempt was committed but its answer lost. With a label the
     // hub returns the existing child for the same parent+label, so asking again is safe (§11).

@@ -264,10 +264,8 @@ export const dependantTask = defineHandler({
         const method = String(spec[0])
         const args: ReadonlyArray<XmlRpcValue> = Array.isArray(spec[1]) ? spec[1] : []
         const extra: XmlRpcStruct = spec.length > 2 && isStruct(spec[2]) ? spec[2] : {}
-        const id = yield* ctx.session.callAs(Schema.NullOr(Schema.Number), "host.subtask", [method, args, ctx.taskId], {
-          ...extra
-        })
-        if (id !== null) subtasks.push(id)
+        // kojid passes task[2] through as host.subtask keywords, verbatim.
+        subtasks.push(yield* ctx.subtask(method, args, { extra }))
       }
       if (subtasks.length > 0) yield* ctx.wait(subtasks, { all: true })
       return null

@@ -199,6 +199,8 @@ export interface SubtaskOptions {
   readonly channel?: string
   readonly assign?: number | string
   readonly kwargs?: XmlRpcStruct
+  /** Other `host.subtask` keywords passed through as given (dependantTask's `task[2]`). */
+  readonly extra?: XmlRpcStruct
 }
 
 /** Options of `wait` (koji.tasks.BaseTaskHandler.wait). */

@@ -200,7 +200,8 @@ describe("generic handlers through the loop", () => {
       const hub = yield* fakeHub()
       const workdir = yield* tempWorkdir
       const chain = hub.createTask("subtask", [1])
-      const dep = hub.createTask("dependantTask", [[chain], [["sleep", [1]]]])
+      // task[2] is passed to host.subtask as keywords, as kojid does.
+      const dep = hub.createTask("dependantTask", [[chain], [["sleep", [1], { label: "dep-sleep", priority: 33 }]]])
       yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub)))
       yield* until(() => hub.state.task(dep)?.state === TaskState.CLOSED, "dependantTask closed", 1200)
       assert.strictEqual(hub.state.task(chain)?.state, TaskState.CLOSED)
@@ -210,7 +211,7 @@ describe("generic handlers through the loop", () => {
       const grandchild = hub.state.tasks.find((t) => t.parent === child.id)!
       assert.deepStrictEqual([grandchild.method, grandchild.label], ["sleep", "bar"])
       const depChild = hub.state.tasks.find((t) => t.parent === dep)!
-      assert.strictEqual(depChild.method, "sleep")
+      assert.deepStrictEqual([depChild.method, depChild.label, depChild.priority], ["sleep", "dep-sleep", 33])
       assert.isAtLeast(depChild.createTs, hub.state.task(chain)!.completionTs!)
     }))
 })
