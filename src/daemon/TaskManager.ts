@@ -19,6 +19,7 @@ import { decodeCall, Double, encodeFault, type XmlRpcValue } from "../hub/xmlrpc
 import { type DaemonControl, TaskState } from "../tasks/handler.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
+import { serveStatus, type StatusServerError, type StatusSnapshot } from "./StatusServer.js"
 import { type RunnerOptions, type TaskEvents, runTask } from "./TaskRunner.js"
 import { makeLoopWaker, makeWaker, type Waker } from "./Waiter.js"
 
@@ -49,6 +50,8 @@ export interface DaemonOptions {
    * gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
    */
   readonly batchHubCalls: boolean
+  /** `[adjutant] status_listen` (host:port): serve /status and /healthz there; unset = none. */
+  readonly statusListen?: string
 }
 
 /** The least time between two cycle starts when a wake-up starts the second: sleeptime/10, at most 1 s. */
@@ -97,6 +100,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   let hostdata: HostInfo | undefined
   let restartPending = false
   let legacyHostData = false
+  /** The last heartbeat the hub accepted (for the status endpoint). */
+  let lastBeat: { readonly at: number; readonly ready: boolean } | undefined
   /** host.getHost's answer when it came in the same multiCall as getHostTasks. */
   let prefetchedHost: Either.Either<HostInfo, Fault | HubError> | undefined
 
@@ -279,7 +284,9 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   })
 
   /** The heartbeat; a 1.34 hub has no `data` keyword (ParameterError) → updateHost + setHostData. */
-  const heartbeat = (ready: boolean) => {
+  const heartbeat = (ready: boolean) => Effect.tap(heartbeatCalls(ready), () => beaten(ready))
+  const beaten = (ready: boolean) => Effect.map(Clock.currentTimeMillis, (at) => void (lastBeat = { at, ready }))
+  const heartbeatCalls = (ready: boolean) => {
     const data = { methods: [...registry.methods], maxjobs: options.maxjobs }
     if (legacyHostData) {
       return Effect.zipRight(api.updateHost(taskLoad, ready), api.setHostData(data))
@@ -442,6 +449,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       if (Either.isLeft(beat)) {
         if (!(beat.left instanceof ParameterError)) return yield* Effect.fail(beat.left)
         yield* heartbeat(ready)
+      } else {
+        yield* beaten(ready)
       }
       return yield* tasks
     })
@@ -508,7 +517,23 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     /** Local task events cut the loop's idle pause short. */
     wakeup: loopWaker,
     /** Ids of running task fibers (for status and tests). */
-    runningTasks: Effect.sync(() => [...running.values()].filter((e) => !e.done).map((e) => e.taskId))
+    runningTasks: Effect.sync(() => [...running.values()].filter((e) => !e.done).map((e) => e.taskId)),
+    /** The daemon's state for the status endpoint. */
+    status: Effect.sync((): StatusSnapshot => ({
+      host: hostdata?.name ?? "",
+      hostId,
+      pid: process.pid,
+      startTs,
+      ready: lastBeat?.ready ?? null,
+      taskLoad,
+      maxjobs: options.maxjobs,
+      restartPending,
+      lastHeartbeat: lastBeat?.at ?? null,
+      tasks: [...running.values()].filter((e) => !e.done).map((e) => ({ id: e.taskId, method: e.method }))
+    })),
+    /** True while the last accepted heartbeat is at most three cycles old. */
+    healthy: Effect.map(Clock.currentTimeMillis, (now) =>
+      lastBeat !== undefined && now - lastBeat.at <= 3 * Duration.toMillis(options.sleeptime) + 30_000)
   }
 })
 
@@ -570,7 +595,7 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
  */
 export const runDaemon = (
   options: DaemonOptions
-): Effect.Effect<DaemonResult, Fault | HubError | LoginError, KojiHub | TaskRegistry | Readiness | Containers | Scope.Scope> =>
+): Effect.Effect<DaemonResult, Fault | HubError | LoginError | StatusServerError, KojiHub | TaskRegistry | Readiness | Containers | Scope.Scope> =>
   Effect.gen(function*() {
     const hub = yield* KojiHub
     const session = yield* hub.loginScoped(options.forceLock)
@@ -581,6 +606,7 @@ export const runDaemon = (
     const reaped = yield* Effect.either(reap(() => false))
     if (Either.isLeft(reaped)) yield* Effect.logWarning(`could not reap orphan containers: ${reaped.left.message}`)
     else if (reaped.right.removed.length > 0) yield* Effect.logInfo(`removed ${reaped.right.removed.length} orphan containers`)
+    if (options.statusListen !== undefined && options.statusListen !== "") yield* serveStatus(options.statusListen, tm.status, tm.healthy)
     yield* installRestartSignal(tm)
     return yield* runLoop(tm, options)
   })

@@ -17,5 +17,6 @@ export const daemonOptionsFromConfig = (config: Config): DaemonOptions => ({
   // kojid's cleanupTask gives a task up to ~8 s to die; container removal needs the stop timeout more.
   shutdownTimeout: Duration.seconds(config.adjutant.container_stop_timeout + 30),
   shutdownCallTimeout: Duration.seconds(30),
-  batchHubCalls: config.adjutant.batch_hub_calls
+  batchHubCalls: config.adjutant.batch_hub_calls,
+  ...(config.adjutant.status_listen === "" ? {} : { statusListen: config.adjutant.status_listen })
 })
