@@ -4,9 +4,9 @@
 # packages, builds the daemon, the offline bootstrap image and the offline koji fixture repo,
 # makes sure a podman API service is listening, then runs the main job:
 #
-#   sudo ./scripts/run.sh                      build the example package fixture-hello locally
-#   sudo ./scripts/run.sh build-local --repo URL|DIR [--arch A] [--result DIR] X.src.rpm
-#   sudo ./scripts/run.sh -c /etc/kojid/kojid.conf --fg --force-lock -v     run the daemon
+#   ./scripts/run.sh                      build the example package fixture-hello locally
+#   ./scripts/run.sh build-local --repo URL|DIR [--arch A] [--result DIR] X.src.rpm
+#   ./scripts/run.sh -c /etc/kojid/kojid.conf --fg --force-lock -v     run the daemon
 #
 # With no arguments it builds the fixture's noarch example through the same buildroot and
 # build code the daemon uses, with the fixture repo standing in for a koji repo; the RPMs and
@@ -15,7 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-  echo "scripts/run.sh: run as root (sudo $0): it installs podman and drives a rootful podman" >&2
+  # Not root: run again through sudo where there is one.
+  if command -v sudo >/dev/null 2>&1; then exec sudo -- "$0" "$@"; fi
+  echo "scripts/run.sh: run as root: it installs podman and drives a rootful podman" >&2
   exit 1
 fi
 

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
-  echo "scripts/test.sh: run as root (sudo $0): the tests drive a rootful podman" >&2
+  # Not root: run again through sudo where there is one.
+  if command -v sudo >/dev/null 2>&1; then exec sudo -- "$0" "$@"; fi
+  echo "scripts/test.sh: run as root: the tests drive a rootful podman" >&2
   exit 1
 fi
 
