@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" != 0 ]; then
   # Not root: run again through sudo where there is one.
-  if command -v sudo >/dev/null 2>&1; then exec sudo -- "$0" "$@"; fi
+  if command -v sudo >/dev/null 2>&1; then exec sudo -- "$(readlink -f "$0")" "$@"; fi
   echo "scripts/test.sh: run as root: the tests drive a rootful podman" >&2
   exit 1
 fi
