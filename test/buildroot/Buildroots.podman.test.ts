@@ -16,13 +16,14 @@ import { Containers } from "../../src/containers/Containers.js"
 import { hostApi } from "../../src/hub/HostApi.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("buildroots")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 let dir: string
 
@@ -31,17 +32,13 @@ const treeDigest = (root: string): string =>
   execFileSync("sh", ["-c", `cd "${root}" && find . -printf '%p %s %m %T@\\n' | LC_ALL=C sort | sha256sum`], { encoding: "utf8" })
 
 describe.skipIf(!podmanInstalled)("Buildroots (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = loadFixtureFiles()
-    service = await startPodmanService()
     dir = mkdtempSync(path.join(tmpdir(), "adjutant-broots-"))
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
+  afterAll(() => {
     rmSync(dir, { recursive: true, force: true })
-    assert.deepStrictEqual(left, [], "containers left behind")
   })
 
   it.live("podman: cold fill lists the group with hub ids, a warm open reuses the root, BuildRequires never reach the cache", () =>
@@ -51,7 +48,7 @@ describe.skipIf(!podmanInstalled)("Buildroots (real podman)", () => {
       const cacheDir = path.join(dir, "cache")
       const options = buildrootsOptions(fixture, topdir, cacheDir)
       const layer = Layer.mergeAll(
-        Buildroots.layer(options).pipe(Layer.provideMerge(Containers.layer(testContainersOptions(service.socket, hostName)))),
+        Buildroots.layer(options).pipe(Layer.provideMerge(Containers.layer(testContainersOptions(podman.socket, hostName)))),
         KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 0, retryInterval: 1 }).pipe(Layer.orDie)
       )
       yield* Effect.gen(function* () {

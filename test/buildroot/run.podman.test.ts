@@ -21,13 +21,14 @@ import { hostApi } from "../../src/hub/HostApi.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import { taskRelPath } from "../../src/tasks/handler.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("broot-run")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 let dir: string
 
@@ -38,17 +39,13 @@ const treeDigest = (root: string): string =>
 const BUILDROOT_CALLS = new Set(["host.newBuildRoot", "host.setBuildRootList", "host.setBuildRootState", "host.updateBuildRootList"])
 
 describe.skipIf(!podmanInstalled)("Buildroot.run (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = loadFixtureFiles()
-    service = await startPodmanService()
     dir = mkdtempSync(path.join(tmpdir(), "adjutant-broot-run-"))
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
+  afterAll(() => {
     rmSync(dir, { recursive: true, force: true })
-    assert.deepStrictEqual(left, [], "containers left behind")
   })
 
   it.live("podman: run installs into the task's copy only, runs as root with mounts, and the next buildroot is warm and clean", () =>
@@ -62,7 +59,7 @@ describe.skipIf(!podmanInstalled)("Buildroot.run (real podman)", () => {
       mkdirSync(path.join(host, "out"))
       writeFileSync(path.join(host, "in", "hello.txt"), "hello from the host\n")
       const layer = Layer.mergeAll(
-        Buildroots.layer(options).pipe(Layer.provideMerge(Containers.layer(testContainersOptions(service.socket, hostName)))),
+        Buildroots.layer(options).pipe(Layer.provideMerge(Containers.layer(testContainersOptions(podman.socket, hostName)))),
         KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 0, retryInterval: 1 }).pipe(Layer.orDie)
       )
       yield* Effect.gen(function* () {

@@ -13,7 +13,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
   buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, tempDir,
   uploadSrpm, waitFor
@@ -22,7 +23,7 @@ import {
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("hostile")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 let dir: string
 let certFile: string
@@ -58,19 +59,15 @@ const makeSrpm = (name: string, build: string): string => {
 }
 
 describe.skipIf(!podmanInstalled)("hostile builds and cancel (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = loadFixtureFiles()
-    service = await startPodmanService()
     dir = mkdtempSync(path.join(tmpdir(), "adjutant-hostile-"))
     certFile = path.join(dir, "client.pem")
     writeFileSync(certFile, "-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n", { mode: 0o644 })
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
+  afterAll(() => {
     rmSync(dir, { recursive: true, force: true })
-    assert.deepStrictEqual(left, [], "containers left behind")
   })
 
   it.live("podman: network, the client cert, writes outside the build dir, a fork bomb and a disk filler each fail their task", () =>
@@ -106,7 +103,7 @@ describe.skipIf(!podmanInstalled)("hostile builds and cancel (real podman)", () 
         yield* startDaemon(daemonOptions(workdir))
         yield* waitFor(() => [...ids.values()].every((id) => [2, 3, 5].includes(hub.state.task(id)?.state ?? 0)), "hostile tasks to finish", "600 seconds")
         yield* Effect.sleep("300 millis")
-      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, buildrootsOptions(fixture, topdir, path.join(dir, "cache")), { pids: 200, memory: 1024 ** 3 })))
+      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, podman.socket, hostName, buildrootsOptions(fixture, topdir, path.join(dir, "cache")), { pids: 200, memory: 1024 ** 3 })))
       for (const [name, id] of ids) {
         const r = hub.state.taskResult(id) as Record<string, unknown>
         assert.strictEqual(hub.state.task(id)!.state, 5, `${name} must fail: ${JSON.stringify(r)}`)
@@ -132,7 +129,7 @@ describe.skipIf(!podmanInstalled)("hostile builds and cancel (real podman)", () 
         hub.cancelTask(id)
         yield* waitFor(() => containersOfHost(hostName).length === 0, "containers to go", "60 seconds")
         yield* waitFor(() => [...buildrootTables(topdir).buildroots.values()].every((b) => b.state === 3), "buildroot EXPIRED", "60 seconds")
-      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, buildrootsOptions(fixture, topdir, path.join(dir, "cache")))))
+      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, podman.socket, hostName, buildrootsOptions(fixture, topdir, path.join(dir, "cache")))))
       assert.strictEqual(hub.state.task(id)!.state, 3)
       const [br] = [...buildrootTables(topdir).buildroots.values()]
       assert.strictEqual(br!.state, 3)

@@ -14,7 +14,8 @@ import { Effect } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { addRepo, addTag, buildrootTables, setAverageBuildDuration } from "../../src/testing/fakehub/buildroots.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
   buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, tempDir,
   uploadSrpm, waitFor
@@ -23,7 +24,7 @@ import {
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("buildarch")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 let cacheDir: string
 
@@ -55,7 +56,7 @@ const runTask = (
       yield* waitFor(() => DONE.has(hub.state.task(id)?.state ?? 0), `task ${id} to finish`)
       // The buildroot is expired before the report; give the daemon a moment to tidy up.
       yield* Effect.sleep("300 millis")
-    }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, options)))
+    }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, podman.socket, hostName, options)))
     return { hub, id, topdir, state: hub.state.task(id)!.state, result: hub.state.taskResult(id) as Record<string, unknown> }
   })
 
@@ -84,17 +85,13 @@ const serveDir = (dir: string) =>
 const brs = (hub: FakeHub) => [...buildrootTables(hub.topdir).buildroots.values()]
 
 describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = loadFixtureFiles()
-    service = await startPodmanService()
     cacheDir = (await import("node:fs")).mkdtempSync(path.join((await import("node:os")).tmpdir(), "adjutant-brcache-"))
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
+  afterAll(() => {
     rmSync(cacheDir, { recursive: true, force: true })
-    assert.deepStrictEqual(left, [], "containers left behind")
   })
 
   it.live("podman: buildArch of the noarch fixture closes with kojid's result, uploads and an EXPIRED buildroot with its list", () =>
@@ -260,7 +257,7 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
         yield* startDaemon(daemonOptions(workdir))
         yield* waitFor(() => ids.every((id) => DONE.has(hub.state.task(id)?.state ?? 0)), "bad-input tasks to finish")
         yield* Effect.sleep("300 millis")
-      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, service.socket, hostName, buildrootsOptions(fixture, topdir, cacheDir))))
+      }).pipe(Effect.scoped, Effect.provide(daemonLayers(hub, podman.socket, hostName, buildrootsOptions(fixture, topdir, cacheDir))))
       cases.forEach(([name, , code, re], i) => {
         const r = hub.state.taskResult(ids[i]!) as Record<string, unknown>
         assert.strictEqual(hub.state.task(ids[i]!)!.state, 5, name)

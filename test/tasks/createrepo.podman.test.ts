@@ -9,13 +9,14 @@ import { existsSync, linkSync, mkdirSync, readdirSync, renameSync, writeFileSync
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { beforeAll } from "vitest"
 import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { addExternalRepo, repoWorld } from "../../src/testing/fakehub/newrepo.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
   createNewRepo, daemonOptions, dnfReadRepo, DONE, FaultResult, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon,
   tempDir, waitFor
@@ -24,7 +25,7 @@ import {
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("createrepo")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 
 const faultOf = (hub: FakeHub, id: number) => resultAs(FaultResult, hub, id)
@@ -41,7 +42,7 @@ const withDaemon = <A, E>(hub: FakeHub, topdir: string, body: Effect.Effect<A, E
       return yield* body
     }).pipe(
       Effect.scoped,
-      Effect.provide(repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+      Effect.provide(repoDaemonLayers(hub, podman.socket, hostName, (containers) =>
         makeRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers })))
     )
   })
@@ -54,16 +55,10 @@ const runNewRepo = (hub: FakeHub) =>
   })
 
 describe.skipIf(!podmanInstalled)("createrepo (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = ensureFixture()
-    service = await startPodmanService()
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
-    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
-  })
 
   it.scopedLive("podman: external repos are merged in koji and bare modes; $arch is substituted and other arches skipped", () =>
     Effect.gen(function*() {

@@ -20,13 +20,14 @@ import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { addBuild, distRepoInit, repoWorld, tagBuild } from "../../src/testing/fakehub/newrepo.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import { daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("distrepo-ml")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 let rpmdir: string
 
@@ -134,19 +135,15 @@ const KojiPkgs = Schema.Record({
 })
 
 describe.skipIf(!podmanInstalled)("distRepo multilib (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = ensureFixture()
     rpmdir = mkdtempSync(path.join(tmpdir(), "adjutant-mlrpms-"))
     buildRpms(fixture.manifest.bootstrapImage, rpmdir)
     rpmdir = path.join(rpmdir, "rpms")
-    service = await startPodmanService()
   }, 600_000)
-  afterAll(async () => {
+  afterAll(() => {
     if (rpmdir !== undefined) rmSync(path.dirname(rpmdir), { recursive: true, force: true })
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
-    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
   })
 
   it.scopedLive("podman: the x86_64 dist repo takes the selected i686 packages and their deps; unresolvable deps, a missing 32-bit copy and a missing or broken config fail", () =>
@@ -156,7 +153,7 @@ describe.skipIf(!podmanInstalled)("distRepo multilib (real podman)", () => {
       loadTag(topdir)
       const workdir = yield* tempDir("adjutant-work-")
       const kojid = repoKojid(topdir)
-      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+      const layers = repoDaemonLayers(hub, podman.socket, hostName, (containers) =>
         makeDistRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
       yield* Effect.gen(function*() {
         yield* startDaemon(daemonOptions(workdir))

@@ -9,20 +9,21 @@ import { linkSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync 
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Schema } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { beforeAll } from "vitest"
 import { makeDistRepoHandlers, pickKey } from "../../src/tasks/distRepo.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { distRepoInit, repoWorld } from "../../src/testing/fakehub/newrepo.js"
 import { ripRpmSighdr, signedPath, storeRpmSig } from "../../src/testing/fakehub/signed.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import { daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("distrepo")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 const KEY = "abcd1234"
 
@@ -46,16 +47,10 @@ describe("distRepo key choice", () => {
 })
 
 describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = ensureFixture()
-    service = await startPodmanService()
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
-    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
-  })
 
   it.scopedLive("podman: a dist repo with the signed copy by key order; unsigned rpms refused unless allowed", () =>
     Effect.gen(function*() {
@@ -70,7 +65,7 @@ describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
       repoWorld(topdir).sigkeys.set(extra.id, [KEY])
       const workdir = yield* tempDir("adjutant-work-")
       const kojid = repoKojid(topdir)
-      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+      const layers = repoDaemonLayers(hub, podman.socket, hostName, (containers) =>
         makeDistRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
       yield* Effect.gen(function*() {
         yield* startDaemon(daemonOptions(workdir))
@@ -112,7 +107,7 @@ describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
       const hub = yield* repoHub(fixture, topdir)
       const workdir = yield* tempDir("adjutant-work-")
       const kojid = repoKojid(topdir, { use_createrepo_c: false })
-      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+      const layers = repoDaemonLayers(hub, podman.socket, hostName, (containers) =>
         makeDistRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
       const faultOfChild = (id: number) => hub.state.taskResult(hub.state.tasks.find((t) => t.parent === id)!.id)
       yield* Effect.gen(function*() {
@@ -151,7 +146,7 @@ describe.skipIf(!podmanInstalled)("distRepo (real podman)", () => {
       const extraInode = statSync(extraSigned).ino
       const workdir = yield* tempDir("adjutant-work-")
       const kojid = repoKojid(topdir)
-      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+      const layers = repoDaemonLayers(hub, podman.socket, hostName, (containers) =>
         makeDistRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
       const asked = (from: number) =>
         hub.state.calls.filter((c) => c.seq > from && (c.method === "multiCall" || c.method === "system.multicall"))

@@ -8,12 +8,13 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { beforeAll } from "vitest"
 import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
   createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon, tempDir,
   UploadResult, waitFor
@@ -22,22 +23,16 @@ import {
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("newrepo")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 
 const tasksOf = (hub: FakeHub, method: string) => hub.state.tasks.filter((t) => t.method === method)
 
 describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = ensureFixture()
-    service = await startPodmanService()
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
-    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
-  })
 
   it.scopedLive("podman: newRepo makes a repo dnf reads back with exactly the tagged packages and the build group; copy_old_repodata reuses it", () =>
     Effect.gen(function*() {
@@ -45,7 +40,7 @@ describe.skipIf(!podmanInstalled)("newRepo + createrepo end to end (real podman)
       const workdir = yield* tempDir("adjutant-work-")
       const hub = yield* repoHub(fixture, topdir)
       const kojid = repoKojid(topdir, { copy_old_repodata: true })
-      const layers = repoDaemonLayers(hub, service.socket, hostName, (containers) =>
+      const layers = repoDaemonLayers(hub, podman.socket, hostName, (containers) =>
         makeRepoHandlers({ kojid, image: fixture.manifest.bootstrapImage, containers }))
       yield* Effect.gen(function*() {
         yield* startDaemon(daemonOptions(workdir))

@@ -12,7 +12,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Layer } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { beforeAll } from "vitest"
 import { Buildroots } from "../../src/buildroot/Buildroots.js"
 import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
@@ -23,13 +23,14 @@ import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { buildrootTables, loadFixture } from "../../src/testing/fakehub/buildroots.js"
 import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
 import { buildrootsOptions, loadFixtureFiles, type Fixture } from "../buildroot/support.js"
-import { containersOfHost, podmanInstalled, podmanSkipReason, type PodmanService, removeContainersOfHost, startPodmanService, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { containersOfHost, podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 import { daemonOptions, DONE, HOST, PASSWORD, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const hostName = uniqueHostName("runroot")
-let service: PodmanService
+let podman: { readonly socket: string }
 let fixture: Fixture
 
 /** A topdir whose repos/ and packages/ are the fixture's (repo 1 of fixture-build is READY). */
@@ -50,7 +51,7 @@ const treeDigest = (root: string): string =>
 
 /** The daemon's layers: real Containers on the test socket, Buildroots over them, the runroot handler, the fake hub. */
 const runrootLayers = (hub: FakeHub, topdir: string, cacheDir: string, config: RunrootConfig) => {
-  const containers = Containers.layer(testContainersOptions(service.socket, hostName, {
+  const containers = Containers.layer(testContainersOptions(podman.socket, hostName, {
     defaultLimits: { memory: 2 * 1024 ** 3, pids: 1024, cpus: 0 }
   }))
   const broots = Buildroots.layer(buildrootsOptions(fixture, topdir, cacheDir)).pipe(Layer.provideMerge(containers))
@@ -62,16 +63,10 @@ const runrootLayers = (hub: FakeHub, topdir: string, cacheDir: string, config: R
 }
 
 describe.skipIf(!podmanInstalled)("runroot (real podman)", () => {
+  podman = podmanServiceForTests(hostName)
   beforeAll(async () => {
     fixture = loadFixtureFiles()
-    service = await startPodmanService()
   }, 600_000)
-  afterAll(async () => {
-    const left = containersOfHost(hostName)
-    removeContainersOfHost(hostName)
-    await service?.stop()
-    if (left.length > 0) throw new Error(`containers left behind: ${left.join(", ")}`)
-  })
 
   it.scopedLive("podman: runroot with an allowed mount runs in the tag's buildroot; a forbidden mount is refused before anything exists; a second runroot is warm and clean", () =>
     Effect.gen(function*() {
