@@ -7,6 +7,7 @@
 import { Either } from "effect"
 import { BuildError, GenericError } from "../hub/faults.js"
 import { fnmatch, multiFnmatch, splitWhitespace } from "../scm/fnmatch.js"
+import { pythonTruthy, type XmlRpcValue } from "../hub/xmlrpc.js"
 
 /** `koji.canonArch`: i?86/athlon → i386, ia32e → x86_64, ppc64* → ppc64 (but ppc64le), sparc64*, sparc*, alpha*, arm*h* → armhfp, arm* → arm. */
 export const canonArch = (arch: string): string => {
@@ -126,13 +127,11 @@ export interface TagArchConfig {
 }
 
 /** `BuildTask.handler`'s first check: `arch_override` needs `scratch`. */
-export const checkArchOverride = (opts: { readonly scratch?: unknown; readonly arch_override?: unknown }): Either.Either<void, BuildError> =>
-  truthy(opts.arch_override) && !truthy(opts.scratch)
+export const checkArchOverride = (opts: { readonly scratch?: XmlRpcValue | undefined; readonly arch_override?: XmlRpcValue | undefined }): Either.Either<void, BuildError> =>
+  pythonTruthy(opts.arch_override) && !pythonTruthy(opts.scratch)
     ? Either.left(new BuildError({ faultString: "arch_override is only allowed for scratch builds" }))
     : Either.right(undefined)
 
-const truthy = (v: unknown): boolean =>
-  v !== undefined && v !== null && v !== false && v !== 0 && v !== "" && !(Array.isArray(v) && v.length === 0)
 
 /**
  * `BuildTask.getArchList`: the tag arches plus the package's `extra_arches`; replaced by

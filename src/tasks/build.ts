@@ -14,7 +14,7 @@ import { parseRpmHeader, type RpmHeaderInfo } from "../buildroot/rpmHeader.js"
 import { BuildError, GenericError } from "../hub/faults.js"
 import { type HostApi, hostApi } from "../hub/HostApi.js"
 import type * as S from "../hub/schemas.js"
-import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
+import { isStruct, pythonTruthy, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { isScmUrl } from "../scm/url.js"
 import { multiFnmatch } from "../scm/fnmatch.js"
 import {
@@ -75,9 +75,6 @@ export const buildSignature = signature("BuildTask.handler", {
   opts: optional(Opts, null)
 })
 
-const truthy = (v: XmlRpcValue | undefined): boolean =>
-  v !== undefined && v !== null && v !== false && v !== 0 && v !== "" &&
-  !(Array.isArray(v) && v.length === 0) && !(isStruct(v) && Object.keys(v).length === 0)
 
 const REPO_STATES = ["INIT", "READY", "EXPIRED", "DELETED", "PROBLEM"]
 
@@ -111,7 +108,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
     Effect.gen(function*() {
       const api: HostApi = hostApi(ctx.session)
       const opts: Record<string, XmlRpcValue> = { ...(optsIn ?? {}) }
-      const scratch = truthy(opts["scratch"])
+      const scratch = pythonTruthy(opts["scratch"])
       yield* checkArchOverride({ scratch: opts["scratch"], arch_override: opts["arch_override"] })
       let eventId: number | null = null
       let repoInfo: S.RepoInfo | null = null
@@ -127,7 +124,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         eventId = repoInfo.create_event
       }
       const meta = opts["custom_user_metadata"]
-      if (truthy(meta) && !isStruct(meta)) {
+      if (pythonTruthy(meta) && !isStruct(meta)) {
         return yield* new BuildError({ faultString: "custom_user_metadata must be serializable to a JSON object" })
       }
       if (typeof src !== "string") return yield* new BuildError({ faultString: `Invalid source specification: ${JSON.stringify(src)}` })
@@ -156,7 +153,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
           destTag = taginfo.id
         }
       }
-      const skipTag = truthy(opts["skip_tag"])
+      const skipTag = pythonTruthy(opts["skip_tag"])
       const policyData: Record<string, XmlRpcValue> = {
         user_id: owner,
         source: src,
@@ -178,7 +175,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         const waitBuilds = opts["wait_builds"]
         repoInfo = yield* getRepo(ctx, buildTag, {
           builds: Array.isArray(waitBuilds) ? waitBuilds.map(String) : null,
-          wait: truthy(opts["wait_repo"])
+          wait: pythonTruthy(opts["wait_repo"])
         })
         const last = yield* api.getLastEvent()
         eventId = last?.id ?? null
@@ -223,7 +220,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         const cfg = yield* buildConfig()
         let rebuild: XmlRpcValue = cfg.extra?.["rebuild_srpm"] ?? true
         if (scratch && opts["rebuild_srpm"] !== undefined && opts["rebuild_srpm"] !== null) rebuild = opts["rebuild_srpm"]
-        if (truthy(rebuild)) srpm = yield* srpmSubtask("rebuildSRPM")
+        if (pythonTruthy(rebuild)) srpm = yield* srpmSubtask("rebuildSRPM")
       }
 
       const h = yield* readSrpmHeader(read, srpm)
@@ -234,7 +231,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         data["source"] = source.source
         data["extra"] = { source: { original_url: source.url } }
       }
-      if (truthy(meta) && isStruct(meta)) {
+      if (pythonTruthy(meta) && isStruct(meta)) {
         const extra = isStruct(data["extra"]) ? data["extra"] : {}
         data["extra"] = { ...extra, custom_user_metadata: meta }
       }
@@ -256,10 +253,10 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         scratch,
         archOverride: typeof archOverride === "string" ? archOverride : null
       })
-      if (truthy(opts["draft"])) data["draft"] = opts["draft"] ?? null
+      if (pythonTruthy(opts["draft"])) data["draft"] = opts["draft"] ?? null
 
       const buildId = scratch ? null : yield* api.initBuild(data)
-      const failany = truthy(opts["fail_fast"]) || !options.build_arch_can_fail
+      const failany = pythonTruthy(opts["fail_fast"]) || !options.build_arch_can_fail
 
       const runBuilds = Effect.gen(function*() {
         yield* Effect.logDebug(`Spawning jobs for arches: ${archlist.join(", ")}`)

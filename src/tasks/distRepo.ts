@@ -16,7 +16,7 @@ import { BuildError, GenericError, KojiFault } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { RepoState } from "../hub/schemas.js"
 import { uploadWrapper } from "../hub/Uploads.js"
-import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
+import { isStruct, pythonTruthy, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { canonArch } from "./arches.js"
 import { createrepoCommand, distRepoPath, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
 import { develSelect, DNF_DEPSOLVE_SCRIPT, dnfConfigText, HEADER_QUERYFORMAT, installedBasename, MULTILIB_ARCHMAP, parseHeaderQuery, parseMultilibConfig } from "./multilib.js"
@@ -53,8 +53,6 @@ const TaskOpts = Schema.Record({ key: Schema.String, value: AnyValue })
 const Keys = Schema.Array(Schema.String)
 const TagArg = Schema.Union(Schema.Int, Schema.String, Schema.Record({ key: Schema.String, value: AnyValue }))
 
-const truthy = (v: XmlRpcValue | undefined): boolean =>
-  !(v === undefined || v === null || v === false || v === 0 || v === "" || (Array.isArray(v) && v.length === 0))
 
 /** pick_key: the earliest of `keys` among the available signatures. */
 export const pickKey = (keys: ReadonlyArray<string>, avail: ReadonlyArray<string>): string | undefined => {
@@ -99,7 +97,7 @@ export const distRepoHandler = () =>
         opts["arch"] = arches
         const canon = [...new Set(arches.map(canonArch))]
         const arch32s = canon.filter((a) => !isMultiLibArch(a))
-        const multilib = truthy(opts["multilib"])
+        const multilib = pythonTruthy(opts["multilib"])
         const subtasks = new Map<string, number>()
         const spawn = (arch: string) => ctx.subtask("createdistrepo", [tag, repo_id, arch, keys, opts], { label: arch, arch: "noarch" })
         // 32-bit arches first: with multilib the 64-bit ones read their output.
@@ -147,7 +145,7 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
         (v) => Schema.decodeUnknown(Schema.Tuple(Schema.Array(Schema.Record({ key: Schema.String, value: AnyValue })), Schema.Array(Schema.Record({ key: Schema.String, value: AnyValue }))))(v)
       )
       for (const b of builds) {
-        if (truthy(b["draft"])) return yield* new BuildError({ faultString: `Draft build: ${String(b["nvr"])} is not allowed` })
+        if (pythonTruthy(b["draft"])) return yield* new BuildError({ faultString: `Draft build: ${String(b["nvr"])} is not allowed` })
         const vol = typeof b["volume_name"] === "string" && b["volume_name"] !== "DEFAULT" ? `vol/${b["volume_name"]}/` : ""
         builddirs.set(Number(b["id"]), path.join(r.deps.kojid.topdir, `${vol}packages/${String(b["name"])}/${String(b["version"])}/${String(b["release"])}`))
       }
@@ -170,7 +168,7 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
         selected.set(id, { ...chosen, best_key: best })
       }
     }
-    if (truthy(opts["write_signed_rpms"])) {
+    if (pythonTruthy(opts["write_signed_rpms"])) {
       // host.writeSignedRPM for every rpm with a chosen key, in multiCall batches of 1000 as kojid.
       const withKey = [...selected.entries()].filter(([, info]) => typeof info["best_key"] === "string")
       let log = ""
@@ -194,7 +192,7 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
       let pkgpath: string
       if (info["sigkey"] === null || info["sigkey"] === undefined) {
         sigMissing.push(id)
-        if (truthy(opts["skip_missing_signatures"])) continue
+        if (pythonTruthy(opts["skip_missing_signatures"])) continue
         pkgpath = path.join(builddirs.get(Number(info["build_id"])) ?? "", rel(info))
       } else {
         pkgpath = path.join(builddirs.get(Number(info["build_id"])) ?? "", "data/signed", String(info["sigkey"]), rel(info))
@@ -209,7 +207,7 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
       return yield* new GenericError({ faultString: "Packages missing from the filesystem. See missing_files.log." })
     }
     if (sigMissing.length > 0) {
-      const skip = truthy(opts["skip_missing_signatures"])
+      const skip = pythonTruthy(opts["skip_missing_signatures"])
       const lines = sigMissing.map((id) => {
         const s = selected.get(id)!
         return `${String(s["name"])}-${String(s["version"])}-${String(s["release"])}.${String(s["arch"])}: ${JSON.stringify([...byId.get(id)!.keys()])}\n`
@@ -218,7 +216,7 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
         "Some rpms were missing requested signatures.\n" +
           (skip ? "The skip_missing_signatures option was specified, so these files were excluded.\n" : "") +
           `Requested keys: ${JSON.stringify(keys)}\n\n# RPM name: available keys\n${lines.join("")}`)
-      if (!skip && !truthy(opts["allow_missing_signatures"])) {
+      if (!skip && !pythonTruthy(opts["allow_missing_signatures"])) {
         return yield* new GenericError({ faultString: "Unsigned packages found. See missing_signatures.log" })
       }
     }
@@ -228,10 +226,10 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
 const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: string, oldrepodata: string | undefined, oldpkgs: ReadonlyArray<string>, opts: XmlRpcStruct, logname: string) =>
   Effect.gen(function*() {
     yield* fsStep(`cannot create ${repodir}`, () => fsp.mkdir(repodir, { recursive: true }))
-    if (!r.deps.kojid.use_createrepo_c && truthy(opts["zck"])) {
+    if (!r.deps.kojid.use_createrepo_c && pythonTruthy(opts["zck"])) {
       return yield* new GenericError({ faultString: "createrepo doesn't support zchunks" })
     }
-    if (truthy(opts["zck_dict_dir"]) && !truthy(opts["zck"])) {
+    if (pythonTruthy(opts["zck_dict_dir"]) && !pythonTruthy(opts["zck"])) {
       return yield* new GenericError({ faultString: "--zck-dict-dir makes no sense without --zck" })
     }
     const cmd = [...createrepoCommand(r.deps.kojid), "-vd", "-i", pkglist]
@@ -246,7 +244,7 @@ const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: s
         cmd.push("--update")
         const skipStat = opts["createrepo_skip_stat"] === undefined || opts["createrepo_skip_stat"] === null
           ? r.deps.kojid.distrepo_skip_stat
-          : truthy(opts["createrepo_skip_stat"])
+          : pythonTruthy(opts["createrepo_skip_stat"])
         if (skipStat) cmd.push("--skip-stat")
       }
     }
@@ -254,8 +252,8 @@ const doCreaterepo = (r: DistRun, repodir: string, pkglist: string, groupdata: s
       cmd.push("--deltas")
       for (const d of oldpkgs) cmd.push("--oldpackagedirs", d)
     }
-    if (truthy(opts["zck"])) cmd.push("--zck")
-    if (typeof opts["zck_dict_dir"] === "string" && truthy(opts["zck"])) {
+    if (pythonTruthy(opts["zck"])) cmd.push("--zck")
+    if (typeof opts["zck_dict_dir"] === "string" && pythonTruthy(opts["zck"])) {
       cmd.push("--zck-dict-dir", path.normalize(opts["zck_dict_dir"]))
     }
     cmd.push(repodir)
@@ -459,12 +457,12 @@ export const createDistRepoHandler = (deps: RepoTaskDeps) =>
         const oldrepo = yield* api.getRepo(rinfo.tag_id ?? tagName, { dist: true, state: RepoState.READY })
         const kojipkgs = yield* getRpms(r, tag, arch, keys, opts)
         const multilib = opts["multilib"]
-        if (truthy(multilib) && isMultiLibArch(arch)) {
+        if (pythonTruthy(multilib) && isMultiLibArch(arch)) {
           yield* doMultilib(r, repo_id, rinfo.tag_name ?? tagName, arch, typeof multilib === "string" ? multilib : String(multilib), kojipkgs)
         }
         const subrepos = new Set<string>()
         for (const info of kojipkgs.values()) {
-          if (truthy(opts["split_debuginfo"]) && isDebuginfo(String(info["name"]))) {
+          if (pythonTruthy(opts["split_debuginfo"]) && isDebuginfo(String(info["name"]))) {
             info["_subrepo"] = "debug"
             subrepos.add("debug")
           }

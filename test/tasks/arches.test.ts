@@ -118,6 +118,11 @@ describe("BuildTask.getArchList (kojid builder/kojid)", () => {
     assert.deepStrictEqual(get(e), { error: "arch_override is only allowed for scratch builds" })
     assert.isTrue(Either.isRight(checkArchOverride({ arch_override: "x86_64", scratch: true })))
     assert.isTrue(Either.isRight(checkArchOverride({ arch_override: "", scratch: false })))
+    // Python truthiness, as kojid's `if opts.get('arch_override') and not opts.get('scratch')`.
+    assert.isTrue(Either.isRight(checkArchOverride({ arch_override: {}, scratch: false })))
+    assert.isTrue(Either.isRight(checkArchOverride({ arch_override: [] })))
+    assert.isTrue(Either.isLeft(checkArchOverride({ arch_override: "x86_64", scratch: 0 })))
+    assert.isTrue(Either.isLeft(checkArchOverride({ arch_override: "x86_64", scratch: {} })))
   })
 })
 
