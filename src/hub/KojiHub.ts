@@ -8,7 +8,8 @@ import { Context, Duration, Effect, Either, Layer, ParseResult, Schema, type Sco
 import { type Fault, isFault, ParameterError, ServerOffline } from "./faults.js"
 import { AdjutantConfig, type Config } from "../config/AdjutantConfig.js"
 import { HubError, LoginError } from "./HubError.js"
-import { HubTransport, type HubRequest, type TlsVersion, type TransportOptions } from "./HubTransport.js"
+import { forceHttps, hubService, krb5Negotiate, loginPrincipal, type NegotiateProvider, removeEmptyCcache, selectLoginMethod } from "./gssapi.js"
+import { HubTransport, isConnectionReset, type HubRequest, type TlsVersion, type TransportOptions } from "./HubTransport.js"
 import {
   decodeMultiCallResult, decodeResponse, encodeMethodCall, encodeMultiCall, kwargs as kwargsStruct,
   type XmlRpcStruct, type XmlRpcValue
@@ -34,6 +35,8 @@ export interface HubOptions extends TransportOptions {
   readonly anonRetry?: boolean | undefined
   /** kojid `use_fast_upload` (default true): `rawUpload`, else legacy `uploadFile` (§6). */
   readonly useFastUpload?: boolean | undefined
+  /** Where GSSAPI login gets its Negotiate tokens; MIT krb5 through the `kerberos` addon unless a test replaces it. */
+  readonly negotiate?: NegotiateProvider | undefined
 }
 
 /** HubOptions from the effective kojid.conf (`[kojid]` + `[adjutant]` TLS keys). */
@@ -207,7 +210,7 @@ const readResponse = (method: string, body: Uint8Array): Effect.Effect<Either.Ei
   )
 }
 
-type LoginMethod = "sslLogin" | "login"
+type LoginMethod = "sslLogin" | "login" | "gssapi"
 
 interface SessionState {
   sessionId: number
@@ -227,6 +230,10 @@ export const make = (options: HubOptions) =>
     const offlineRetry = options.offlineRetry ?? true
     const offlineRetryInterval = Duration.seconds(options.offlineRetryInterval ?? 120)
     const baseUrl = transport.baseUrl
+    // gssapi_login switches the client to https for the login and every later call (§3.2).
+    const gssapiBaseUrl = forceHttps(baseUrl)
+    const negotiate = options.negotiate ?? krb5Negotiate
+    const sessionBaseUrl = (loginMethod: LoginMethod): string => (loginMethod === "gssapi" ? gssapiBaseUrl : baseUrl)
 
     /**
      * kojid's retry loop (`ClientSession._callMethod`, §1.7): faults are final except ServerOffline
@@ -234,12 +241,12 @@ export const make = (options: HubOptions) =>
      * max_retries, the first retry at once and later ones after retry_interval; certificate
      * errors and calls without a session are not retried.
      */
-    const withRetries = (
+    const withRetries = <E extends HubError | LoginError>(
       method: string,
       callnum: number | undefined,
       retry: boolean,
-      attempt: Effect.Effect<Either.Either<XmlRpcValue, Fault>, HubError>
-    ): Effect.Effect<{ readonly value: XmlRpcValue; readonly attempts: number }, Fault | HubError> =>
+      attempt: Effect.Effect<Either.Either<XmlRpcValue, Fault>, E>
+    ): Effect.Effect<{ readonly value: XmlRpcValue; readonly attempts: number }, Fault | E> =>
       Effect.gen(function* () {
         let tries = 0
         let attempts = 0
@@ -260,7 +267,7 @@ export const make = (options: HubOptions) =>
             return yield* Effect.fail(fault)
           }
           const error = result.left
-          if (error.reason === "Certificate" || !retry || tries > maxRetries) return yield* Effect.fail(error)
+          if (error._tag === "LoginError" || error.reason === "Certificate" || !retry || tries > maxRetries) return yield* Effect.fail(error)
           yield* Effect.logWarning(`Try #${tries} for call ${callnum ?? "-"} (${method}) failed: ${error.message}`)
           if (tries > 1) yield* Effect.sleep(retryInterval)
         }
@@ -305,6 +312,7 @@ export const make = (options: HubOptions) =>
       loginMethod: LoginMethod,
       renew: { readonly state: SessionState; readonly headers: Record<string, string> } | undefined
     ): Effect.Effect<SessionInfo, Fault | HubError | LoginError> => {
+      if (loginMethod === "gssapi") return gssapiLoginCall(renew)
       const kw: Record<string, XmlRpcValue | undefined> = loginMethod === "sslLogin" ? { proxyuser: null } : { opts: null }
       if (renew !== undefined) {
         kw["renew"] = true
@@ -334,9 +342,79 @@ export const make = (options: HubOptions) =>
       )
     }
 
+    /**
+     * `gssapi_login` (§3.2): `sslLogin` at `<https base>/ssllogin` with a fresh Negotiate token per
+     * request (the server's replay cache rejects a reused one), the server's mutual-auth token
+     * checked as requests-gssapi does, and only connection drops retried: up to max_retries
+     * tries, retry_interval apart. A KDC that cannot be reached fails at once, as in kojid.
+     */
+    const gssapiLoginCall = (
+      renew: { readonly state: SessionState; readonly headers: Record<string, string> } | undefined
+    ): Effect.Effect<SessionInfo, Fault | HubError | LoginError> =>
+      Effect.gen(function* () {
+        const principal = yield* loginPrincipal(options.krbPrincipal, options.hostPrincipalFormat)
+        const url = `${gssapiBaseUrl}/ssllogin`
+        const credentials = { principal, keytab: options.keytab, ccache: options.ccache, service: hubService(gssapiBaseUrl) }
+        const kw: Record<string, XmlRpcValue> = { proxyuser: null }
+        if (renew !== undefined) {
+          kw["renew"] = true
+          kw["exclusive"] = renew.state.exclusive
+        }
+        const body = new TextEncoder().encode(encodeMethodCall("sslLogin", withKwargs([], kw)))
+        const attempt = Effect.gen(function* () {
+          const context = yield* negotiate(credentials)
+          const response = yield* transport.send({
+            method: "sslLogin",
+            url,
+            headers: { ...renew?.headers, Authorization: `Negotiate ${context.token}` },
+            body,
+            contentType: "text/xml",
+            login: true
+          })
+          const answer = /^\s*Negotiate\s+(\S+)/i.exec(response.headers["www-authenticate"] ?? "")
+          if (answer === null) {
+            return yield* Effect.fail(new LoginError({
+              method: "gssapi",
+              message: `GSSAPI login as ${principal}: ${url} accepted the request without a mutual-authentication ` +
+                `token (no "WWW-Authenticate: Negotiate ..." header), so the hub is not authenticated; requests-gssapi ` +
+                `requires it too. Is Apache's mod_auth_gssapi in front of /ssllogin?`
+            }))
+          }
+          yield* context.verify(answer[1]!)
+          return yield* readResponse("sslLogin", response.body)
+        })
+        const maxTries = Math.max(1, maxRetries)
+        for (let tries = 1; ; tries++) {
+          const result = yield* Effect.either(withRetries("sslLogin", undefined, false, attempt))
+          if (Either.isRight(result)) {
+            const { value } = result.right
+            if (value === null || value === false) {
+              return yield* Effect.fail(new LoginError({ method: "gssapi", message: `sslLogin as ${principal}: the hub returned no session` }))
+            }
+            return yield* decodeAs(SessionInfo, "sslLogin")(value)
+          }
+          const error = result.left
+          if (error._tag === "HubError" && isConnectionReset(error) && tries < maxTries) {
+            yield* Effect.logInfo(`Try #${tries} for call sslLogin (GSSAPI) failed: ${error.message}`)
+            yield* Effect.sleep(retryInterval)
+            continue
+          }
+          if (error._tag === "HubError" && error.reason === "Http" && error.status === 401) {
+            return yield* Effect.fail(new LoginError({
+              method: "gssapi",
+              message: `GSSAPI login as ${principal} refused: ${error.message}. The web server did not accept the ` +
+                `Kerberos ticket for ${credentials.service}: check its keytab (GssapiCredStore) and that the hub URL's ` +
+                `host name is the one in its HTTP/ principal. See https://docs.pagure.org/koji/kerberos_gssapi_debug/`
+            }))
+          }
+          return yield* Effect.fail(error)
+        }
+      })
+
     const makeSession = (loginMethod: LoginMethod, sinfo: SessionInfo): Effect.Effect<Session & { readonly markExclusive: () => void }> =>
       Effect.gen(function* () {
         const lock = yield* Effect.makeSemaphore(1)
+        const base = sessionBaseUrl(loginMethod)
         const state: SessionState = {
           sessionId: sinfo["session-id"],
           key: sinfo["session-key"],
@@ -416,7 +494,7 @@ export const make = (options: HubOptions) =>
           const body = new TextEncoder().encode(encodeMethodCall(method, encodedParams))
           return serialized((a) => ({
             method,
-            url: baseUrl,
+            url: base,
             query: a.query,
             headers: a.headers,
             body,
@@ -441,7 +519,7 @@ export const make = (options: HubOptions) =>
           if (args.volume !== undefined) query.push(["volume", args.volume])
           return serialized((a) => ({
             method: "rawUpload",
-            url: baseUrl,
+            url: base,
             query: [...query, ...a.query],
             headers: a.headers,
             body: args.data,
@@ -463,7 +541,7 @@ export const make = (options: HubOptions) =>
                 const a = auth()
                 return sendAndRead({
                   method: "logout",
-                  url: baseUrl,
+                  url: base,
                   query: a.query,
                   headers: a.headers,
                   body: new TextEncoder().encode(encodeMethodCall("logout", withKwargs([], kw))),
@@ -512,19 +590,9 @@ export const make = (options: HubOptions) =>
       })
 
     const login = Effect.fn("KojiHub.login")(function* (force: boolean) {
-      let loginMethod: LoginMethod
-      if (transport.hasClientCert) loginMethod = "sslLogin"
-      else if (options.user !== undefined && options.user !== "") loginMethod = "login"
-      else {
-        return yield* Effect.fail(
-          new LoginError({
-            method: "gssapi",
-            message: `no client certificate${options.cert ? ` (${options.cert} does not exist)` : ""} and no user configured; ` +
-              `GSSAPI/Kerberos login${options.krbPrincipal ? ` as ${options.krbPrincipal}` : ""} is not available: ` +
-              `koji-adjutant has no Kerberos library. Configure cert = <PEM with cert and key> or user/password.`
-          })
-        )
-      }
+      const loginMethod: LoginMethod = selectLoginMethod(transport.hasClientCert, options.user)
+      // kojid deletes an empty ccache before its first login; MIT krb5 cannot use it (§3.1).
+      if (loginMethod === "gssapi") yield* removeEmptyCcache(options.ccache)
       const sinfo = yield* loginCall(loginMethod, undefined)
       const session = yield* makeSession(loginMethod, sinfo)
       yield* Effect.annotateCurrentSpan({ sessionId: session.sessionId, loginMethod })

@@ -20,7 +20,7 @@ import {
 import { CallContext, type HubCore, type HubSettings, type RequestEnv, asList, pyStr, pythonError } from "./fakehub/context.js"
 import { methods } from "./fakehub/methods.js"
 import { assignTask, runScheduler } from "./fakehub/scheduler.js"
-import { enforceLock, openSession, parseQs } from "./fakehub/sessions.js"
+import { configureRemoteUser, enforceLock, openSession, parseQs } from "./fakehub/sessions.js"
 import { bindArgs } from "./fakehub/signature.js"
 import {
   type ChannelRow, Db, type HostRow, type RefusalRow, type RunRow, type SchedulerLogRow, type SessionRow,
@@ -74,9 +74,24 @@ export interface FakeHubOptions {
     readonly password?: string
     /** Channel names, default ["default"]. */
     readonly channels?: ReadonlyArray<string>
+    /** `user_krb_principals` of the host's user, e.g. ["compile/builder.example.com@EXAMPLE.COM"]. */
+    readonly krbPrincipals?: ReadonlyArray<string>
   }>
   /** Users that are not hosts (user 1 is always "kojiadmin", an admin). */
-  readonly users?: ReadonlyArray<{ readonly name: string; readonly password?: string; readonly admin?: boolean }>
+  readonly users?: ReadonlyArray<{
+    readonly name: string
+    readonly password?: string
+    readonly admin?: boolean
+    readonly krbPrincipals?: ReadonlyArray<string>
+  }>
+  /**
+   * Request header taken as REMOTE_USER, which a web server in front sets after GSSAPI
+   * (e.g. Apache's `RequestHeader set X-Remote-User "%{REMOTE_USER}s"`); off by default, because
+   * anyone can send a header. With it, `sslLogin` is a GSSAPI login as the hub does it (§3.2).
+   */
+  readonly remoteUserHeader?: string
+  /** hub.conf LoginCreatesUser (default true): an unknown login creates a NORMAL user, else AuthError "Unknown user". */
+  readonly loginCreatesUser?: boolean
   /** Advertise header-auth in sinfo (default true); when false, session headers are ignored as by hubs < 1.31. */
   readonly headerAuth?: boolean
   /** Check callnums (default true, §1.5). */
@@ -228,9 +243,11 @@ const setup = (options: FakeHubOptions): Prepared => {
   channel("default")
   channel("createrepo")
   db.users.set(db.nextval("user"), { id: 1, name: "kojiadmin", password: null, status: 0, admin: true })
+  const krbPrincipals = new Map<string, number>()
   for (const h of options.hosts ?? []) {
     const userId = db.nextval("user")
     db.users.set(userId, { id: userId, name: h.name, password: h.password ?? null, status: 0, admin: false })
+    for (const p of h.krbPrincipals ?? []) krbPrincipals.set(p, userId)
     const id = db.hosts.size + 1
     db.hosts.set(id, {
       id, userId, name: h.name, arches: h.arches ?? "x86_64", capacity: h.capacity ?? 2.0, enabled: h.enabled ?? true,
@@ -241,7 +258,13 @@ const setup = (options: FakeHubOptions): Prepared => {
   for (const u of options.users ?? []) {
     const id = db.nextval("user")
     db.users.set(id, { id, name: u.name, password: u.password ?? null, status: 0, admin: u.admin ?? false })
+    for (const p of u.krbPrincipals ?? []) krbPrincipals.set(p, id)
   }
+  configureRemoteUser(core, {
+    header: options.remoteUserHeader?.toLowerCase(),
+    loginCreatesUser: options.loginCreatesUser ?? true,
+    krbPrincipals
+  })
   return { core, ownTopdir }
 }
 

@@ -8,7 +8,7 @@ import {
   ActionNotAllowed, AuthError, AuthExpired, AuthLockError, GenericError, RetryError, SequenceError
 } from "../../hub/faults.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
-import { type CallContext, dbl, isoTime, pythonError, pyRepr, truthy } from "./context.js"
+import { type CallContext, dbl, type HubCore, isoTime, pythonError, pyRepr, truthy } from "./context.js"
 import { AuthType, type HostRow, type SessionRow } from "./state.js"
 
 /** Methods a repeated callnum may re-run (auth.RetryWhitelist). */
@@ -18,6 +18,41 @@ export const RetryWhitelist: ReadonlyArray<string> = [
 ]
 
 const AUTH_METHODS: ReadonlyArray<string> = ["login", "sslLogin"]
+
+/** How the fake hub learns REMOTE_USER and maps Kerberos principals (hub.conf and `user_krb_principals`). */
+export interface RemoteUserAuth {
+  /** Request header (lower case) taken as mod_wsgi's REMOTE_USER; undefined = never (the default). */
+  readonly header: string | undefined
+  /** hub.conf LoginCreatesUser (default True). */
+  readonly loginCreatesUser: boolean
+  /** `user_krb_principals`: principal → user id. */
+  readonly krbPrincipals: Map<string, number>
+}
+
+const remoteUserAuth = new WeakMap<HubCore, RemoteUserAuth>()
+const defaultAuth = (): RemoteUserAuth => ({ header: undefined, loginCreatesUser: true, krbPrincipals: new Map() })
+
+/** Sets a hub's REMOTE_USER header, LoginCreatesUser and principal table (FakeHub setup). */
+export const configureRemoteUser = (core: HubCore, auth: RemoteUserAuth): void => {
+  remoteUserAuth.set(core, auth)
+}
+
+const authOf = (ctx: CallContext): RemoteUserAuth => {
+  let auth = remoteUserAuth.get(ctx.hub)
+  if (auth === undefined) {
+    auth = defaultAuth()
+    remoteUserAuth.set(ctx.hub, auth)
+  }
+  return auth
+}
+
+/** REMOTE_USER as the web server set it; Apache's `%{REMOTE_USER}s` of an unauthenticated request is "(null)". */
+const remoteUser = (ctx: CallContext): string | undefined => {
+  const name = authOf(ctx).header
+  if (name === undefined) return undefined
+  const v = header(ctx, name)
+  return v === undefined || v === "" || v === "(null)" ? undefined : v
+}
 
 /** Python's `parse_qs(qs, strict_parsing=True)`. */
 export const parseQs = (qs: string): Map<string, Array<string>> => {
@@ -240,24 +275,43 @@ export const sslLogin = (
   ctx: CallContext, proxyuser: XmlRpcValue, renew: XmlRpcValue, exclusive: XmlRpcValue
 ): XmlRpcValue => {
   if (ctx.session.loggedIn) throw new AuthError({ faultString: "Already logged in" })
-  const verify = ctx.env.path.endsWith("/ssllogin") ? ctx.env.sslClientVerify : ctx.env.sslClientVerify && "NONE"
-  if (verify !== "SUCCESS") throw new AuthError({ faultString: `could not verify client: ${verify ?? "None"}` })
-  const username = ctx.env.sslClientCN
-  if (username === undefined || username === "") {
-    throw new AuthError({ faultString: "unable to get user information (CN) from client certificate" })
+  const auth = authOf(ctx)
+  // REMOTE_USER (mod_auth_gssapi) wins over the client certificate; it is a principal (§3.2).
+  const principal = remoteUser(ctx)
+  let username: string
+  let authtype: number
+  if (principal !== undefined) {
+    username = principal
+    authtype = AuthType.GSSAPI
+  } else {
+    const verify = ctx.env.path.endsWith("/ssllogin") ? ctx.env.sslClientVerify : ctx.env.sslClientVerify && "NONE"
+    if (verify !== "SUCCESS") throw new AuthError({ faultString: `could not verify client: ${verify ?? "None"}` })
+    const cn = ctx.env.sslClientCN
+    if (cn === undefined || cn === "") {
+      throw new AuthError({ faultString: "unable to get user information (CN) from client certificate" })
+    }
+    username = cn
+    authtype = AuthType.SSL
   }
   if (truthy(proxyuser)) throw new AuthError({ faultString: `${username} is not authorized to login other users` })
-  let user = ctx.db.userByName(username)
-  if (user === undefined) {
-    // LoginCreatesUser (default True) makes a NORMAL user; it is not a host until add-host.
-    const id = ctx.db.nextval("user")
-    user = { id, name: username, password: null, status: 0, admin: false }
-    ctx.db.users.set(id, user)
+  const byKrb = authtype === AuthType.GSSAPI && username.includes("@")
+  let userId = byKrb ? auth.krbPrincipals.get(username) : ctx.db.userByName(username)?.id
+  if (userId === undefined) {
+    if (!auth.loginCreatesUser) throw new AuthError({ faultString: `Unknown user: ${username}` })
+    // LoginCreatesUser makes a NORMAL user (named the principal up to '@',
+    // createUserFromKerberos); it is not a host until add-host.
+    const name = byKrb ? username.slice(0, username.indexOf("@")) : username
+    userId = ctx.db.userByName(name)?.id
+    if (userId === undefined) {
+      userId = ctx.db.nextval("user")
+      ctx.db.users.set(userId, { id: userId, name, password: null, status: 0, admin: false })
+    }
+    if (byKrb) auth.krbPrincipals.set(username, userId)
     ctx.dml()
     ctx.commit()
   }
-  checkLoginAllowed(ctx, user.id)
-  const info = createSession(ctx, user.id, remoteIp(ctx), AuthType.SSL, null, truthy(renew))
+  checkLoginAllowed(ctx, userId)
+  const info = createSession(ctx, userId, remoteIp(ctx), authtype, null, truthy(renew))
   if (info !== null && truthy(exclusive) && !ctx.session.exclusive) makeExclusive(ctx, false)
   return info
 }
@@ -339,9 +393,10 @@ export const getLoggedInUser = (ctx: CallContext): XmlRpcValue => {
   const s = ctx.session
   if (!s.loggedIn) return null
   const u = ctx.db.users.get(s.userId!)!
+  const principals = [...authOf(ctx).krbPrincipals].filter(([, id]) => id === u.id).map(([p]) => p)
   return {
     id: u.id, name: u.name, status: u.status, usertype: ctx.db.hostByUser(u.id) ? 1 : 0,
-    krb_principals: [], authtype: s.authtype ?? null, krb_principal: null
+    krb_principals: principals, authtype: s.authtype ?? null, krb_principal: principals[0] ?? null
   }
 }
 
