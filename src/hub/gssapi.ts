@@ -78,8 +78,8 @@ export interface GssapiCredentials {
 export interface NegotiateContext {
   /** Base64 token for `Authorization: Negotiate <token>`. */
   readonly token: string
-  /** Verifies the token of the server's `WWW-Authenticate: Negotiate <token>`. */
-  readonly verify: (serverToken: string) => Effect.Effect<void, LoginError>
+  /** Verifies the token of the server's `WWW-Authenticate: Negotiate <token>` on the hub's answer (undefined: none sent). */
+  readonly verify: (serverToken: string | undefined) => Effect.Effect<void, LoginError>
 }
 
 /** Makes a fresh Negotiate context per login request; replaceable in tests. */
@@ -170,10 +170,17 @@ export const krb5Negotiate: NegotiateProvider = (credentials) =>
       try: () => withKrbEnv(credentials, () => client.step("")),
       catch: fail(`cannot get a ticket for ${credentials.service}`)
     })
-    const verify = (serverToken: string) =>
-      Effect.tryPromise({
-        try: () => withKrbEnv(credentials, () => client.step(serverToken)),
-        catch: fail("the hub's mutual-authentication token does not verify")
-      }).pipe(Effect.asVoid)
+    const verify = (serverToken: string | undefined): Effect.Effect<void, LoginError> =>
+      serverToken === undefined
+        ? Effect.fail(new LoginError({
+          method: "gssapi",
+          message: `GSSAPI (Kerberos) login as ${credentials.principal}: the hub answered without a mutual-authentication ` +
+            `token (no "WWW-Authenticate: Negotiate ..." header), so it is not authenticated; requests-gssapi, which ` +
+            `kojid uses, requires it too. Is Apache's mod_auth_gssapi in front of /ssllogin?`
+        }))
+        : Effect.tryPromise({
+          try: () => withKrbEnv(credentials, () => client.step(serverToken)),
+          catch: fail("the hub's mutual-authentication token does not verify")
+        }).pipe(Effect.asVoid)
     return { token, verify }
   }).pipe(Effect.withSpan("gssapi.negotiate", { attributes: { principal: credentials.principal, service: credentials.service } }))
