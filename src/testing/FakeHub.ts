@@ -527,7 +527,8 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
         if (Either.isLeft(decoded)) return bad(decoded.left.message)
         const { methodName, params } = decoded.right
         const base = { method: methodName, ...peek, path: urlPath, query, params }
-        if (urlPath.endsWith("/ssllogin") && options.tls !== undefined && "encrypted" in req.socket) {
+        // With a REMOTE_USER header configured, /ssllogin stands for a GSSAPI location (mod_auth_gssapi), which asks for no certificate.
+        if (urlPath.endsWith("/ssllogin") && options.tls !== undefined && options.remoteUserHeader === undefined && "encrypted" in req.socket) {
           const ts = req.socket as tls.TLSSocket
           let ok = peerCert(ts).verify === "SUCCESS"
           if (!ok && options.tls.clientCert === "ssllogin-renegotiate") ok = (await renegotiate(ts)) && peerCert(ts).verify === "SUCCESS"
