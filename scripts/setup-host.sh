@@ -2,7 +2,9 @@
 # Installs what koji-adjutant needs on a Debian 12 host (run as root): podman with runc and
 # catatonit (containers run with init), debootstrap for the offline images, nix-bin to check
 # flake.nix, docker-registry + skopeo + openssl + apache2-utils (htpasswd) for the registry
-# tests, a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups are
+# tests, MIT krb5 (libkrb5-dev to build the optional `kerberos` addon that npm ci compiles for
+# GSSAPI login; krb5-kdc, krb5-admin-server, krb5-user and libapache2-mod-auth-gssapi for the
+# GSSAPI login test's throwaway realm and Apache), a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups are
 # hybrid (see README "Troubleshooting"), and the subordinate id range `--userns=auto` needs.
 # Idempotent: a second run changes nothing.
 set -euo pipefail
@@ -14,7 +16,9 @@ fi
 
 PKGS=(podman runc conmon catatonit uidmap slirp4netns fuse-overlayfs debootstrap nix-bin
       docker-registry skopeo openssl apache2-utils busybox-static curl ca-certificates xz-utils
-      zstd git apache2)
+      zstd git apache2
+      libkrb5-dev krb5-kdc krb5-admin-server krb5-user libapache2-mod-auth-gssapi
+      python3 make g++ pkg-config)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,9 +27,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup-host.sh: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # apache2 (the TLS login test's stand-in for the stock koji hub front end) and
-  # docker-registry would start system services on :80 and :5000 when installed; the tests run
-  # their own instances on loopback ports, so keep the package scripts from starting any.
+  # apache2 (the TLS login test's stand-in for the stock koji hub front end), docker-registry
+  # and krb5-kdc/krb5-admin-server would start system services (:80, :5000, :88, :749) when
+  # installed; the tests run their own instances on loopback ports, so keep the package
+  # scripts from starting any. krb5-config asks for a default realm: noninteractive leaves it.
   policy=/usr/sbin/policy-rc.d
   own_policy=""
   if [ ! -e "$policy" ]; then
