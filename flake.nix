@@ -30,9 +30,13 @@
             mkdir -p $out/bin
             makeWrapper ${pkgs.nodejs_20}/bin/node $out/bin/koji-adjutant \
               --add-flags $out/lib/node_modules/koji-adjutant/dist/main.js \
-              --prefix PATH : ${pkgs.lib.makeBinPath [ pkgs.podman ]}
+              --prefix PATH : ${pkgs.lib.makeBinPath [ pkgs.podman ]} \
+              --prefix LD_LIBRARY_PATH : ${pkgs.lib.makeLibraryPath [ pkgs.krb5 ]}
           '';
-          nativeBuildInputs = [ pkgs.makeWrapper ];
+          # The optional `kerberos` addon (GSSAPI login) is compiled by node-gyp against MIT
+          # krb5's headers; at run time it dlopen()s libgssapi_krb5.so.2, hence LD_LIBRARY_PATH.
+          nativeBuildInputs = [ pkgs.makeWrapper pkgs.python3 pkgs.pkg-config ];
+          buildInputs = [ pkgs.krb5 ];
           meta = {
             description = "Build host daemon for koji running tasks in podman containers";
             license = pkgs.lib.licenses.lgpl21Plus;
@@ -45,7 +49,8 @@
 
       devShells = forAll (pkgs: {
         default = pkgs.mkShell {
-          packages = [ pkgs.nodejs_20 pkgs.podman pkgs.runc pkgs.conmon pkgs.debootstrap pkgs.git pkgs.openssl ];
+          packages = [ pkgs.nodejs_20 pkgs.podman pkgs.runc pkgs.conmon pkgs.debootstrap pkgs.git pkgs.openssl
+                       pkgs.krb5 pkgs.python3 pkgs.pkg-config ];
         };
       });
 
