@@ -221,6 +221,13 @@ interface SessionState {
   loggedIn: boolean
 }
 
+/** A renewal's session credentials, in headers or the query as the session's other calls. */
+interface RenewAuth {
+  readonly state: SessionState
+  readonly headers: Record<string, string>
+  readonly query: ReadonlyArray<readonly [string, string]>
+}
+
 /** Builds the service. */
 export const make = (options: HubOptions) =>
   Effect.gen(function* () {
@@ -310,7 +317,7 @@ export const make = (options: HubOptions) =>
     /** The login call itself, fresh or as a renewal (§3.2, §3.3, §3.5). */
     const loginCall = (
       loginMethod: LoginMethod,
-      renew: { readonly state: SessionState; readonly headers: Record<string, string> } | undefined
+      renew: RenewAuth | undefined
     ): Effect.Effect<SessionInfo, Fault | HubError | LoginError> => {
       if (loginMethod === "gssapi") return gssapiLoginCall(renew)
       const kw: Record<string, XmlRpcValue | undefined> = loginMethod === "sslLogin" ? { proxyuser: null } : { opts: null }
@@ -320,7 +327,7 @@ export const make = (options: HubOptions) =>
       }
       const positional: ReadonlyArray<XmlRpcValue> = loginMethod === "login" ? [options.user ?? "", options.password ?? ""] : []
       const url = loginMethod === "sslLogin" ? `${baseUrl}/ssllogin` : baseUrl
-      const request = xmlRequest(url, loginMethod, withKwargs(positional, kw), renew?.headers ?? {}, undefined, loginMethod === "sslLogin")
+      const request = xmlRequest(url, loginMethod, withKwargs(positional, kw), renew?.headers ?? {}, renew?.query, loginMethod === "sslLogin")
       // Not logged in while this runs, so koji does not retry it (anon_retry is off, §1.7).
       return withRetries(loginMethod, undefined, false, sendAndRead(request)).pipe(
         Effect.mapError((error): Fault | HubError | LoginError =>
@@ -349,7 +356,7 @@ export const make = (options: HubOptions) =>
      * tries, retry_interval apart. A KDC that cannot be reached fails at once, as in kojid.
      */
     const gssapiLoginCall = (
-      renew: { readonly state: SessionState; readonly headers: Record<string, string> } | undefined
+      renew: RenewAuth | undefined
     ): Effect.Effect<SessionInfo, Fault | HubError | LoginError> =>
       Effect.gen(function* () {
         const principal = yield* loginPrincipal(options.krbPrincipal, options.hostPrincipalFormat)
@@ -366,6 +373,7 @@ export const make = (options: HubOptions) =>
           const response = yield* transport.send({
             method: "sslLogin",
             url,
+            query: renew?.query,
             headers: { ...renew?.headers, Authorization: `Negotiate ${context.token}` },
             body,
             contentType: "text/xml",
@@ -437,19 +445,12 @@ export const make = (options: HubOptions) =>
           }
         }
 
-        const renewHeaders = (): Record<string, string> => {
-          const callnum = state.callnum
-          state.callnum += 1
-          return {
-            "Koji-Session-Id": String(state.sessionId),
-            "Koji-Session-Key": state.key,
-            "Koji-Session-Callnum": String(callnum)
-          }
-        }
 
         const renew = (expired: Fault) => Effect.gen(function* () {
           yield* Effect.logInfo(`session ${state.sessionId} expired; renewing with ${loginMethod}`)
-          const fresh = yield* loginCall(loginMethod, { state, headers: renewHeaders() }).pipe(
+          // The renewal names the session as every call does: headers, or the URL on a hub without header-auth (§1.5).
+          const { headers, query } = auth()
+          const fresh = yield* loginCall(loginMethod, { state, headers, query }).pipe(
             // A renewal that yields no session leaves the session expired: the caller sees AuthExpired (§3.5).
             Effect.catchTag("LoginError", (e) =>
               Effect.logError(`renewal of session ${state.sessionId} failed: ${e.message}`).pipe(

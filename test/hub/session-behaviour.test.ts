@@ -67,6 +67,26 @@ describe("hub sessions", () => {
       assert.strictEqual(yield* session.nextCallnum, 6)
     }))
 
+  it.scoped("a hub without header-auth: the session travels in the URL, also for the renewal", () =>
+    Effect.gen(function* () {
+      const { fake, session, api } = yield* loggedIn({ headerAuth: false })
+      yield* api.getID()
+      fake.expireSession(session.sessionId)
+      assert.strictEqual(yield* api.getID(), fake.state.host("builder1")!.id)
+      const mine = fake.state.calls.filter((c) => c.sessionId === session.sessionId)
+      assert.deepStrictEqual(mine.map((c) => [c.method, c.callnum, c.fault?.faultCode]), [
+        ["exclusiveSession", 0, undefined],
+        ["echo", 1, undefined],
+        ["host.getID", 2, undefined],
+        ["host.getID", 3, 1007],
+        ["login", 4, undefined],
+        ["host.getID", 5, undefined]
+      ])
+      // Every call of the session, the renewal included, names it in the query string.
+      for (const c of mine) assert.include(c.query, `session-id=${session.sessionId}`, c.method)
+      assert.isFalse(fake.state.session(session.sessionId)!.expired === true)
+    }))
+
   it.scoped("a renewal the hub refuses surfaces its fault (kojid then exits and restarts)", () =>
     Effect.gen(function* () {
       let logins = 0

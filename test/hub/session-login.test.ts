@@ -95,7 +95,7 @@ describe("hub login", () => {
       assert.isTrue(hub.state.session(session.sessionId)!.exclusive === true)
     }))
 
-  it.scoped("no cert and no user: a LoginError that says GSSAPI is not available", () =>
+  it.scoped("no cert and no user: GSSAPI is tried; without Kerberos credentials a LoginError and nothing sent", () =>
     Effect.gen(function* () {
       const hub = yield* startFakeHub({})
       const result = yield* Effect.either(withHub({ server: hub.url, cert: "/nonexistent/client.crt" }, (h) => h.login(true)))
