@@ -165,15 +165,16 @@ export const scmOptionsFromConfig = (config: AdjutantConfig["Type"]): ScmOptions
 /**
  * Why kojid refuses this spec, or undefined. kojid means to refuse a spec that sets
  * `Packager:`, `Distribution:` or `Vendor:` or `%define`s packager/distribution/vendor (the
- * build system sets them); its `re.match(…, re.M)` only looks at the first line, which lets
- * nearly every such spec through — here every line is checked, as intended.
+ * build system sets them), but its `re.match(…, spec, re.M)` anchors at the start of the text,
+ * so only a spec that *begins* with such a line is refused. We refuse exactly what kojid
+ * refuses: a spec that builds under kojid must build here.
  */
 export const specSanityProblem = (spec: string): string | undefined => {
   for (const tag of ["Packager", "Distribution", "Vendor"]) {
-    if (new RegExp(`^${tag}:`, "m").test(spec)) return `${tag} is not allowed to be set in spec file`
+    if (spec.startsWith(`${tag}:`)) return `${tag} is not allowed to be set in spec file`
   }
   for (const tag of ["packager", "distribution", "vendor"]) {
-    if (new RegExp(`^%define\\s+${tag}\\s+`, "m").test(spec)) return `${tag} is not allowed to be defined in spec file`
+    if (new RegExp(`^%define\\s+${tag}\\s+`).test(spec)) return `${tag} is not allowed to be defined in spec file`
   }
   return undefined
 }

@@ -24,11 +24,12 @@ if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 let e: E2E
 let git: GitDaemon
 
-const PACKAGER_SPEC = `Name: fixture-packager
+// Packager: first — kojid's re.match only looks at the start of the spec.
+const PACKAGER_SPEC = `Packager: Mallory <mallory@example.org>
+Name: fixture-packager
 Version: 1.0
 Release: 1
 Summary: sets its own packager
-Packager: Mallory <mallory@example.org>
 License: MIT
 BuildArch: noarch
 %description

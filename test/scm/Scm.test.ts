@@ -255,10 +255,14 @@ describe("spec checks (BuildSRPMFromSCMTask)", () => {
   const rows: ReadonlyArray<[string, string | undefined]> = [
     ["Name: foo\nVersion: 1\n", undefined],
     ["Packager: me\nName: foo\n", "Packager is not allowed to be set in spec file"],
-    ["Name: foo\nVendor: ACME\n", "Vendor is not allowed to be set in spec file"],
-    ["Name: foo\nDistribution: X\n", "Distribution is not allowed to be set in spec file"],
+    ["Vendor: ACME\nName: foo\n", "Vendor is not allowed to be set in spec file"],
+    ["Distribution: X\n", "Distribution is not allowed to be set in spec file"],
     ["%define packager me\n", "packager is not allowed to be defined in spec file"],
-    ["Name: foo\n%define   vendor ACME\n", "vendor is not allowed to be defined in spec file"],
+    ["%define   vendor ACME\nName: foo\n", "vendor is not allowed to be defined in spec file"],
+    // kojid's re.match only sees the start of the spec: later lines pass, as they do under kojid.
+    ["Name: foo\nVendor: ACME\n", undefined],
+    ["Name: foo\nDistribution: X\n", undefined],
+    ["Name: foo\n%define   vendor ACME\n", undefined],
     ["%global packager me\n", undefined],
     ["# Packager: in a comment\n", undefined],
     ["%define packagerx 1\n", undefined],
