@@ -18,7 +18,7 @@ import { KojiHub } from "../../src/hub/KojiHub.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
-import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir } from "./support.js"
+import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir, treeDigest } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
@@ -26,10 +26,6 @@ const hostName = uniqueHostName("buildroots")
 let podman: { readonly socket: string }
 let fixture: Fixture
 let dir: string
-
-/** A fingerprint of a directory tree: every path with its size, mode and mtime. */
-const treeDigest = (root: string): string =>
-  execFileSync("sh", ["-c", `cd "${root}" && find . -printf '%p %s %m %T@\\n' | LC_ALL=C sort | sha256sum`], { encoding: "utf8" })
 
 describe.skipIf(!podmanInstalled)("Buildroots (real podman)", () => {
   podman = podmanServiceForTests(hostName)

@@ -6,7 +6,6 @@
  * first; the build user gets a read-only root; a failed install is a BuildrootSetupError; the
  * cached root never changes and no container is left.
  */
-import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -23,7 +22,7 @@ import { taskRelPath } from "../../src/tasks/handler.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
-import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir } from "./support.js"
+import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir, treeDigest } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
@@ -31,10 +30,6 @@ const hostName = uniqueHostName("broot-run")
 let podman: { readonly socket: string }
 let fixture: Fixture
 let dir: string
-
-/** A fingerprint of a directory tree: every path with its size, mode and mtime. */
-const treeDigest = (root: string): string =>
-  execFileSync("sh", ["-c", `cd "${root}" && find . -printf '%p %s %m %T@\\n' | LC_ALL=C sort | sha256sum`], { encoding: "utf8" })
 
 const BUILDROOT_CALLS = new Set(["host.newBuildRoot", "host.setBuildRootList", "host.setBuildRootState", "host.updateBuildRootList"])
 

@@ -134,3 +134,7 @@ export const waitFor = (cond: () => boolean, what: string, timeout: Duration.Dur
       yield* Effect.sleep("100 millis")
     }
   })
+
+/** A fingerprint of a directory tree: every path with its size, mode and mtime. */
+export const treeDigest = (root: string): string =>
+  execFileSync("sh", ["-c", `cd "${root}" && find . -printf '%p %s %m %T@\\n' | LC_ALL=C sort | sha256sum`], { encoding: "utf8" })

@@ -6,7 +6,6 @@
  * buildroot or container exists; a second runroot of the same repo is warm (no fill) and has
  * none of the packages the first one installed, and the cached root is unchanged.
  */
-import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -22,7 +21,7 @@ import { runrootHandler } from "../../src/tasks/runroot.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { buildrootTables, loadFixture } from "../../src/testing/fakehub/buildroots.js"
 import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
-import { buildrootsOptions, loadFixtureFiles, type Fixture } from "../buildroot/support.js"
+import { buildrootsOptions, type Fixture, loadFixtureFiles, treeDigest } from "../buildroot/support.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
 import { daemonOptions, DONE, HOST, PASSWORD, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
@@ -44,10 +43,6 @@ const linkedTopdir = Effect.acquireRelease(
   }),
   (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
 )
-
-/** A fingerprint of a directory tree: every path with its size, mode and mtime. */
-const treeDigest = (root: string): string =>
-  execFileSync("sh", ["-c", `cd "${root}" && find . -printf '%p %s %m %T@\\n' | LC_ALL=C sort | sha256sum`], { encoding: "utf8" })
 
 /** The daemon's layers: real Containers on the test socket, Buildroots over them, the runroot handler, the fake hub. */
 const runrootLayers = (hub: FakeHub, topdir: string, cacheDir: string, config: RunrootConfig) => {
