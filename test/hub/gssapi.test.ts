@@ -8,7 +8,6 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { createRequire } from "node:module"
@@ -17,11 +16,10 @@ import { HubError, LoginError } from "../../src/hub/HubError.js"
 import { getFqdn, krb5Negotiate, type NegotiateProvider } from "../../src/hub/gssapi.js"
 import { type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"
 import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
-import { freePort, KDC_BINARIES, startRealm, stopChild, type TestRealm, waitForPort } from "../support/kdc.js"
+import { apacheConf, apacheMissing, startApache } from "../support/apache.js"
+import { freePort, KDC_BINARIES, startRealm, type TestRealm } from "../support/kdc.js"
 import { testPki, type TestPki } from "../support/tls.js"
 
-const APACHE = "/usr/sbin/apache2"
-const MODULES = "/usr/lib/apache2/modules"
 const REALM = "ADJUTANT.TEST"
 const HOST_PRINCIPAL = `compile/builder.adjutant.test@${REALM}`
 /** In the keytab and the KDC, unknown to the hub. */
@@ -37,7 +35,8 @@ const kerberosAddon = (): boolean => {
 }
 
 const missing: ReadonlyArray<string> = [
-  ...[APACHE, path.join(MODULES, "mod_ssl.so"), path.join(MODULES, "mod_auth_gssapi.so"), ...KDC_BINARIES].filter((f) => !fs.existsSync(f)),
+  ...apacheMissing(["auth_gssapi"]),
+  ...KDC_BINARIES.filter((f) => !fs.existsSync(f)),
   ...(kerberosAddon() ? [] : ["the kerberos npm addon (libkrb5-dev, then npm ci)"]),
   ...(process.getuid?.() === 0 ? [] : ["root"])
 ]
@@ -46,34 +45,11 @@ const required = process.env["KOJI_ADJUTANT_REQUIRE_PODMAN"] === "1"
 const skip = missing.length > 0 && !required
 const needs = skip ? ` (skipped: missing ${missing.join(", ")})` : " (needs root, apache2 with mod_auth_gssapi, krb5-kdc)"
 
-const apacheConf = (dir: string, port: number, backendPort: number) => `
-ServerRoot "/usr/lib/apache2"
-LoadModule mpm_event_module modules/mod_mpm_event.so
-LoadModule authn_core_module modules/mod_authn_core.so
-LoadModule authz_core_module modules/mod_authz_core.so
-LoadModule authz_user_module modules/mod_authz_user.so
-LoadModule auth_gssapi_module modules/mod_auth_gssapi.so
-LoadModule ssl_module modules/mod_ssl.so
-LoadModule socache_shmcb_module modules/mod_socache_shmcb.so
-LoadModule proxy_module modules/mod_proxy.so
-LoadModule proxy_http_module modules/mod_proxy_http.so
-LoadModule headers_module modules/mod_headers.so
-PidFile ${dir}/httpd.pid
-ErrorLog ${dir}/error.log
-LogLevel info auth_gssapi:debug
-Listen 127.0.0.1:${port}
-ServerName localhost
-User nobody
-Group nogroup
-Mutex file:${dir}
-DefaultRuntimeDir ${dir}
-SSLSessionCache shmcb:${dir}/ssl_scache(512000)
-<VirtualHost 127.0.0.1:${port}>
-  SSLEngine on
-  SSLProtocol -all +TLSv1.2 +TLSv1.3
-  SSLCertificateFile ${dir}/server.crt
-  SSLCertificateKeyFile ${dir}/server.key
-  # Nobody may claim an identity with the header; only the GSSAPI location sets it.
+const apacheGssapiConf = (dir: string, port: number, backendPort: number) => apacheConf({
+  dir, port, backendPort,
+  modules: ["authn_core", "authz_user", "auth_gssapi"],
+  global: "LogLevel info auth_gssapi:debug",
+  vhost: `  # Nobody may claim an identity with the header; only the GSSAPI location sets it.
   RequestHeader unset X-Remote-User
   <Location /kojihub/ssllogin>
     AuthType GSSAPI
@@ -83,30 +59,18 @@ SSLSessionCache shmcb:${dir}/ssl_scache(512000)
     GssapiSSLonly On
     Require valid-user
     RequestHeader set X-Remote-User "%{REMOTE_USER}s"
-  </Location>
-  ProxyPass /kojihub http://127.0.0.1:${backendPort}/kojihub
-</VirtualHost>
-`
+  </Location>`
+})
 
-/** Apache in the foreground as our child, with the realm's krb5.conf; killed when the scope closes. */
-const startApache = (dir: string, realm: TestRealm, backendPort: number) =>
+/** Apache with the realm's krb5.conf in front of the fake hub; stopped when the scope closes. */
+const startGssapiApache = (dir: string, realm: TestRealm, backendPort: number) =>
   Effect.gen(function* () {
     const port = yield* freePort
-    const confFile = path.join(dir, "httpd.conf")
-    fs.writeFileSync(confFile, apacheConf(dir, port, backendPort))
     // The replay cache lives in our temp dir, writable by Apache's unprivileged workers.
     const rcache = path.join(dir, "rcache")
     fs.mkdirSync(rcache, { mode: 0o1777 })
     fs.chmodSync(rcache, 0o1777)
-    const env = { ...process.env, KRB5_CONFIG: realm.krb5Conf, KRB5RCACHEDIR: rcache }
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(APACHE, ["-f", confFile, "-DFOREGROUND"], { env, stdio: "ignore" })),
-      stopChild
-    )
-    yield* waitForPort(port, child, () => {
-      const log = path.join(dir, "error.log")
-      return `apache did not start:\n${fs.existsSync(log) ? fs.readFileSync(log, "utf8") : ""}`
-    })
+    yield* startApache(dir, apacheGssapiConf(dir, port, backendPort), port, { ...process.env, KRB5_CONFIG: realm.krb5Conf, KRB5RCACHEDIR: rcache })
     return port
   })
 
@@ -154,7 +118,7 @@ const rig = Effect.gen(function* () {
     remoteUserHeader: "X-Remote-User",
     loginCreatesUser: false
   })
-  const apachePort = yield* startApache(dir, realm, Number(new URL(hub.url).port))
+  const apachePort = yield* startGssapiApache(dir, realm, Number(new URL(hub.url).port))
   const tokens: Array<string> = []
   const negotiate: NegotiateProvider = (c) => krb5Negotiate(c).pipe(Effect.tap((ctx) => Effect.sync(() => tokens.push(ctx.token))))
   const options = (o: Partial<HubOptions> = {}): HubOptions => ({

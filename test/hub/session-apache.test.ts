@@ -7,27 +7,17 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
-import * as net from "node:net"
 import * as path from "node:path"
 import { LoginError } from "../../src/hub/HubError.js"
 import { type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"
 import { decodeCall, encodeResponse } from "../../src/hub/xmlrpc.js"
+import { apacheConf, apacheMissing, startApache } from "../support/apache.js"
+import { freePort } from "../support/kdc.js"
 import { testPki } from "../support/tls.js"
 
-const APACHE = "/usr/sbin/apache2"
-const MODULES = "/usr/lib/apache2/modules"
-const haveApache = fs.existsSync(APACHE) && fs.existsSync(path.join(MODULES, "mod_ssl.so"))
-
-const freePort = Effect.async<number>((resume) => {
-  const s = net.createServer()
-  s.listen(0, "127.0.0.1", () => {
-    const { port } = s.address() as net.AddressInfo // TCP listener
-    s.close(() => resume(Effect.succeed(port)))
-  })
-})
+const haveApache = apacheMissing([]).length === 0
 
 /** The backend behind Apache: a hub that trusts Apache's verify/CN headers, as mod_wsgi's environment. */
 const backend = (port: number, seen: Array<{ path: string; verify: string | undefined; cn: string | undefined }>) =>
@@ -54,30 +44,10 @@ const backend = (port: number, seen: Array<{ path: string; verify: string | unde
     (server) => Effect.sync(() => { server.closeAllConnections(); server.close() })
   )
 
-const apacheConf = (dir: string, port: number, backendPort: number, pki: { caFile: string }) => `
-ServerRoot "/usr/lib/apache2"
-LoadModule mpm_event_module modules/mod_mpm_event.so
-LoadModule authz_core_module modules/mod_authz_core.so
-LoadModule ssl_module modules/mod_ssl.so
-LoadModule socache_shmcb_module modules/mod_socache_shmcb.so
-LoadModule proxy_module modules/mod_proxy.so
-LoadModule proxy_http_module modules/mod_proxy_http.so
-LoadModule headers_module modules/mod_headers.so
-PidFile ${dir}/httpd.pid
-ErrorLog ${dir}/error.log
-Listen 127.0.0.1:${port}
-ServerName localhost
-User nobody
-Group nogroup
-Mutex file:${dir}
-DefaultRuntimeDir ${dir}
-SSLSessionCache shmcb:${dir}/ssl_scache(512000)
-<VirtualHost 127.0.0.1:${port}>
-  SSLEngine on
-  SSLProtocol -all +TLSv1.2 +TLSv1.3
-  SSLCertificateFile ${dir}/server.crt
-  SSLCertificateKeyFile ${dir}/server.key
-  SSLCACertificateFile ${pki.caFile}
+/** The stock koji hub's TLS front end: the client certificate required only under /kojihub/ssllogin. */
+const stockKojiConf = (dir: string, port: number, backendPort: number, pki: { caFile: string }) => apacheConf({
+  dir, port, backendPort,
+  vhost: `  SSLCACertificateFile ${pki.caFile}
   SSLVerifyClient none
   <Location /kojihub/ssllogin>
     SSLVerifyClient require
@@ -85,36 +55,8 @@ SSLSessionCache shmcb:${dir}/ssl_scache(512000)
     SSLOptions +StdEnvVars
   </Location>
   RequestHeader set X-Client-Verify "%{SSL_CLIENT_VERIFY}s"
-  RequestHeader set X-Client-CN "%{SSL_CLIENT_S_DN_CN}s"
-  ProxyPass /kojihub http://127.0.0.1:${backendPort}/kojihub
-</VirtualHost>
-`
-
-/** Apache in the foreground as our child; killed (by its pid) when the scope closes. */
-const startApache = (dir: string, conf: string, port: number) =>
-  Effect.gen(function* () {
-    const confFile = path.join(dir, "httpd.conf")
-    fs.writeFileSync(confFile, conf)
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => spawn(APACHE, ["-f", confFile, "-DFOREGROUND"], { stdio: "ignore" })),
-      (c) => Effect.async<void>((resume) => {
-        if (c.exitCode !== null) return resume(Effect.void)
-        c.once("exit", () => resume(Effect.void))
-        c.kill("SIGTERM")
-      }).pipe(Effect.timeout("10 seconds"), Effect.ignore)
-    )
-    for (let i = 0; i < 100; i++) {
-      const up = yield* Effect.async<boolean>((resume) => {
-        const s = net.connect(port, "127.0.0.1", () => { s.destroy(); resume(Effect.succeed(true)) })
-        s.on("error", () => resume(Effect.succeed(false)))
-      })
-      if (up) return child
-      if (child.exitCode !== null) break
-      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 100)))
-    }
-    const log = fs.existsSync(path.join(dir, "error.log")) ? fs.readFileSync(path.join(dir, "error.log"), "utf8") : ""
-    return yield* Effect.die(new Error(`apache did not start:\n${log}`))
-  })
+  RequestHeader set X-Client-CN "%{SSL_CLIENT_S_DN_CN}s"`
+})
 
 describe("login through real Apache with the stock koji ssllogin config", () => {
   it.skipIf(!haveApache)("TLS 1.2 login cap works; TLS 1.3 gets 403 and a clear LoginError (needs apache2)", () =>
@@ -128,7 +70,7 @@ describe("login through real Apache with the stock koji ssllogin config", () => 
       const backendPort = yield* freePort
       const seen: Array<{ path: string; verify: string | undefined; cn: string | undefined }> = []
       yield* backend(backendPort, seen)
-      yield* startApache(dir, apacheConf(dir, port, backendPort, pki), port)
+      yield* startApache(dir, stockKojiConf(dir, port, backendPort, pki), port)
       const options: HubOptions = { server: `https://127.0.0.1:${port}/kojihub`, cert: pki.clientFiles["builder1"], serverca: pki.caFile }
       const login = (o: HubOptions) =>
         Layer.build(KojiHub.layerWithTransport(o)).pipe(Effect.flatMap((c) => Context.get(c, KojiHub).login(true)))
