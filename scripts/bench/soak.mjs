@@ -1,0 +1,92 @@
+// Bench: does the daemon's memory stay flat over thousands of tasks (a builder runs for months;
+// kojid leaves that to its per-task processes). The real daemon loop (dist/daemon/TaskManager.js)
+// runs in a child process with the generic handlers and in-memory Containers against an
+// in-process fake hub, sleeptime 50 ms, maxjobs 10. Batches of `sleep 0` tasks (default 8 × 400);
+// after each batch the child collects garbage twice and reports its used heap. The reference is
+// the heap after the first batch (everything loaded and warm); the figure is the heap after the
+// last batch against it.
+// Run: `npm run bench -- soak [--batches 8] [--tasks 400]`.
+// Last line: `soak: heap after/after first batch = <x.xx> (target <= 1.10)`.
+import { spawn } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Duration, Effect, Layer } from "effect"
+
+const self = fileURLToPath(import.meta.url)
+const arg = (flag, dflt) => {
+  const i = process.argv.indexOf(flag)
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt
+}
+
+if (process.argv[2] === "--child") {
+  // As dist/main.js does before loading anything: the production heap settings.
+  ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
+  const [, , , hubUrl, host, password, workdir] = process.argv
+  const { Containers } = await import("../../dist/containers/Containers.js")
+  const { Readiness } = await import("../../dist/daemon/Readiness.js")
+  const { runDaemon } = await import("../../dist/daemon/TaskManager.js")
+  const { KojiHub } = await import("../../dist/hub/KojiHub.js")
+  const { TaskRegistry } = await import("../../dist/tasks/TaskRegistry.js")
+  const { Logger, LogLevel } = await import("effect")
+  process.on("message", () => {
+    globalThis.gc()
+    globalThis.gc()
+    process.send(process.memoryUsage().heapUsed)
+  })
+  const layer = Layer.mergeAll(
+    KojiHub.layerWithTransport({ server: hubUrl, user: host, password, maxRetries: 3, retryInterval: 1 }),
+    TaskRegistry.layer(),
+    Readiness.layerAlways,
+    Containers.layerMemory({ hostName: host }),
+    Logger.minimumLogLevel(LogLevel.Error)
+  )
+  Effect.scoped(runDaemon({
+    sleeptime: Duration.millis(50),
+    maxjobs: 10,
+    forceLock: true,
+    runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
+    shutdownTimeout: Duration.seconds(10),
+    shutdownCallTimeout: Duration.seconds(5),
+    batchHubCalls: true
+  })).pipe(Effect.provide(layer), NodeRuntime.runMain)
+} else {
+  const BATCHES = arg("--batches", 8)
+  const TASKS = arg("--tasks", 400)
+  const { startFakeHub, TaskState } = await import("../../dist/testing/FakeHub.js")
+  const workdir = mkdtempSync(join(tmpdir(), "koji-adjutant-soak-"))
+  const until = async (cond, what, ms = 300_000) => {
+    const deadline = Date.now() + ms
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  }
+  const heaps = []
+  await Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    const hub = yield* startFakeHub({ hosts: [{ name: "soak", password: "pw", capacity: 10 }], scheduler: { runInterval: 0 } })
+    const child = spawn(process.execPath, ["--expose-gc", self, "--child", hub.url, "soak", "pw", workdir], { stdio: ["ignore", "inherit", "inherit", "ipc"] })
+    const heap = () => new Promise((r) => { child.once("message", r); child.send("gc") })
+    yield* Effect.promise(async () => {
+      for (let b = 1; b <= BATCHES; b++) {
+        const ids = Array.from({ length: TASKS }, () => hub.createTask("sleep", [0]))
+        await until(() => ids.every((id) => hub.state.task(id).state === TaskState.CLOSED), `batch ${b} closed`)
+        const h = await heap()
+        heaps.push(h)
+        console.log(`soak: after ${b * TASKS} tasks: daemon heap ${(h / 1e6).toFixed(2)} MB`)
+      }
+      // Stop the daemon while its hub still answers (it frees its tasks and logs out).
+      child.kill("SIGTERM")
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once("exit", r)))
+    })
+  })))
+  rmSync(workdir, { recursive: true, force: true })
+  const first = heaps[0]
+  const last = heaps[heaps.length - 1]
+  const perThousand = ((last - first) / ((BATCHES - 1) * TASKS)) * 1000
+  console.log(`soak: growth from batch 1 to batch ${BATCHES}: ${((last - first) / 1024).toFixed(0)} KiB (${(perThousand / 1024).toFixed(1)} KiB per 1000 tasks)`)
+  console.log(`soak: heap after/after first batch = ${(last / first).toFixed(2)} (target <= 1.10)`)
+  process.exit(0)
+}
