@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Duration, Effect, Layer } from "effect"
+import { Effect, LogLevel } from "effect"
+import { runDaemonLoop } from "./lib/daemonLoop.mjs"
 
 const self = fileURLToPath(import.meta.url)
 const arg = (flag, dflt) => {
@@ -22,36 +22,13 @@ const arg = (flag, dflt) => {
 }
 
 if (process.argv[2] === "--child") {
-  // As dist/main.js does before loading anything: the production heap settings.
-  ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
   const [, , , hubUrl, host, password, workdir] = process.argv
-  const { Containers } = await import("../../dist/containers/Containers.js")
-  const { Readiness } = await import("../../dist/daemon/Readiness.js")
-  const { runDaemon } = await import("../../dist/daemon/TaskManager.js")
-  const { KojiHub } = await import("../../dist/hub/KojiHub.js")
-  const { TaskRegistry } = await import("../../dist/tasks/TaskRegistry.js")
-  const { Logger, LogLevel } = await import("effect")
   process.on("message", () => {
     globalThis.gc()
     globalThis.gc()
     process.send(process.memoryUsage().heapUsed)
   })
-  const layer = Layer.mergeAll(
-    KojiHub.layerWithTransport({ server: hubUrl, user: host, password, maxRetries: 3, retryInterval: 1 }),
-    TaskRegistry.layer(),
-    Readiness.layerAlways,
-    Containers.layerMemory({ hostName: host }),
-    Logger.minimumLogLevel(LogLevel.Error)
-  )
-  Effect.scoped(runDaemon({
-    sleeptime: Duration.millis(50),
-    maxjobs: 10,
-    forceLock: true,
-    runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
-    shutdownTimeout: Duration.seconds(10),
-    shutdownCallTimeout: Duration.seconds(5),
-    batchHubCalls: true
-  })).pipe(Effect.provide(layer), NodeRuntime.runMain)
+  await runDaemonLoop(hubUrl, host, password, workdir, LogLevel.Error)
 } else {
   const BATCHES = arg("--batches", 8)
   const TASKS = arg("--tasks", 400)

@@ -1,0 +1,35 @@
+// The daemon loop as the daemon benches run it in a child process: dist/daemon/TaskManager.js
+// with the generic handlers and in-memory Containers against a hub URL, sleeptime 50 ms (the
+// measure is our overhead, not kojid.conf's whole-second sleeptime), maxjobs 10, with the
+// production heap settings of dist/main.js. Usage, in the child:
+//   await runDaemonLoop(hubUrl, host, password, workdir, LogLevel.Warning)
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import { Duration, Effect, Layer } from "effect"
+
+/** Runs the loop until SIGTERM (NodeRuntime.runMain interrupts it). */
+export const runDaemonLoop = async (hubUrl, host, password, workdir, logLevel) => {
+  // As dist/main.js does before loading anything.
+  ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
+  const { Containers } = await import("../../../dist/containers/Containers.js")
+  const { Readiness } = await import("../../../dist/daemon/Readiness.js")
+  const { runDaemon } = await import("../../../dist/daemon/TaskManager.js")
+  const { KojiHub } = await import("../../../dist/hub/KojiHub.js")
+  const { TaskRegistry } = await import("../../../dist/tasks/TaskRegistry.js")
+  const { Logger } = await import("effect")
+  const layer = Layer.mergeAll(
+    KojiHub.layerWithTransport({ server: hubUrl, user: host, password, maxRetries: 3, retryInterval: 1 }),
+    TaskRegistry.layer(),
+    Readiness.layerAlways,
+    Containers.layerMemory({ hostName: host }),
+    Logger.minimumLogLevel(logLevel)
+  )
+  Effect.scoped(runDaemon({
+    sleeptime: Duration.millis(50),
+    maxjobs: 10,
+    forceLock: true,
+    runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
+    shutdownTimeout: Duration.seconds(10),
+    shutdownCallTimeout: Duration.seconds(5),
+    batchHubCalls: true
+  })).pipe(Effect.provide(layer), NodeRuntime.runMain)
+}
