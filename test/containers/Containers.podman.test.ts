@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Duration, Effect, Exit, Fiber, Schedule, Stream } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { beforeAll } from "vitest"
 import { Containers, type ContainerSpec, type LogFrame } from "../../src/containers/Containers.js"
 import { LABEL_HOST, LABEL_ROLE, LABEL_TASK } from "../../src/containers/labels.js"
 import { Libpod, PodmanError } from "../../src/containers/Libpod.js"
@@ -13,19 +13,17 @@ import {
   ensureTestImage,
   podmanInstalled,
   podmanSkipReason,
-  type PodmanService,
-  removeContainersOfHost,
-  startPodmanService,
   TEST_IMAGE,
   testContainersOptions,
   uniqueHostName
 } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const host = uniqueHostName("containers")
-let service: PodmanService
-const layer = () => Containers.layer(testContainersOptions(service.socket, host))
+let podman: { readonly socket: string }
+const layer = () => Containers.layer(testContainersOptions(podman.socket, host))
 
 const spec = (command: ReadonlyArray<string>, extra: Partial<ContainerSpec> = {}): ContainerSpec => ({
   image: TEST_IMAGE,
@@ -52,16 +50,8 @@ const text = (frames: Iterable<LogFrame>, stream: "stdout" | "stderr") =>
   Buffer.concat([...frames].filter((f) => f.stream === stream).map((f) => f.data)).toString("utf8")
 
 describe.skipIf(!podmanInstalled)("Containers (real podman)", () => {
-  beforeAll(async () => {
-    ensureTestImage()
-    service = await startPodmanService()
-  })
-  afterAll(async () => {
-    const left = containersOfHost(host)
-    removeContainersOfHost(host)
-    await service?.stop()
-    assert.deepStrictEqual(left, [], "containers left behind by the tests")
-  })
+  podman = podmanServiceForTests(host)
+  beforeAll(() => ensureTestImage())
 
   it.live("podman: run keeps exit code, stdout and stderr apart", () =>
     Effect.gen(function* () {

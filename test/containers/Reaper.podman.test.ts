@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Ref } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { beforeAll } from "vitest"
 import { Containers } from "../../src/containers/Containers.js"
 import { ownedByTasks, reap, Reaper } from "../../src/containers/Reaper.js"
 import { toSpecGenerator } from "../../src/containers/spec.js"
@@ -10,18 +10,16 @@ import {
   ensureTestImage,
   podmanInstalled,
   podmanSkipReason,
-  type PodmanService,
-  removeContainersOfHost,
-  startPodmanService,
   TEST_IMAGE,
   testContainersOptions,
   uniqueHostName
 } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const host = uniqueHostName("reaper")
-let service: PodmanService
+let podman: { readonly socket: string }
 
 /**
  * A stand-in daemon: creates containers over the API with exactly the SpecGenerator our
@@ -50,7 +48,7 @@ const call = (method, path, body) => new Promise((ok, ko) => {
 const spawnDaemon = (specs: ReadonlyArray<unknown>) =>
   Effect.async<number>((resume) => {
     const child = spawn(process.execPath, ["-e", CHILD], {
-      env: { ...process.env, SOCK: service.socket, SPECS: JSON.stringify(specs) },
+      env: { ...process.env, SOCK: podman.socket, SPECS: JSON.stringify(specs) },
       stdio: ["ignore", "pipe", "inherit"]
     })
     child.stdout.on("data", (b: Buffer) => {
@@ -63,20 +61,12 @@ const spawnDaemon = (specs: ReadonlyArray<unknown>) =>
   })
 
 describe.skipIf(!podmanInstalled)("Reaper (real podman)", () => {
-  beforeAll(async () => {
-    ensureTestImage()
-    service = await startPodmanService()
-  })
-  afterAll(async () => {
-    const left = containersOfHost(host)
-    removeContainersOfHost(host)
-    await service?.stop()
-    assert.deepStrictEqual(left, [], "containers left behind by the tests")
-  })
+  podman = podmanServiceForTests(host)
+  beforeAll(() => ensureTestImage())
 
   it.live("podman: containers of a SIGKILLed daemon are removed by the reaper at the next start", () =>
     Effect.gen(function* () {
-      const options = testContainersOptions(service.socket, host)
+      const options = testContainersOptions(podman.socket, host)
       const ulimits = [
         { type: "nofile", soft: 4096, hard: 4096 },
         { type: "nproc", soft: 4096, hard: 4096 }
@@ -120,7 +110,7 @@ describe.skipIf(!podmanInstalled)("Reaper (real podman)", () => {
       assert.strictEqual(yield* Ref.get(passes), 1, "isOwned is only asked about existing containers")
       const none = yield* Effect.flatMap(Reaper, (r) => r.reapNow).pipe(Effect.provide(reaper))
       assert.deepStrictEqual(none, { removed: [], kept: 0, failed: [] })
-    }).pipe(Effect.provide(Containers.layer(testContainersOptions(service.socket, host)))))
+    }).pipe(Effect.provide(Containers.layer(testContainersOptions(podman.socket, host)))))
 
   it.live("podman: the reaper leaves containers of other hosts alone", () =>
     Effect.gen(function* () {
@@ -130,7 +120,7 @@ describe.skipIf(!podmanInstalled)("Reaper (real podman)", () => {
         Effect.gen(function* () {
           const mine = yield* c.create({ image: TEST_IMAGE, command: ["true"], role: "test" })
           // Built in this scope so the other service outlives its container's release.
-          const otherContext = yield* Layer.build(Containers.layer(testContainersOptions(service.socket, other)))
+          const otherContext = yield* Layer.build(Containers.layer(testContainersOptions(podman.socket, other)))
           const otherContainers = yield* Effect.provide(Containers, otherContext)
           const theirs = yield* otherContainers.create({ image: TEST_IMAGE, command: ["true"], role: "test" })
           const r = yield* reap(() => false)
@@ -139,5 +129,5 @@ describe.skipIf(!podmanInstalled)("Reaper (real podman)", () => {
         })
       )
       assert.deepStrictEqual(containersOfHost(other), [])
-    }).pipe(Effect.provide(Containers.layer(testContainersOptions(service.socket, host)))))
+    }).pipe(Effect.provide(Containers.layer(testContainersOptions(podman.socket, host)))))
 })

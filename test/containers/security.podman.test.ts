@@ -6,24 +6,21 @@ import { Effect } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { Containers, type ContainerSpec } from "../../src/containers/Containers.js"
 import {
-  containersOfHost,
   ensureTestImage,
   podmanInstalled,
   podmanSkipReason,
-  type PodmanService,
-  removeContainersOfHost,
-  startPodmanService,
   TEST_IMAGE,
   testContainersOptions,
   uniqueHostName
 } from "../support/podman.js"
+import { podmanServiceForTests } from "../support/podmanHooks.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
 const host = uniqueHostName("security")
-let service: PodmanService
+let podman: { readonly socket: string }
 let dir: string
-const layer = () => Containers.layer(testContainersOptions(service.socket, host))
+const layer = () => Containers.layer(testContainersOptions(podman.socket, host))
 
 const run = (command: string, extra: Partial<ContainerSpec> = {}) =>
   Effect.flatMap(Containers, (c) => c.run({ image: TEST_IMAGE, command: ["sh", "-c", command], role: "test", ...extra }))
@@ -31,17 +28,13 @@ const run = (command: string, extra: Partial<ContainerSpec> = {}) =>
 const capEff = (status: string) => /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1]
 
 describe.skipIf(!podmanInstalled)("Containers secure defaults (real podman)", () => {
+  podman = podmanServiceForTests(host)
   beforeAll(async () => {
     ensureTestImage()
-    service = await startPodmanService()
     dir = mkdtempSync(join(tmpdir(), "koji-adjutant-sec-"))
   })
-  afterAll(async () => {
-    const left = containersOfHost(host)
-    removeContainersOfHost(host)
-    await service?.stop()
+  afterAll(() => {
     rmSync(dir, { recursive: true, force: true })
-    assert.deepStrictEqual(left, [], "containers left behind by the tests")
   })
 
   it.live("podman: memory, pids and cpu limits and ulimits are applied (cgroup v1 files)", () =>
@@ -63,7 +56,7 @@ describe.skipIf(!podmanInstalled)("Containers secure defaults (real podman)", ()
     }).pipe(
       Effect.provide(
         Containers.layer(
-          testContainersOptions(service.socket, host, {
+          testContainersOptions(podman.socket, host, {
             ulimits: [
               { type: "RLIMIT_NOFILE", soft: 2048, hard: 3000 },
               // above podman's own 32768: would fail with EPERM at start unless clamped
