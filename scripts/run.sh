@@ -14,17 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" != 0 ]; then
-  # Not root: run again through sudo where there is one.
-  if command -v sudo >/dev/null 2>&1; then exec sudo -- "$(readlink -f "$0")" "$@"; fi
-  echo "scripts/run.sh: run as root: it installs podman and drives a rootful podman" >&2
-  exit 1
-fi
-
-bash scripts/setup-host.sh
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
-fi
+. scripts/lib/prepare.sh
+prepare_machine "it installs podman and drives a rootful podman" "$@"
 npm run build --silent
 image=$(bash scripts/build-images.sh | tail -n 1)
 
