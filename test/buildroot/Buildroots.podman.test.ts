@@ -18,7 +18,7 @@ import { KojiHub } from "../../src/hub/KojiHub.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
-import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir, treeDigest } from "./support.js"
+import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, PASSWORD, scopedTopdir, tempDir, treeDigest } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
@@ -39,7 +39,7 @@ describe.skipIf(!podmanInstalled)("Buildroots (real podman)", () => {
 
   it.live("podman: cold fill lists the group with hub ids, a warm open reuses the root, BuildRequires never reach the cache", () =>
     Effect.gen(function* () {
-      const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const topdir = yield* scopedTopdir(fixture)
       const hub = yield* fixtureHub(fixture, topdir)
       const cacheDir = path.join(dir, "cache")
       const options = buildrootsOptions(fixture, topdir, cacheDir)

@@ -22,7 +22,7 @@ import { taskRelPath } from "../../src/tasks/handler.js"
 import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, testContainersOptions, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
-import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, tempDir, treeDigest } from "./support.js"
+import { buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, PASSWORD, scopedTopdir, tempDir, treeDigest } from "./support.js"
 
 if (!podmanInstalled) console.warn(`skipping podman tests: ${podmanSkipReason}`)
 
@@ -45,7 +45,7 @@ describe.skipIf(!podmanInstalled)("Buildroot.run (real podman)", () => {
 
   it.live("podman: run installs into the task's copy only, runs as root with mounts, and the next buildroot is warm and clean", () =>
     Effect.gen(function* () {
-      const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const topdir = yield* scopedTopdir(fixture)
       const hub = yield* fixtureHub(fixture, topdir)
       const cacheDir = path.join(dir, "cache")
       const options = buildrootsOptions(fixture, topdir, cacheDir)

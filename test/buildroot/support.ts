@@ -75,6 +75,10 @@ export const tempDir = (prefix: string) =>
     (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
   )
 
+/** `makeTopdir` for the life of the scope. */
+export const scopedTopdir = (fixture: Fixture) =>
+  Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+
 /** A fake hub serving the fixture's tag and repo from `topdir`. */
 export const fixtureHub = (fixture: Fixture, topdir: string, tagExtra: Record<string, string> = {}) =>
   Effect.tap(

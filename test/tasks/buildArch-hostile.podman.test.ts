@@ -16,7 +16,7 @@ import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
-  buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, tempDir,
+  buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, scopedTopdir, startDaemon, tempDir,
   uploadSrpm, waitFor
 } from "../buildroot/support.js"
 
@@ -91,7 +91,7 @@ describe.skipIf(!podmanInstalled)("hostile builds and cancel (real podman)", () 
         "hostile-fork": /Cannot fork|fork|Resource temporarily unavailable/i,
         "hostile-disk": /HOSTILE: disk full|No space left on device/
       }
-      const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const topdir = yield* scopedTopdir(fixture)
       const workdir = yield* tempDir("adjutant-work-")
       const hub = yield* fixtureHub(fixture, topdir)
       const ids = new Map<string, number>()
@@ -117,7 +117,7 @@ describe.skipIf(!podmanInstalled)("hostile builds and cancel (real podman)", () 
 
   it.live("podman: canceling a task during rpmbuild removes its containers and expires its buildroot", () =>
     Effect.gen(function* () {
-      const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const topdir = yield* scopedTopdir(fixture)
       const workdir = yield* tempDir("adjutant-work-")
       const hub = yield* fixtureHub(fixture, topdir)
       const rel = uploadSrpm(topdir, makeSrpm("slow-build", "echo SLOW-STARTED\nsleep 600"), "slow")

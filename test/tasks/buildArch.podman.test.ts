@@ -17,7 +17,7 @@ import type { FakeHub } from "../../src/testing/FakeHub.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
-  buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, tempDir,
+  buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, scopedTopdir, startDaemon, tempDir,
   uploadSrpm, waitFor
 } from "../buildroot/support.js"
 
@@ -42,7 +42,7 @@ const runTask = (
   opts: { readonly arch?: string; readonly http?: boolean; readonly cacheDir?: string; readonly before?: (hub: FakeHub) => void } = {}
 ) =>
   Effect.gen(function* () {
-    const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+    const topdir = yield* scopedTopdir(fixture)
     const workdir = yield* tempDir("adjutant-work-")
     const hub = yield* fixtureHub(fixture, topdir)
     opts.before?.(hub)
@@ -239,7 +239,7 @@ describe.skipIf(!podmanInstalled)("buildArch / rebuildSRPM end to end (real podm
 
   it.live("podman: bad input fails the task: a binary rpm as SRPM, a missing repo, a repo of another tag, no repo_id", () =>
     Effect.gen(function* () {
-      const topdir = yield* Effect.acquireRelease(Effect.sync(() => makeTopdir(fixture)), (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true })))
+      const topdir = yield* scopedTopdir(fixture)
       const workdir = yield* tempDir("adjutant-work-")
       const hub = yield* fixtureHub(fixture, topdir)
       const otherTag = addTag(topdir, "other-tag", "x86_64")
