@@ -466,28 +466,20 @@ const setOption = <T, K extends keyof T>(target: Mutable<T>, key: K, value: T[K]
 
 const where = (file: string, line?: number) => (line === undefined ? file : `${file}, line ${line}`)
 
+/** A ConfigError about `key` of `section`, at the entry's file and line. */
+const entryError = (section: string, key: string, entry: IniEntry, message: string) =>
+  new ConfigError({ file: entry.file, section, key, line: entry.line, message })
+
 const optionError = (section: string, key: string, entry: IniEntry, reason: string) =>
-  new ConfigError({
-    file: entry.file,
-    section,
-    key,
-    line: entry.line,
-    message: `value for ${key} option ${reason} ([${section}] of ${where(entry.file, entry.line)})`
-  })
+  entryError(section, key, entry, `value for ${key} option ${reason} ([${section}] of ${where(entry.file, entry.line)})`)
 
 const parseRlimit = (key: string, entry: IniEntry): Either.Either<Rlimit | null, ConfigError> => {
   const resource = key.toUpperCase()
   if (!RLIMIT_RESOURCES.has(resource)) {
     return Either.left(
-      new ConfigError({
-        file: entry.file,
-        section: "kojid",
-        key,
-        line: entry.line,
-        message:
-          `unknown resource limit ${resource} ([kojid] of ${where(entry.file, entry.line)}); ` +
-          `known: ${[...RLIMIT_RESOURCES].join(" ")}`
-      })
+      entryError("kojid", key, entry,
+        `unknown resource limit ${resource} ([kojid] of ${where(entry.file, entry.line)}); ` +
+          `known: ${[...RLIMIT_RESOURCES].join(" ")}`)
     )
   }
   const words = splitWords(entry.value)
@@ -563,15 +555,9 @@ const parseKojidSection = (
     } else {
       const stale = key === "keepalive" || key === "ca"
       return Either.left(
-        new ConfigError({
-          file: entry.file,
-          section: "kojid",
-          key,
-          line: entry.line,
-          message:
-            `unknown config option: ${key} in [kojid] of ${where(entry.file, entry.line)}` +
-            (stale ? " (documented for kojid but never accepted by it, koji-protocol.md §9)" : "")
-        })
+        entryError("kojid", key, entry,
+          `unknown config option: ${key} in [kojid] of ${where(entry.file, entry.line)}` +
+            (stale ? " (documented for kojid but never accepted by it, koji-protocol.md §9)" : ""))
       )
     }
   }
@@ -815,13 +801,7 @@ const parseAdjutantSection = (doc: IniDocument, label: string): Either.Either<Ad
   for (const [key, entry] of section?.entries ?? []) {
     if (!isAdjutantKey(key)) {
       return Either.left(
-        new ConfigError({
-          file: entry.file,
-          section: "adjutant",
-          key,
-          line: entry.line,
-          message: `unknown config option: ${key} in [adjutant] of ${where(entry.file, entry.line)}`
-        })
+        entryError("adjutant", key, entry, `unknown config option: ${key} in [adjutant] of ${where(entry.file, entry.line)}`)
       )
     }
     const applied = applyAdjutant(o, key, entry.value)
