@@ -39,6 +39,16 @@ const settle = Effect.promise(() => new Promise((r) => setTimeout(r, 100)))
 /** Only the request timeouts (12 h) are pending on the TestClock: nothing waits for a retry. */
 const noRetrySleep = (sleeps: Chunk.Chunk<number>) => Chunk.every(sleeps, (at) => at >= 43_200_000)
 
+/** A session's calls around one renewal: login, echo, a call, the call failing 1007, the re-login, the retry. */
+const RENEWAL_SEQUENCE = [
+  ["exclusiveSession", 0, undefined],
+  ["echo", 1, undefined],
+  ["host.getID", 2, undefined],
+  ["host.getID", 3, 1007],
+  ["login", 4, undefined],
+  ["host.getID", 5, undefined]
+]
+
 const callsOf = (fake: FakeHub, method: string) => fake.state.calls.filter((c) => c.method === method)
 
 describe("hub sessions", () => {
@@ -51,14 +61,7 @@ describe("hub sessions", () => {
       const id = yield* api.getID()
       assert.strictEqual(id, fake.state.host("builder1")!.id)
       const mine = fake.state.calls.filter((c) => c.sessionId === session.sessionId)
-      assert.deepStrictEqual(mine.map((c) => [c.method, c.callnum, c.fault?.faultCode]), [
-        ["exclusiveSession", 0, undefined],
-        ["echo", 1, undefined],
-        ["host.getID", 2, undefined],
-        ["host.getID", 3, 1007],
-        ["login", 4, undefined],
-        ["host.getID", 5, undefined]
-      ])
+      assert.deepStrictEqual(mine.map((c) => [c.method, c.callnum, c.fault?.faultCode]), RENEWAL_SEQUENCE)
       const renew = mine[4]!
       assert.deepStrictEqual(renew.params, ["builder1", "pw", { opts: null, renew: true, exclusive: true, __starstar: true }])
       const row = fake.state.session(session.sessionId)!
@@ -74,14 +77,7 @@ describe("hub sessions", () => {
       fake.expireSession(session.sessionId)
       assert.strictEqual(yield* api.getID(), fake.state.host("builder1")!.id)
       const mine = fake.state.calls.filter((c) => c.sessionId === session.sessionId)
-      assert.deepStrictEqual(mine.map((c) => [c.method, c.callnum, c.fault?.faultCode]), [
-        ["exclusiveSession", 0, undefined],
-        ["echo", 1, undefined],
-        ["host.getID", 2, undefined],
-        ["host.getID", 3, 1007],
-        ["login", 4, undefined],
-        ["host.getID", 5, undefined]
-      ])
+      assert.deepStrictEqual(mine.map((c) => [c.method, c.callnum, c.fault?.faultCode]), RENEWAL_SEQUENCE)
       // Every call of the session, the renewal included, names it in the query string.
       for (const c of mine) assert.include(c.query, `session-id=${session.sessionId}`, c.method)
       assert.isFalse(fake.state.session(session.sessionId)!.expired === true)
