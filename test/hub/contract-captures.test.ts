@@ -10,8 +10,8 @@ import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { faultClasses, KojiFault } from "../../src/hub/faults.js"
 import { decodeCall, decodeResponse, Double, encodeFault, encodeMethodCall, encodeResponse } from "../../src/hub/xmlrpc.js"
+import { CAPTURES_DIR as CAPTURES } from "../support/captures.js"
 
-const CAPTURES = join(import.meta.dirname, "..", "..", "..", "shared", "koji-captures")
 
 interface HttpMessage {
   readonly file: string

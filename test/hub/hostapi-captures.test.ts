@@ -13,8 +13,8 @@ import { join } from "node:path"
 import { type HostApi, hostApi } from "../../src/hub/HostApi.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import { decodeCall, Double, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
+import { KOJID_CAPTURES as CAPTURES } from "../support/captures.js"
 
-const CAPTURES = join(import.meta.dirname, "..", "..", "..", "shared", "koji-captures", "kojid")
 
 const num = (v: XmlRpcValue | undefined): number => (v instanceof Double ? v.value : (v as number))
 const struct = (v: XmlRpcValue | undefined): XmlRpcStruct => v as XmlRpcStruct
@@ -106,7 +106,7 @@ interface Recorded {
 const bodyOf = (raw: Buffer): Buffer => raw.subarray(raw.indexOf("\r\n\r\n") + 4)
 
 const recorded: Array<Recorded> = []
-for (const workflow of fs.existsSync(CAPTURES) ? fs.readdirSync(CAPTURES) : []) {
+for (const workflow of fs.readdirSync(CAPTURES)) {
   const raw = join(CAPTURES, workflow, "raw")
   if (!fs.existsSync(raw)) continue
   for (const f of fs.readdirSync(raw).filter((n) => n.endsWith(".request")).sort()) {

@@ -20,8 +20,8 @@ import { setPolicy } from "../../src/testing/fakehub/policies.js"
 import { buildWorld } from "../../src/testing/fakehub/targets.js"
 import { daemonLayer, fakeHub, HOST, startDaemon, tempWorkdir, testOptions, until } from "../daemon/harness.js"
 import { makeRpm, setupWorld, stubHandlers, type StubOptions, uploadSrpm, writeWork } from "./buildSupport.js"
+import { KOJID_CAPTURES as CAPTURES } from "../support/captures.js"
 
-const CAPTURES = path.join(import.meta.dirname, "..", "..", "..", "shared", "koji-captures", "kojid")
 
 /** The calls one kojid session made in a recorded workflow, repeated taskWaits collapsed. */
 const recorded = (workflow: string, session: number): Array<string> => {

@@ -12,8 +12,8 @@ import { join } from "node:path"
 import { decodeCall, decodeResponse, isStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { startFakeHub } from "../../src/testing/FakeHub.js"
 import { call, login, type Sess } from "./fakehub-client.js"
+import { KOJID_CAPTURES as CAPTURES } from "../support/captures.js"
 
-const CAPTURES = join(import.meta.dirname, "..", "..", "..", "shared", "koji-captures", "kojid")
 
 interface Captured {
   readonly name: string

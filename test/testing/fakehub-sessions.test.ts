@@ -10,8 +10,8 @@ import { join } from "node:path"
 import { decodeResponse } from "../../src/hub/xmlrpc.js"
 import { startFakeHub, type FakeHubOptions } from "../../src/testing/FakeHub.js"
 import { call, callFrom, login, ok, type Sess, subsession } from "./fakehub-client.js"
+import { CAPTURES_DIR as CAPTURES } from "../support/captures.js"
 
-const CAPTURES = join(import.meta.dirname, "..", "..", "..", "shared", "koji-captures")
 
 /** The fault a raw-client capture recorded. */
 const capturedFault = (name: string): { faultCode: number; faultString: string } => {
