@@ -24,9 +24,12 @@ import { join } from "node:path"
 import { emptyIniDocument, readIniInto, type IniDocument, type IniEntry } from "./ini.js"
 import {
   formatByteSize,
+  formatIdMap,
+  type IdMap,
   limitWithin,
   parseByteSize,
   parseHostPort,
+  parseIdMap,
   parseLimitValue,
   parseNonNegativeFloat,
   parseNonNegativeInt,
@@ -154,6 +157,14 @@ export interface AdjutantOptions {
   readonly default_ulimits: ReadonlyArray<Ulimit>
   readonly cgroup_parent: string
   readonly build_user: string
+  /** Host id range of containers that run package code (null: `none`, host ids). */
+  readonly build_userns: IdMap | null
+  /** Bytes of each buildroot's scratch disk (results, logs, BuildRequires, checkout); 0 = unbounded. */
+  readonly task_disk_max: number
+  /** Bytes (apparent size) of all packages a task may take out of its build. */
+  readonly result_max_size: number
+  /** Bytes of each log that reach the hub (head and tail kept); 0 = all. */
+  readonly log_max_size: number
   readonly reaper_interval: number
   readonly login_tls_max_version: TlsVersion
   readonly tls_max_version: TlsVersion
@@ -320,6 +331,10 @@ export const defaultAdjutantOptions: AdjutantOptions = {
   ],
   cgroup_parent: "",
   build_user: "1000:1000",
+  build_userns: { base: 2000000000, size: 65536 },
+  task_disk_max: 20 * 1024 ** 3,
+  result_max_size: 10 * 1024 ** 3,
+  log_max_size: 256 * 1024 ** 2,
   reaper_interval: 300,
   login_tls_max_version: "TLSv1.2",
   tls_max_version: "TLSv1.3",
@@ -760,6 +775,13 @@ const ADJUTANT_FIELDS: { readonly [K in keyof AdjutantOptions]: AdjutantField<Ad
     },
     (v) => v
   ),
+  build_userns: field((raw) => {
+    const m = parseIdMap(raw)
+    return typeof m === "string" ? Either.left(m) : Either.right(m)
+  }, formatIdMap),
+  task_disk_max: field(parseByteSize, formatByteSize),
+  result_max_size: field(parseByteSize, formatByteSize),
+  log_max_size: field(parseByteSize, formatByteSize),
   reaper_interval: countField,
   login_tls_max_version: tlsVersion,
   tls_max_version: tlsVersion,

@@ -96,3 +96,29 @@ export const parseHostPort = (
   const port = Number(m[2])
   return port > 65535 ? Either.left(`port ${port} is out of range`) : Either.right({ host, port })
 }
+
+/** A contiguous map of container ids 0…size-1 onto host ids base…base+size-1. */
+export interface IdMap {
+  readonly base: number
+  readonly size: number
+}
+
+/** The largest uid the kernel hands out (4294967294; (uid_t)-1 is "no uid"). */
+const MAX_UID = 4294967294
+
+/** Parses `BASE:SIZE` (or `none` → null); the map must cover uid 65534 (nobody) and fit below 2^32-1. */
+export const parseIdMap = (raw: string): IdMap | null | string => {
+  if (raw === "none") return null
+  const m = /^(\d+):(\d+)$/.exec(raw)
+  if (m === null) return `must be BASE:SIZE (host uid base and count) or none, got ${JSON.stringify(raw)}`
+  const base = Number(m[1])
+  const size = Number(m[2])
+  if (base < 1) return `base must be at least 1: host root (0) is never mapped, got ${base}`
+  if (size < 65536) return `size must be at least 65536 so that nobody (65534) is mapped, got ${size}`
+  if (base + size - 1 > MAX_UID) return `base + size - 1 must be at most ${MAX_UID}, got ${base + size - 1}`
+  return { base, size }
+}
+
+/** `BASE:SIZE` or `none`. */
+export const formatIdMap = (map: IdMap | null): string => (map === null ? "none" : `${map.base}:${map.size}`)
+

@@ -1,3 +1,4 @@
+import { type IdMap, idMappings } from "./idmap.js"
 import { containerLabels } from "./labels.js"
 
 /** A bind mount (read-only unless `writable`) or a tmpfs. */
@@ -35,6 +36,8 @@ export interface ContainerSpec {
   readonly timeoutSeconds?: number | undefined
   /** catatonit as PID 1 (default true): signals reach the command and stop is fast. */
   readonly init?: boolean | undefined
+  /** Run in a user namespace mapping container ids onto this host range (package code; see idmap.ts). */
+  readonly idmap?: IdMap | undefined
 }
 
 /** One resource limit, with podman's short lowercase name (`nofile`, not `RLIMIT_NOFILE`: notes §5.2). */
@@ -103,6 +106,11 @@ export interface SpecGenerator {
   readonly read_only_filesystem: boolean
   readonly oci_runtime?: string
   readonly cgroup_parent?: string
+  readonly userns?: { readonly nsmode: "private" }
+  readonly idmappings?: {
+    readonly UIDMap: ReadonlyArray<{ readonly container_id: number; readonly host_id: number; readonly size: number }>
+    readonly GIDMap: ReadonlyArray<{ readonly container_id: number; readonly host_id: number; readonly size: number }>
+  }
 }
 
 /**
@@ -256,7 +264,8 @@ export const toSpecGenerator = (
     no_new_privileges: true,
     read_only_filesystem: readOnly,
     ...(options.ociRuntime !== undefined ? { oci_runtime: options.ociRuntime } : {}),
-    ...(options.cgroupParent !== undefined ? { cgroup_parent: options.cgroupParent } : {})
+    ...(options.cgroupParent !== undefined ? { cgroup_parent: options.cgroupParent } : {}),
+    ...(spec.idmap !== undefined ? idMappings(spec.idmap) : {})
   }
 }
 
