@@ -224,11 +224,33 @@ export interface StreamLogsOptions {
   /** Bound for the final flush when the scope closes. */
   readonly flushTimeout?: Duration.DurationInput | undefined
   readonly chunkSize?: number | undefined
+  /**
+   * Bytes of each log that reach the hub (`[adjutant] log_max_size`; 0 = all): a log over it is
+   * streamed up to half of it, and its last half follows the truncation note at the final flush.
+   */
+  readonly maxBytes?: number | undefined
 }
 
 interface FileCursor {
   position: number
   ino: number | undefined
+  /** The note and the tail of a capped log went up (final flush). */
+  tailSent: boolean
+}
+
+/** The line put where a capped log was cut. */
+export const truncationNote = (name: string, cut: number, max: number): string =>
+  `\n[koji-adjutant: ${cut} bytes of ${name} were cut here: the log is over log_max_size (${max} bytes); its head and tail are kept]\n`
+
+/**
+ * Where a log of `size` bytes over `max` is cut: its first `head` and last `tail` bytes are kept
+ * (half each) and `cut` bytes between them dropped; undefined when it fits (or `max` is 0).
+ */
+export const cutOf = (size: number, max: number): { readonly head: number; readonly tail: number; readonly cut: number } | undefined => {
+  if (max <= 0 || size <= max) return undefined
+  const head = Math.floor(max / 2)
+  const tail = max - head
+  return { head, tail, cut: size - head - tail }
 }
 
 /**
@@ -270,25 +292,46 @@ export const streamLogs = (
         }
       })
 
+    const maxBytes = options.maxBytes ?? 0
+    /** Set by the final flush: capped logs then get their note and tail. */
+    let finishing = false
+
+    /** Sends `[from, to)` of the open file to the hub at `at`. */
+    const sendRange = (f: StreamedLog, handle: fsp.FileHandle, from: number, to: number, at: number, size: number) =>
+      Effect.gen(function* () {
+        for (let pos = from; pos < to;) {
+          const chunk = yield* readAt(handle, f.local, pos, Math.min(chunkSize, to - pos), size)
+          if (chunk.length === 0) return pos
+          yield* sendChunk(f, at + (pos - from), chunk)
+          pos += chunk.length
+        }
+        return to
+      })
+
     const passOne = (f: StreamedLog): Effect.Effect<void> =>
       Effect.gen(function* () {
         const stat = yield* Effect.either(Effect.tryPromise(() => fsp.stat(f.local)))
         if (stat._tag === "Left") return // not created yet
-        const cursor = cursors.get(f.local) ?? { position: 0, ino: undefined }
+        const size = stat.right.size
+        const cursor = cursors.get(f.local) ?? { position: 0, ino: undefined, tailSent: false }
         cursors.set(f.local, cursor)
-        if ((cursor.ino !== undefined && stat.right.ino !== cursor.ino) || stat.right.size < cursor.position) {
+        if ((cursor.ino !== undefined && stat.right.ino !== cursor.ino) || size < cursor.position) {
           cursor.position = 0
+          cursor.tailSent = false
         }
         cursor.ino = stat.right.ino
-        if (stat.right.size === cursor.position) return
+        const cut = cutOf(size, maxBytes)
+        const limit = cut === undefined ? size : cut.head
+        if (cursor.position >= limit && (cut === undefined || !finishing || cursor.tailSent)) return
         yield* Effect.scoped(Effect.gen(function* () {
           const handle = yield* openLocal(f.local)
-          while (true) {
-            const chunk = yield* readAt(handle, f.local, cursor.position, chunkSize, stat.right.size)
-            if (chunk.length === 0) return
-            yield* sendChunk(f, cursor.position, chunk)
-            cursor.position += chunk.length
-          }
+          cursor.position = yield* sendRange(f, handle, cursor.position, limit, cursor.position, size)
+          if (cut === undefined || !finishing || cursor.tailSent || cursor.position < cut.head) return
+          const note = new TextEncoder().encode(truncationNote(f.remote, cut.cut, maxBytes))
+          yield* sendChunk(f, cut.head, note)
+          yield* sendRange(f, handle, size - cut.tail, size, cut.head + note.length, size)
+          cursor.tailSent = true
+          yield* Effect.logWarning(`${f.remote} is ${size} bytes: only its first ${cut.head} and last ${cut.tail} bytes were uploaded (log_max_size)`)
         }))
       }).pipe(
         Effect.catchAll((error) => {
@@ -304,7 +347,9 @@ export const streamLogs = (
 
     yield* Effect.addFinalizer(() =>
       // Finalizers run uninterruptibly; the flush must stay interruptible for its timeout to bite.
-      Effect.interruptible(pass).pipe(
+      Effect.interruptible(Effect.zipRight(Effect.sync(() => {
+        finishing = true
+      }), pass)).pipe(
         Effect.timeout(options.flushTimeout ?? Duration.minutes(2)),
         Effect.catchAll(() => Effect.logWarning(`final log flush to ${taskDir} timed out`))
       )
