@@ -36,6 +36,9 @@ export interface BuildrootInputs {
   readonly network: boolean
 }
 
+/** The arches a build for `arch` may leave binary packages of: the task arch, rpmbuild's target arch, noarch. */
+export const resultArches = (arch: string): ReadonlySet<string> => new Set([arch, targetArchOf(arch), "noarch"])
+
 /** `<tag>-<brid>-<repoid>`: kojid's buildroot name. */
 export const buildrootName = (tagName: string, id: number, repoId: number): string => `${tagName}-${id}-${repoId}`
 

@@ -31,3 +31,10 @@ export const logTail = (text: string, lines = 20, maxChars = 4000): string => {
   const tail = all.slice(-lines).join("\n")
   return tail.length > maxChars ? tail.slice(tail.length - maxChars) : tail
 }
+
+/** A build hit a limit that bounds what it may take of the host (`task_disk_max`, `result_max_size`, …). */
+export class BuildLimitExceeded extends Schema.TaggedError<BuildLimitExceeded>()("BuildLimitExceeded", {
+  /** The `[adjutant]` key of the limit. */
+  limit: Schema.String,
+  message: Schema.String
+}) {}

@@ -15,6 +15,7 @@ import { type StreamedLog, streamLogs, UploadError, uploadWrapper } from "../hub
 import type { BuildrootError } from "../hub/faults.js"
 import { taskRelPath } from "../tasks/handler.js"
 import { repoRelDir, repoUrls } from "./config.js"
+import { copyLogCapped } from "./results.js"
 import { type InstalledRpm, mapPackageList, type PackageEntry, type RemoteFiles, remoteFiles } from "./packageList.js"
 
 /** Errors of hub-side calls. */
@@ -39,10 +40,15 @@ export interface BuildrootHub {
   readonly repoState: (repoId: number) => Effect.Effect<number | null, HubSideError>
   /** A whole file into the task directory (kojid's uploadWrapper / single_log). */
   readonly upload: (localFile: string, name: string) => Effect.Effect<void, HubSideError>
-  /** Mirrors growing logs into the task directory while the scope is open (§6.3). */
-  readonly streamLogs: (files: ReadonlyArray<StreamedLog>) => Effect.Effect<void, never, Scope.Scope>
+  /** Mirrors growing logs into the task directory while the scope is open (§6.3), each capped at `maxBytes` (0 = whole). */
+  readonly streamLogs: (files: ReadonlyArray<StreamedLog>, maxBytes: number) => Effect.Effect<void, never, Scope.Scope>
   /** The repo URLs of the buildroot (§5.3). */
   readonly repoUrls: (tagName: string, repoId: number, brArch: string) => ReadonlyArray<string>
+  /**
+   * What names the package set when the repo id does not (a local repo: its location and its
+   * repomd.xml digest); part of the buildroot cache key. Undefined for hub repos.
+   */
+  readonly repoIdentity?: string
 }
 
 /** The hub side of a daemon task: kojid's calls on the task's own session. */
@@ -72,7 +78,7 @@ export const sessionHub = (
       }).pipe(Effect.mapError((e) => e as HubSideError)),
     repoState: (repoId) => Effect.map(api.repoInfo(repoId, false), (r) => (r === null ? null : r.state)),
     upload: (localFile, name) => Effect.asVoid(uploadWrapper(session, localFile, uploadPath, name)),
-    streamLogs: (logs) => streamLogs(session, logs, uploadPath),
+    streamLogs: (logs, maxBytes) => streamLogs(session, logs, uploadPath, { maxBytes }),
     repoUrls: (tagName, repoId, brArch) => repoUrls(options, tagName, repoId, brArch)
   }
 }
@@ -83,6 +89,8 @@ export interface LocalRepo {
   readonly url: string
   readonly tagName: string
   readonly repoId: number
+  /** The URL and the digest of its repodata/repomd.xml (the cache key's repo part). */
+  readonly identity: string
 }
 
 /**
@@ -116,9 +124,10 @@ export const localHub = (resultDir: string, repo: LocalRepo, arch: string): Buil
       }))),
     repoState: () => Effect.succeed(1),
     upload: copy,
-    streamLogs: (logs) =>
+    streamLogs: (logs, maxBytes) =>
       Effect.addFinalizer(() =>
-        Effect.forEach(logs, (l) => copy(l.local, l.remote).pipe(Effect.ignore), { discard: true })),
-    repoUrls: () => [repo.url]
+        Effect.forEach(logs, (l) => copyLogCapped(l.local, path.join(resultDir, l.remote), maxBytes), { discard: true })),
+    repoUrls: () => [repo.url],
+    repoIdentity: repo.identity
   }
 }

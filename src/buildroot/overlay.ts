@@ -21,8 +21,11 @@ const exec = (cmd: string, args: ReadonlyArray<string>): Promise<void> =>
 /** How the task root was made. */
 export type TaskRootKind = "overlay" | "copy"
 
-/** Mounts (or copies) `lower` as a writable root under `dir`; undone when the scope closes. */
-export const taskRoot = (lower: string, dir: string) =>
+/**
+ * Mounts (or copies) `lower` as a writable root under `dir`; undone when the scope closes. `owner`
+ * owns the root directory (the user namespace's root, so that its dnf can write there).
+ */
+export const taskRoot = (lower: string, dir: string, owner?: { readonly uid: number; readonly gid: number }) =>
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async (): Promise<{ readonly root: string; readonly kind: TaskRootKind }> => {
@@ -30,6 +33,10 @@ export const taskRoot = (lower: string, dir: string) =>
         const work = path.join(dir, "work")
         const root = path.join(dir, "root")
         await Promise.all([upper, work, root].map((d) => fsp.mkdir(d, { recursive: true })))
+        // The merged root takes its owner and mode from the upper directory's.
+        const top = await fsp.stat(lower)
+        await fsp.chmod(upper, top.mode & 0o7777)
+        if (owner !== undefined) await fsp.chown(upper, owner.uid, owner.gid)
         try {
           await exec("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${lower},upperdir=${upper},workdir=${work}`, root])
           return { root, kind: "overlay" }

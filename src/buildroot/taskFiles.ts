@@ -1,6 +1,6 @@
 /**
  * Files of build tasks: fetching an input SRPM from `<topurl>/work/<path>` (koji-protocol.md
- * §6.3; kojid's `localPath("work/…")`), and sorting a result directory the way BuildArchTask does.
+ * §6.3; kojid's `localPath("work/…")`). Result directories are read by results.ts.
  */
 import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
@@ -27,15 +27,4 @@ export const fetchWorkFile = (
     const local = path.join(dir, path.posix.basename(normalised))
     yield* Effect.promise(() => fsp.mkdir(dir, { recursive: true }).then(() => fsp.writeFile(local, data)))
     return local
-  })
-
-/** A result directory sorted as kojid does: `.log` skipped, `.src.rpm`, other `.rpm`, the rest unexpected. */
-export const sortResults = (dir: string) =>
-  Effect.promise(async () => {
-    const names = (await fsp.readdir(dir, { withFileTypes: true })).filter((d) => d.isFile()).map((d) => d.name).sort()
-    return {
-      srpms: names.filter((f) => f.endsWith(".src.rpm")),
-      rpms: names.filter((f) => f.endsWith(".rpm") && !f.endsWith(".src.rpm")),
-      unexpected: names.filter((f) => !f.endsWith(".rpm") && !f.endsWith(".log"))
-    }
   })

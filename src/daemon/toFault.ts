@@ -29,6 +29,11 @@ export const domainFaultTable: Readonly<Record<string, FaultRule>> = {
   RpmbuildFailed: { faultCode: 1005, why: "mock --rebuild failed → BuildError" },
   BuildFailed: { faultCode: 1005, why: "a build step failed → BuildError" },
   SrpmError: { faultCode: 1005, why: "bad or missing SRPM → BuildError" },
+  // What a build left broke the rules for its output (not a regular file, a bad name or header):
+  // the build failed, as kojid fails a build whose results it cannot use.
+  HostileOutput: { faultCode: 1005, why: "unusable build output → BuildError" },
+  // A build hit a limit of what it may take of the host (disk, result size): the build failed.
+  BuildLimitExceeded: { faultCode: 1005, why: "build over a configured limit → BuildError" },
   // SCM checkout and SCM policy: kojid's SCM class raises BuildError for both (§8). An ScmError
   // with its reason goes through `faultFor` instead: GenericError for a bad URL, a password in
   // the URL or a bad commit hash; this row only covers one that lost its reason.

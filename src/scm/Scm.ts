@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { Context, Effect, Either, Layer } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { type ContainerMount, Containers, type ContainerSpec, PodmanError } from "../containers/Containers.js"
+import { hostIdsOf, type IdMap } from "../containers/idmap.js"
 import type { XmlRpcStruct } from "../hub/xmlrpc.js"
 import {
   allowedByConfig,
@@ -50,6 +51,8 @@ export interface ScmOptions {
   readonly image: string
   /** `uid:gid` the checkout runs as; the SCM directory is given to it (kojid chowns to mockuser). */
   readonly user: string
+  /** The build user namespace (`build_userns`): a checkout runs the package's code too. Null: host ids. */
+  readonly idmap: IdMap | null
   /** Network of the checkout container: bridge in production (SCM hosts are remote). */
   readonly network: "bridge" | "host" | "none"
   /** Wall-clock limit of one checkout container, seconds. */
@@ -155,6 +158,7 @@ export const scmOptionsFromConfig = (config: AdjutantConfig["Type"]): ScmOptions
   supportRpmSourceLayout: config.kojid.support_rpm_source_layout,
   image: config.adjutant.bootstrap_image,
   user: config.adjutant.build_user,
+  idmap: config.adjutant.build_userns,
   network: config.adjutant.scm_network,
   timeoutSeconds: config.adjutant.scm_timeout
 })
@@ -206,11 +210,6 @@ const MAX_SPEC_BYTES = 16 * 1024 * 1024
 const OUTPUT_TAIL = 2000
 
 const tail = (s: string): string => (s.length > OUTPUT_TAIL ? `…${s.slice(-OUTPUT_TAIL)}` : s).trim()
-
-const parseIds = (user: string): { uid: number; gid: number } | undefined => {
-  const m = /^(\d+)(?::(\d+))?$/.exec(user)
-  return m === null ? undefined : { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) }
-}
 
 /** Whether `child` is `parent` or inside it (both absolute and resolved). */
 const isInside = (parent: string, child: string): boolean => child === parent || child.startsWith(parent.endsWith("/") ? parent : `${parent}/`)
@@ -264,7 +263,7 @@ export const makeScm = (options: ScmOptions) =>
         try: async () => {
           await fs.rm(scmdir, { recursive: true, force: true })
           await fs.mkdir(scmdir, { recursive: true, mode: 0o755 })
-          const ids = parseIds(options.user)
+          const ids = hostIdsOf(options.idmap, options.user)
           if (ids !== undefined && process.getuid?.() === 0) await fs.chown(scmdir, ids.uid, ids.gid)
         },
         catch: (e) =>
@@ -292,6 +291,7 @@ export const makeScm = (options: ScmOptions) =>
         role: "scm",
         taskId: opts.taskId,
         user: options.user,
+        idmap: options.idmap ?? undefined,
         network: opts.network ?? options.network,
         mounts: [{ type: "bind", source: scmdir, destination: CONTAINER_SCMDIR, writable: true }, ...creds],
         env: environment(creds.length > 0),
@@ -458,6 +458,7 @@ export const makeScm = (options: ScmOptions) =>
         role: "scm",
         taskId: opts.taskId,
         user: root.user ?? options.user,
+        idmap: options.idmap ?? undefined,
         network: root.network ?? options.network,
         workDir,
         mounts: [

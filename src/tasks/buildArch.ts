@@ -10,7 +10,8 @@ import * as path from "node:path"
 import { type Buildroots } from "../buildroot/Buildroots.js"
 import { sessionHub } from "../buildroot/hubSide.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
-import { fetchWorkFile, sortResults } from "../buildroot/taskFiles.js"
+import { resultArches } from "../buildroot/config.js"
+import { fetchWorkFile } from "../buildroot/taskFiles.js"
 import { BuildError, ParameterError } from "../hub/faults.js"
 import { type HostApi, hostApi } from "../hub/HostApi.js"
 import * as S from "../hub/schemas.js"
@@ -109,38 +110,40 @@ export const buildArchHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
         )
         yield* broot.build(srpm, p.arch)
         const logs = [...(yield* broot.finishLogs)]
-        const results = yield* sortResults(broot.resultDir)
-        if (results.unexpected.length > 0) yield* Effect.logDebug(`unexpected: ${results.unexpected.join(", ")}`)
+        const results = yield* broot.collect({ outDir: path.join(ctx.workdir, "results"), arches: resultArches(p.arch) })
+        if (results.unexpected.length > 0) yield* Effect.logDebug(`unexpected: ${results.unexpected.map((f) => JSON.stringify(f)).join(", ")}`)
         const uploadPath = taskRelPath(ctx.taskId)
 
-        const noarch = results.rpms.filter((f) => f.endsWith(".noarch.rpm"))
+        const noarch = results.rpms.filter((r) => r.name.endsWith(".noarch.rpm"))
         if (noarch.length > 0) {
           const hashes: Record<string, string> = {}
-          for (const f of noarch) hashes[f] = yield* rpmdiffHash(path.join(broot.resultDir, f))
+          for (const r of noarch) hashes[r.name] = yield* rpmdiffHash(r.file)
           const file = path.join(ctx.workdir, "noarch_rpmdiff.json")
           yield* Effect.promise(() => fsp.writeFile(file, JSON.stringify({ [String(ctx.taskId)]: hashes }, null, 2)))
           yield* uploadWrapper(ctx.session, file, uploadPath)
           logs.push("noarch_rpmdiff.json")
         }
-        for (const f of results.rpms) yield* uploadWrapper(ctx.session, path.join(broot.resultDir, f), uploadPath)
+        for (const r of results.rpms) yield* uploadWrapper(ctx.session, r.file, uploadPath)
         const keep = p.keep_srpm !== null && p.keep_srpm !== false && p.keep_srpm !== 0 && p.keep_srpm !== ""
         if (keep) {
           if (results.srpms.length === 0) return yield* new BuildError({ faultString: `no srpm files found for task ${ctx.taskId}` })
           if (results.srpms.length > 1) {
-            return yield* new BuildError({ faultString: `multiple srpm files found for task ${ctx.taskId}: ${results.srpms.join(", ")}` })
+            return yield* new BuildError({ faultString: `multiple srpm files found for task ${ctx.taskId}: ${results.srpms.map((r) => r.name).join(", ")}` })
           }
-          const srpmOut = path.join(broot.resultDir, results.srpms[0]!)
-          const sh = yield* readRpmHeader(srpmOut).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
-          if (!sh.packager) return yield* new BuildError({ faultString: "The build system failed to set the packager tag" })
-          if (!sh.vendor) return yield* new BuildError({ faultString: "The build system failed to set the vendor tag" })
-          if (!sh.distribution) return yield* new BuildError({ faultString: "The build system failed to set the distribution tag" })
-          yield* uploadWrapper(ctx.session, srpmOut, uploadPath)
+          const srpmOut = results.srpms[0]!
+          if (!srpmOut.header.packager) return yield* new BuildError({ faultString: "The build system failed to set the packager tag" })
+          if (!srpmOut.header.vendor) return yield* new BuildError({ faultString: "The build system failed to set the vendor tag" })
+          if (!srpmOut.header.distribution) return yield* new BuildError({ faultString: "The build system failed to set the distribution tag" })
+          yield* uploadWrapper(ctx.session, srpmOut.file, uploadPath)
         }
+        const truncated = yield* broot.truncatedLogs
         const result = {
-          rpms: results.rpms.map((f) => `${uploadPath}/${f}`),
-          srpms: keep ? results.srpms.map((f) => `${uploadPath}/${f}`) : [],
+          rpms: results.rpms.map((r) => `${uploadPath}/${r.name}`),
+          srpms: keep ? results.srpms.map((r) => `${uploadPath}/${r.name}`) : [],
           logs: logs.map((f) => `${uploadPath}/${f}`),
-          brootid: broot.id
+          brootid: broot.id,
+          // Not kojid's: the logs that were cut at log_max_size (the parent build ignores unknown keys).
+          ...(truncated.length > 0 ? { truncated_logs: truncated.map((f) => `${uploadPath}/${f}`) } : {})
         }
         yield* broot.expire
         return result

@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { Effect, Schema } from "effect"
 import type { Buildroot, Buildroots } from "../buildroot/Buildroots.js"
 import { sessionHub } from "../buildroot/hubSide.js"
+import { realDirUnder } from "../buildroot/results.js"
 import { BuildError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
@@ -59,9 +60,13 @@ export const packThenRebuild = (scm: Scm["Type"]): BuildSrpmFromSpec => (broot, 
           : e
       )
     )
-    const outDir = path.join(checkout.scmdir, ".koji-srpm", "out")
-    const packed = (yield* Effect.promise(() => fsp.readdir(outDir).catch(() => [] as Array<string>))).filter((f) => f.endsWith(".src.rpm"))
-    if (packed.length !== 1) return yield* new BuildError({ faultString: `No srpms found in ${checkout.sourcedirRelative || "."}` })
+    // The checkout is the package's: its directories may be links out of it, so the path is
+    // checked a component at a time before the daemon reads there.
+    const outDir = yield* realDirUnder(checkout.scmdir, ".koji-srpm/out")
+    const packed = outDir === undefined
+      ? []
+      : (yield* Effect.promise(() => fsp.readdir(outDir).catch(() => [] as Array<string>))).filter((f) => f.endsWith(".src.rpm"))
+    if (outDir === undefined || packed.length !== 1) return yield* new BuildError({ faultString: `No srpms found in ${checkout.sourcedirRelative || "."}` })
     yield* broot.rebuildSrpm(path.join(outDir, packed[0]!))
   })
 
@@ -128,18 +133,20 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
           sessionHub(ctx.session, ctx.taskId, deps.hubFiles)
         )
         const uploadPath = taskRelPath(ctx.taskId)
-        const checkout = yield* deps.scm.checkout(scm, rules, { taskId: ctx.taskId, workdir: ctx.workdir }).pipe(
+        // The checkout lives on the buildroot's bounded disk, as kojid's lives in the chroot.
+        const checkout = yield* deps.scm.checkout(scm, rules, { taskId: ctx.taskId, workdir: broot.scratchDir }).pipe(
           // kojid streams checkout.log to the task directory; it is not one of the buildroot's logs.
           Effect.ensuring(
-            uploadWrapper(ctx.session, path.join(ctx.workdir, "checkout.log"), uploadPath).pipe(
+            uploadWrapper(ctx.session, path.join(broot.scratchDir, "checkout.log"), uploadPath).pipe(
               Effect.catchAll((e) => Effect.logWarning(`checkout.log not uploaded: ${String(e)}`))
             )
           )
         )
         const spec = yield* deps.scm.findSpec(checkout)
         yield* deps.buildSrpm(broot, spec, checkout, rules, ctx.taskId)
-        const srpmName = yield* resultSrpm(broot.resultDir, checkout.sourcedirRelative || ".")
-        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, srpmName), uploadPath)
+        const taken = yield* resultSrpm(broot, path.join(ctx.workdir, "results"), checkout.sourcedirRelative || ".")
+        const srpmName = taken.name
+        yield* uploadWrapper(ctx.session, taken.file, uploadPath)
         const logs = yield* broot.finishLogs
         yield* broot.expire
         return {

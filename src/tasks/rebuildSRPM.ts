@@ -5,10 +5,10 @@
  */
 import { Effect, Either, Schema } from "effect"
 import * as path from "node:path"
-import type { Buildroots } from "../buildroot/Buildroots.js"
+import type { Buildroot, Buildroots } from "../buildroot/Buildroots.js"
 import { sessionHub } from "../buildroot/hubSide.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
-import { fetchWorkFile, sortResults } from "../buildroot/taskFiles.js"
+import { fetchWorkFile } from "../buildroot/taskFiles.js"
 import { BuildError } from "../hub/faults.js"
 import { type HostApi, hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
@@ -38,21 +38,21 @@ export const srpmBuildrootArch = (api: HostApi, buildTag: string | number, event
   })
 
 /**
- * The one SRPM an SRPM task's buildroot left in `resultDir`, checked as kojid does: exactly one
- * `*.src.rpm` (the faults name `shownDir`), named `N-V-R.src.rpm` after its own header.
+ * The one SRPM an SRPM task's buildroot left, checked as kojid does: exactly one `*.src.rpm` (the
+ * faults name `shownDir`), named `N-V-R.src.rpm` after its own header; copied out into `outDir`.
  */
-export const resultSrpm = (resultDir: string, shownDir: string) =>
+export const resultSrpm = (broot: Buildroot, outDir: string, shownDir: string) =>
   Effect.gen(function*() {
-    const results = yield* sortResults(resultDir)
+    const results = yield* broot.collect({ outDir })
     if (results.srpms.length === 0) return yield* new BuildError({ faultString: `No srpms found in ${shownDir}` })
     if (results.srpms.length > 1) {
-      return yield* new BuildError({ faultString: `Multiple srpms found in ${shownDir}: ${results.srpms.join(", ")}` })
+      return yield* new BuildError({ faultString: `Multiple srpms found in ${shownDir}: ${results.srpms.map((r) => r.name).join(", ")}` })
     }
-    const file = results.srpms[0]!
-    const h = yield* readRpmHeader(path.join(resultDir, file)).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
+    const taken = results.srpms[0]!
+    const h = taken.header
     const srpmName = `${h.name}-${h.version}-${h.release}.src.rpm`
-    if (srpmName !== file) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${file}` })
-    return srpmName
+    if (srpmName !== taken.name) return yield* new BuildError({ faultString: `srpm name mismatch: ${srpmName} != ${taken.name}` })
+    return taken
   })
 
 /** The rebuildSRPM handler over a Buildroots service. */
@@ -82,10 +82,12 @@ export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler 
         const given = yield* readRpmHeader(input).pipe(Effect.mapError((e) => new BuildError({ faultString: `${p.srpm}: ${e.message}` })))
         if (!given.sourcepackage) return yield* new BuildError({ faultString: `${p.srpm} is not a source package` })
         yield* broot.rebuildSrpm(input)
-        const srpmName = yield* resultSrpm(broot.resultDir, broot.resultDir)
+        // kojid names mock's result directory in these faults.
+        const taken = yield* resultSrpm(broot, path.join(ctx.workdir, "results"), path.posix.join(kojid.mockdir, broot.name, "result"))
+        const srpmName = taken.name
         const logs = yield* broot.finishLogs
         const uploadPath = taskRelPath(ctx.taskId)
-        yield* uploadWrapper(ctx.session, path.join(broot.resultDir, srpmName), uploadPath)
+        yield* uploadWrapper(ctx.session, taken.file, uploadPath)
         yield* broot.expire
         return {
           srpm: `${uploadPath}/${srpmName}`,

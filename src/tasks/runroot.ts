@@ -155,9 +155,11 @@ interface RunParams {
 const runInBuildroot = (deps: RunrootDeps, ctx: TaskContext, p: RunParams, repo: RepoInfo, brArch: string, binds: ReadonlyArray<ContainerMount>) =>
   Effect.scoped(Effect.gen(function*() {
     const hub = sessionHub(ctx.session, ctx.taskId, deps.buildroots.options.kojid)
-    // kojid's BuildRoot(..., setup_dns=True): the command has the host's network.
+    // kojid's BuildRoot(..., setup_dns=True): the command has the host's network. It runs as the
+    // host's root, as mock --chroot does: an admin's runroot writes to the rw mounts of runroot.conf.
     const broot = yield* deps.buildroots.open({
-      taskId: ctx.taskId, tag: p.root, arch: brArch, repoId: repo.id, installGroup: "build", workdir: ctx.workdir, network: true
+      taskId: ctx.taskId, tag: p.root, arch: brArch, repoId: repo.id, installGroup: "build", workdir: ctx.workdir, network: true,
+      hostIds: true
     }, hub)
     yield* Effect.logInfo(`Runroot mounts: ${JSON.stringify(binds)}`)
     const result = yield* broot.run({

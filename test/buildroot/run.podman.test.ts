@@ -67,7 +67,7 @@ describe.skipIf(!podmanInstalled)("Buildroot.run (real podman)", () => {
           yield* api.openTask(task)
           const workdir = yield* tempDir("adjutant-runwork-")
           const broot = yield* buildroots.open(
-            { taskId: task, tag: "fixture-build", arch: "x86_64", repoId: 1, installGroup: "build", workdir, network: true },
+            { taskId: task, tag: "fixture-build", arch: "x86_64", repoId: 1, installGroup: "build", workdir, network: true, hostIds: true },
             sessionHub(session, task, options.kojid)
           )
           return { broot, task }

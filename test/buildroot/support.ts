@@ -4,7 +4,7 @@
  * own work/), the daemon's layers with the real Containers and Buildroots, and waiting for tasks.
  */
 import { execFileSync } from "node:child_process"
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Duration, Effect, Layer } from "effect"
@@ -68,10 +68,14 @@ export const uploadSrpm = (topdir: string, srpm: string, dir = `${Date.now()}.te
   return rel
 }
 
-/** A scratch directory removed with the scope. */
+/** A scratch directory removed with the scope; traversable (0711) as a daemon's workdir must be for mapped containers. */
 export const tempDir = (prefix: string) =>
   Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(path.join(tmpdir(), prefix))),
+    Effect.sync(() => {
+      const d = mkdtempSync(path.join(tmpdir(), prefix))
+      chmodSync(d, 0o711)
+      return d
+    }),
     (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
   )
 
@@ -95,6 +99,10 @@ export const buildrootsOptions = (fixture: Fixture, topdir: string, cacheDir: st
   cacheDir,
   cacheMax: 4,
   buildUser: "1000:1000",
+  idmap: { base: 2000000000, size: 65536 },
+  taskDiskMax: 4 * 1024 ** 3,
+  resultMaxSize: 2 * 1024 ** 3,
+  logMaxSize: 64 * 1024 ** 2,
   buildTmpfsSize: "512m",
   resolveImage: () => Effect.succeed({ image: fixture.image, id: fixture.imageId }),
   limitsText: "test limits",

@@ -94,6 +94,7 @@ export const e2eScmOptions = (fixture: Fixture, patch: Partial<ScmOptions> = {})
   supportRpmSourceLayout: false,
   image: fixture.image,
   user: "1000:1000",
+  idmap: { base: 2000000000, size: 65536 },
   network: "host",
   timeoutSeconds: DEFAULT_SCM_TIMEOUT,
   ...patch

@@ -95,6 +95,7 @@ const options = (overrides: Partial<ScmOptions> = {}): ScmOptions => ({
   supportRpmSourceLayout: true,
   image: BOOTSTRAP,
   user: "1000:1000",
+  idmap: { base: 2000000000, size: 65536 },
   network: "host",
   timeoutSeconds: DEFAULT_SCM_TIMEOUT,
   ...overrides

@@ -29,6 +29,7 @@ const options = (o: Partial<ScmOptions> = {}): ScmOptions => ({
   supportRpmSourceLayout: true,
   image: "localhost/koji-adjutant-bootstrap:latest",
   user: "1000:1000",
+  idmap: { base: 2000000000, size: 65536 },
   network: "bridge",
   timeoutSeconds: DEFAULT_SCM_TIMEOUT,
   ...o

@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import type { Buildroot } from "../../src/buildroot/Buildroots.js"
+import { takeResults } from "../../src/buildroot/results.js"
 import { Containers } from "../../src/containers/Containers.js"
 import { decodeResponse, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { makeScm, type ScmCheckout, type ScmOptions } from "../../src/scm/Scm.js"
@@ -23,7 +24,7 @@ const COMMIT = "2e934f2fc7b73df3a2d00a9d3169290bd8673ab9"
 
 const scmOptions = (patch: Partial<ScmOptions>): ScmOptions => ({
   allowedScms: "127.0.0.1:/harness-*.git:no:", useConfig: true, usePolicy: false, allowPassword: false, credentialsDir: null,
-  supportRpmSourceLayout: false, image: "bootstrap", user: "1000:1000", network: "none", timeoutSeconds: 60, ...patch
+  supportRpmSourceLayout: false, image: "bootstrap", user: "1000:1000", idmap: null, network: "none", timeoutSeconds: 60, ...patch
 })
 
 const run = (url: string, opts: Record<string, XmlRpcValue> | null, scmPatch: Partial<ScmOptions> = {}, prepare?: (hub: FakeHub) => void) =>
@@ -34,6 +35,7 @@ const run = (url: string, opts: Record<string, XmlRpcValue> | null, scmPatch: Pa
     prepare?.(hub)
     const realScm = yield* makeScm(scmOptions(scmPatch)).pipe(Effect.provide(Containers.layerMemory({ hostName: HOST })))
     const opened: Array<number> = []
+    const resultDirs = new Map<number, string>()
     const deps = {
       hubFiles: { topurls: [], topdir: hub.topdir },
       scm: {
@@ -66,17 +68,22 @@ const run = (url: string, opts: Record<string, XmlRpcValue> | null, scmPatch: Pa
           opened.push(id)
           const resultDir = path.join(req.workdir, "result")
           fs.mkdirSync(resultDir, { recursive: true })
+          resultDirs.set(id, resultDir)
+          const scratchDir = path.join(req.workdir, "scratch")
+          fs.mkdirSync(scratchDir, { recursive: true })
           return {
             id, name: `build-tag-${id}-${world.repoId}`, repo: { id: world.repoId, state: 1, create_event: 0 },
-            config: { id: world.buildTag, name: "build-tag" }, brArch: "x86_64", resultDir, warm: false,
+            config: { id: world.buildTag, name: "build-tag" }, brArch: "x86_64", warm: false, scratchDir,
             build: () => Effect.void, rebuildSrpm: () => Effect.void, run: () => Effect.die("not used by buildSRPMFromSCM"),
+            collect: (o) => takeResults(resultDir, o.outDir, { maxBytes: 1 << 30, limitKey: "result_max_size" }),
             finishLogs: Effect.succeed(["build.log", "root.log"]),
+            truncatedLogs: Effect.succeed([]),
             expire: Effect.sync(() => void (t.buildroots.get(id)!.state = 3)),
             readyMs: () => undefined
           }
         }),
       buildSrpm: (broot: Buildroot) =>
-        Effect.sync(() => fs.writeFileSync(path.join(broot.resultDir, "harness-scm-1.0-1.src.rpm"),
+        Effect.sync(() => fs.writeFileSync(path.join(resultDirs.get(broot.id)!, "harness-scm-1.0-1.src.rpm"),
           makeRpm({ name: "harness-scm", version: "1.0", release: "1", arch: "noarch", source: true })))
     }
     const id = hub.createTask("buildSRPMFromSCM", [url, world.buildTag, opts], { label: "srpm" })
