@@ -122,14 +122,17 @@ const root = Command.make("koji-adjutant", { flags: kojidOptions }, ({ flags }) 
 const cli = Command.run(root, { name: "koji-adjutant", version: "0.1.0" })
 
 // Exit explicitly once the program is done: kept-alive hub connections or a podman socket must
-// not hold a finished daemon (kojid calls sys.exit too).
+// not hold a finished daemon (kojid calls sys.exit too). A command that set `process.exitCode`
+// (build-local: 1 after printing its error, 130 after an interrupt) exits with it.
 cli(process.argv).pipe(
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({
     teardown: (exit, onExit) =>
       defaultTeardown(exit, (code) => {
-        onExit(code)
-        process.exit(code)
+        const set = typeof process.exitCode === "number" ? process.exitCode : 0
+        const final = code !== 0 ? code : set
+        onExit(final)
+        process.exit(final)
       })
   })
 )
