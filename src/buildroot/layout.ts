@@ -25,6 +25,25 @@ export type LogName = (typeof LOG_NAMES)[number]
 /** dnf's logs, moved out of the root into the task's logs after each dnf run. */
 export const DNF_LOGS = ["dnf.log", "dnf.rpm.log", "dnf.librepo.log"] as const
 
+/**
+ * The first directory from `/` down to `dir` that others cannot pass through (no `o+x`), if any:
+ * a container in the build user namespace is "others" to the host and must reach its root there.
+ */
+export const untraversable = (dir: string): string | undefined => {
+  let p = path.resolve(dir)
+  const chain: Array<string> = []
+  for (;;) {
+    chain.unshift(p)
+    const up = path.dirname(p)
+    if (up === p) break
+    p = up
+  }
+  return chain.find((d) => {
+    const st = fs.statSync(d, { throwIfNoEntry: false })
+    return st !== undefined && (st.mode & 0o001) === 0
+  })
+}
+
 /** Where a buildroot keeps its files. */
 export interface Layout {
   readonly disk: TaskDisk
@@ -63,6 +82,13 @@ export const ownedFile = async (file: string, ids: { readonly uid: number; reado
  */
 export const makeLayout = (workdir: string, diskMax: number, idmap: IdMap | null, buildUser: string) =>
   Effect.gen(function*() {
+    const closed = idmap === null ? undefined : untraversable(workdir)
+    if (closed !== undefined) {
+      return yield* new BuildrootSetupError({
+        message: `the task workdir ${workdir} is out of reach of the build's mapped ids: ${closed} is not traversable by others; ` +
+          "chmod o+x it or use a workdir whose parents are (builds run as build_userns ids)"
+      })
+    }
     const disk = yield* taskDisk(path.join(workdir, "broot"), diskMax)
     const base = disk.dir
     const layout: Layout = {

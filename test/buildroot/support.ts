@@ -3,8 +3,9 @@
  * koji topdir for the fake hub that links the fixture's repos and packages (uploads land in its
  * own work/), the daemon's layers with the real Containers and Buildroots, and waiting for tasks.
  */
+import { traversableTempDir } from "../support/dirs.js"
 import { execFileSync } from "node:child_process"
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Duration, Effect, Layer } from "effect"
@@ -71,11 +72,7 @@ export const uploadSrpm = (topdir: string, srpm: string, dir = `${Date.now()}.te
 /** A scratch directory removed with the scope; traversable (0711) as a daemon's workdir must be for mapped containers. */
 export const tempDir = (prefix: string) =>
   Effect.acquireRelease(
-    Effect.sync(() => {
-      const d = mkdtempSync(path.join(tmpdir(), prefix))
-      chmodSync(d, 0o711)
-      return d
-    }),
+    Effect.sync(() => traversableTempDir(prefix)),
     (d) => Effect.sync(() => rmSync(d, { recursive: true, force: true }))
   )
 

@@ -6,11 +6,11 @@
  * tag subtasks, the build imported with the commit-hash source, nothing left behind, and the
  * daemon must stop cleanly on SIGTERM.
  */
+import { traversableTempDir } from "../support/dirs.js"
 import { type ChildProcess } from "node:child_process"
-import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { createReadStream, existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Effect, Exit, Scope } from "effect"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
@@ -88,7 +88,7 @@ describe.skipIf(!podmanInstalled)("node dist/main.js builds from SCM (real podma
     ensureBuilt()
     fixture = loadFixtureFiles()
     service = await startPodmanService()
-    base = mkdtempSync(path.join(tmpdir(), "adjutant-e2e-bin-"))
+    base = traversableTempDir("adjutant-e2e-bin-")
     topdir = makeTopdir(fixture)
     hub = await Effect.runPromise(Scope.extend(
       startFakeHub({ hosts: [{ name: hostName, password: PASSWORD, capacity: 10, arches: "x86_64" }], topdir, scheduler: { runInterval: 0 } }),

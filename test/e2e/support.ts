@@ -6,10 +6,10 @@
  * to the hub as `koji build` does and wait for them; `close()` tears it all down and reports
  * containers left behind.
  */
+import { traversableTempDir } from "../support/dirs.js"
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
-import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Duration, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
 import { Buildroots } from "../../src/buildroot/Buildroots.js"
@@ -135,7 +135,7 @@ export const startE2E = async (prefix: string, options: E2EOptions = {}): Promis
   const hostName = uniqueHostName(prefix)
   const service: PodmanService = await startPodmanService()
   const scope = Effect.runSync(Scope.make())
-  const base = mkdtempSync(path.join(tmpdir(), `adjutant-e2e-${prefix}-`))
+  const base = traversableTempDir(`adjutant-e2e-${prefix}-`)
   const scratchDir = path.join(base, "scratch")
   mkdirSync(scratchDir)
   const cacheDir = path.join(base, "cache")

@@ -3,10 +3,10 @@
  * never on the host (koji-protocol.md §8, DESIGN §5). The checkout container uses network
  * "host" here so it can reach 127.0.0.1; production uses bridge.
  */
+import { traversableTempDir } from "../support/dirs.js"
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs"
 import { createServer } from "node:net"
-import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"
@@ -133,7 +133,7 @@ describe.skipIf(!podmanInstalled)("Scm checkout in a container (real podman, git
       execFileSync(join(repoRoot, "scripts/build-images.sh"), { stdio: ["ignore", "ignore", "inherit"] })
     }
     service = await startPodmanService()
-    base = mkdtempSync(join(tmpdir(), "koji-adjutant-scm-"))
+    base = traversableTempDir("koji-adjutant-scm-")
     makeRepo("foo", [{ "foo.spec": SPEC, "README": "v1\n" }, { "README": "v2\n" }], "foo-1-1")
     makeRepo("common", [{ "Makefile.common": "x\n" }])
     makeRepo("layout", [{ "SPECS/layout.spec": SPEC.replace("foo", "layout"), "SOURCES/a.tar": "a", "SPECS/other.spec": SPEC }])
@@ -168,7 +168,8 @@ describe.skipIf(!podmanInstalled)("Scm checkout in a container (real podman, git
       assert.strictEqual(co.source.source, `git://127.0.0.1:${port}/rpms/foo.git#${tagHash}`)
       assert.strictEqual(co.sourcedir, join(workdir, "scmroot", "foo"))
       assert.strictEqual(readFileSync(join(co.sourcedir, "README"), "utf8"), "v1\n")
-      assert.strictEqual(statSync(co.sourcedir).uid, 1000, "the tree belongs to the build user, as kojid chowns it to mockuser")
+      // The build user (1000 in the containers) is build_userns base + 1000 on the host.
+      assert.strictEqual(statSync(co.sourcedir).uid, 2000000000 + 1000, "the tree belongs to the build user, as kojid chowns it to mockuser")
       const log = readFileSync(co.logFile, "utf8")
       assert.include(log, `$ git clone -n git://127.0.0.1:${port}/rpms/foo.git /chroot_tmpdir/scmroot/foo`)
       assert.include(log, "$ git fetch origin foo-1-1:KOJI_FETCH_HEAD")
