@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { type ContainerMount } from "../containers/Containers.js"
 import { Buildroots } from "../buildroot/Buildroots.js"
+import { copyLogCapped } from "../buildroot/results.js"
 import { sessionHub } from "../buildroot/hubSide.js"
 import { BuildError, BuildrootError, GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
@@ -172,8 +173,14 @@ const runInBuildroot = (deps: RunrootDeps, ctx: TaskContext, p: RunParams, repo:
     })
     for (const log of p.upload_logs ?? []) {
       const local = inRoot(result.rootdir, log)
-      if (local !== undefined) yield* uploadWrapper(ctx.session, local, hub.uploadPath, path.basename(log))
-      else yield* Effect.logWarning(`upload_logs: ${log} is not a file in the buildroot`)
+      if (local === undefined) {
+        yield* Effect.logWarning(`upload_logs: ${JSON.stringify(log)} is not a file in the buildroot`)
+        continue
+      }
+      // The command wrote it: a capped copy (head and tail past log_max_size) is what goes up.
+      const copy = path.join(ctx.workdir, `upload-${path.basename(log)}`)
+      yield* copyLogCapped(local, copy, deps.buildroots.options.logMaxSize)
+      yield* uploadWrapper(ctx.session, copy, hub.uploadPath, path.basename(log))
     }
     const cmd = commandName(p.command)
     if (result.exitCode !== 0) {
