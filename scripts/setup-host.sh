@@ -4,7 +4,8 @@
 # flake.nix, docker-registry + skopeo + openssl + apache2-utils (htpasswd) for the registry
 # tests, MIT krb5 (libkrb5-dev to build the optional `kerberos` addon that npm ci compiles for
 # GSSAPI login; krb5-kdc, krb5-admin-server, krb5-user and libapache2-mod-auth-gssapi for the
-# GSSAPI login test's throwaway realm and Apache), a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups are
+# GSSAPI login test's throwaway realm and Apache), e2fsprogs and util-linux (mkfs.ext4 and loop
+# mounts for each buildroot's bounded disk), a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups are
 # hybrid (see README "Troubleshooting"), and the subordinate id range `--userns=auto` needs.
 # Idempotent: a second run changes nothing.
 set -euo pipefail
@@ -16,7 +17,7 @@ fi
 
 PKGS=(podman runc conmon catatonit uidmap slirp4netns fuse-overlayfs debootstrap nix-bin
       docker-registry skopeo openssl apache2-utils busybox-static curl ca-certificates xz-utils
-      zstd git apache2
+      zstd git apache2 e2fsprogs util-linux
       libkrb5-dev krb5-kdc krb5-admin-server krb5-user libapache2-mod-auth-gssapi
       python3 make g++ pkg-config)
 missing=()
