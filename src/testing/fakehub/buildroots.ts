@@ -397,6 +397,28 @@ export const buildrootMethods: ReadonlyArray<readonly [string, MethodDef]> = [
       return repos[0] === undefined ? null : repoInfo(ctx, repos[0])
     }
   }],
+  ["repo.get", {
+    sig: fn("get_repo", [["tag"], ["min_event", null], ["at_event", null], ["opts", null]]),
+    run: (ctx, a) => {
+      // repos.get_repo: the newest READY non-dist repo, at at_event or from min_event on, whose
+      // opts hold the requested ones (fake repos have koji's default opts, all false, no custom ones).
+      const tag = getTagRow(ctx, a["tag"], true)!
+      const minEvent = eventOf(a["min_event"])
+      const atEvent = eventOf(a["at_event"])
+      const opts = a["opts"] ?? null
+      if (opts !== null && !isStruct(opts)) throw new ParameterError({ faultString: "Repo opts must be a dictionary" })
+      const wanted = opts === null ? [] : Object.entries(opts)
+      for (const [key] of wanted) {
+        if (!["src", "debuginfo", "separate_src", "maven"].includes(key)) throw new ParameterError({ faultString: `Invalid repo option: ${key}` })
+      }
+      const repos = [...tablesOf(ctx).repos.values()]
+        .filter((r) => r.tagId === tag.id && !r.dist && r.state === 1)
+        .filter((r) => (atEvent !== null ? r.createEvent === atEvent : minEvent === null || r.createEvent >= minEvent))
+        .filter(() => wanted.every(([, v]) => !truthy(v)))
+        .sort((x, y) => y.createEvent - x.createEvent)
+      return repos[0] === undefined ? null : repoInfo(ctx, repos[0])
+    }
+  }],
   ["getTag", {
     sig: root("getTag", [["tagInfo"], ["strict", false], ["event", null], ["blocked", false]]),
     run: (ctx, a) => {

@@ -488,6 +488,29 @@ export const listTaskOutput = (topdir: string, taskId: number, allVolumes: boole
   return Object.fromEntries(out.map((f) => [f, ["DEFAULT"]]))
 }
 
+/** `downloadTaskOutput(taskID, fileName, offset=, size=, volume=)`: a block of a task's file, base64 in a string. */
+const downloadTaskOutput = (topdir: string, a: Readonly<Record<string, XmlRpcValue>>): XmlRpcValue => {
+  const size = toInt(a["size"])
+  if (size === undefined) throw new ParameterError({ faultString: `Invalid value for size: ${pyRepr(a["size"])}` })
+  const volume = a["volume"] ?? null
+  if (volume !== null && volume !== "" && volume !== "DEFAULT") throw new GenericError({ faultString: `No such volume: ${pyRepr(volume)}` })
+  const fileName = pyStr(a["fileName"])
+  if (fileName.includes("..")) throw new GenericError({ faultString: `Invalid file name: ${fileName}` })
+  const taskId = toInt(a["taskID"]) ?? 0
+  const file = path.normalize(path.join(topdir, "work", "tasks", String(taskId % 10000), String(taskId), fileName))
+  let data: Buffer
+  try {
+    if (!fs.statSync(file).isFile()) throw new Error("not a file")
+    data = fs.readFileSync(file)
+  } catch {
+    throw new GenericError({ faultString: `no file "${fileName}" output by task ${taskId}` })
+  }
+  const offset = toInt(a["offset"]) ?? 0
+  const from = offset > 0 ? Math.min(offset, data.length) : offset < 0 ? Math.max(0, data.length + offset) : 0
+  const block = size < 0 ? data.subarray(from) : data.subarray(from, from + size)
+  return block.toString("base64")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Method table
 
@@ -563,6 +586,10 @@ export const newrepoMethods: ReadonlyArray<readonly [string, MethodDef]> = [
   ["listTaskOutput", {
     sig: root("listTaskOutput", [["taskID"], ["stat", false], ["all_volumes", false], ["strict", false]]),
     run: (ctx, a) => listTaskOutput(ctx.settings.topdir, toInt(a["taskID"]) ?? 0, truthy(a["all_volumes"]))
+  }],
+  ["downloadTaskOutput", {
+    sig: root("downloadTaskOutput", [["taskID"], ["fileName"], ["offset", 0], ["size", -1], ["volume", null]]),
+    run: (ctx, a) => downloadTaskOutput(ctx.settings.topdir, a)
   }],
   ["getHost", {
     sig: root("getHost", [["hostInfo"], ["strict", false], ["event", null]]),
