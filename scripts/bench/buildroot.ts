@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Duration, Effect, Logger, LogLevel } from "effect"
-import type { FakeHub } from "../../src/testing/FakeHub.js"
+import type { FakeHub } from "../../test/fakehub/FakeHub.js"
 import {
   buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, uploadSrpm, waitFor
 } from "../../test/buildroot/support.js"

@@ -20,9 +20,9 @@ import { runDaemon } from "../../src/daemon/TaskManager.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
-import { addTag, buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { addBuild, repoWorld, tagBuild } from "../../src/testing/fakehub/newrepo.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
+import { addTag, buildrootTables } from "../../test/fakehub/buildroots.js"
+import { addBuild, repoWorld, tagBuild } from "../../test/fakehub/newrepo.js"
+import { startFakeHub } from "../../test/fakehub/FakeHub.js"
 import { startPodmanService, testContainersOptions, uniqueHostName } from "../../test/support/podman.js"
 
 const arg = (name: string, fallback: string): string => {

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // Bench runner: `npm run bench -- NAME [args…]` runs `scripts/bench/NAME.mjs` or `NAME.ts`.
 //
-// How benches are built (no tsx here, and Node 20 cannot strip types):
+// How benches are built (no tsx here, and Node 20 cannot strip types). The runner first runs
+// `tsc -p tsconfig.build.json` so `dist/` (the daemon, `node dist/main.js`) matches the sources;
+// type errors are reported but do not stop the bench (tsc still emits). Then:
 // * `NAME.mjs` — plain ESM that imports the project from `dist/` (e.g. `../../dist/hub/xmlrpc.js`).
-//   The runner first runs `tsc -p tsconfig.build.json` so `dist/` matches the sources; type
-//   errors elsewhere in the tree are reported but do not stop the bench (tsc still emits).
 // * `NAME.ts` — compiled with tsc (with the project's tsconfig options, together with the
 //   sources it imports) into `node_modules/.cache/koji-adjutant-bench/` and run from there;
-//   import sources as `../../src/…/x.js`. Packages resolve through the project's node_modules.
+//   import sources as `../../src/…/x.js` and the test tree's fakes (the fake hub,
+//   `../../test/fakehub/FakeHub.js`) the same way. Packages resolve through node_modules.
 // The bench's own stdout/stderr pass through; by convention its LAST line is the result, e.g.
 // `xmlrpc-decode: speedup vs CPython = 2.50 (target >= 2.00)`. With no NAME, the runner lists
 // the benches.
@@ -40,11 +41,11 @@ const mjs = join(benchDir, `${name}.mjs`)
 const ts = join(benchDir, `${name}.ts`)
 
 let entry
+console.error(`bench: building dist/ (tsc -p tsconfig.build.json)`)
+if (run(process.execPath, [tsc, "-p", "tsconfig.build.json"]) !== 0) {
+  console.error("bench: tsc reported errors (see above); running the bench with what it emitted")
+}
 if (existsSync(mjs)) {
-  console.error(`bench: building dist/ (tsc -p tsconfig.build.json)`)
-  if (run(process.execPath, [tsc, "-p", "tsconfig.build.json"]) !== 0) {
-    console.error("bench: tsc reported errors (see above); running the bench with what it emitted")
-  }
   entry = mjs
 } else if (existsSync(ts)) {
   const out = join(root, "node_modules", ".cache", "koji-adjutant-bench")

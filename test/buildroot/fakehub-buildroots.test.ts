@@ -7,8 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { hostApi } from "../../src/hub/HostApi.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
-import { buildrootTables, loadFixture } from "../../src/testing/fakehub/buildroots.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
+import { buildrootTables, loadFixture } from "../fakehub/buildroots.js"
+import { startFakeHub } from "../fakehub/FakeHub.js"
 
 const manifest = {
   tag: { id: 1, name: "fixture-build", arches: "x86_64" },

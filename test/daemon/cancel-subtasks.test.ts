@@ -7,7 +7,7 @@ import { MemoryContainers } from "../../src/containers/MemoryContainers.js"
 import { decodeResponse } from "../../src/hub/xmlrpc.js"
 import { genericHandlers } from "../../src/tasks/generic.js"
 import { defineHandler, Int, required, signature, type TaskHandler } from "../../src/tasks/handler.js"
-import { TaskState } from "../../src/testing/FakeHub.js"
+import { TaskState } from "../fakehub/FakeHub.js"
 import { daemonLayer, daemonLayerWith, fakeHub, HOST, PASSWORD, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 /** `containerSleep(n)`: creates a container in the task scope, then sleeps n seconds. */

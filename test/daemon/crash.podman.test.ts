@@ -1,7 +1,7 @@
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { startFakeHub, TaskState } from "../../src/testing/FakeHub.js"
+import { startFakeHub, TaskState } from "../fakehub/FakeHub.js"
 import {
   containersOfHost,
   ensureTestImage,

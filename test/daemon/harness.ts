@@ -13,7 +13,7 @@ import { type DaemonOptions, type DaemonResult, runDaemon } from "../../src/daem
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import type { TaskHandler } from "../../src/tasks/handler.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
-import { type FakeHub, type FakeHubOptions, startFakeHub } from "../../src/testing/FakeHub.js"
+import { type FakeHub, type FakeHubOptions, startFakeHub } from "../fakehub/FakeHub.js"
 
 export const HOST = "builder"
 export const PASSWORD = "builder-pw"

@@ -5,7 +5,7 @@ import { GenericError } from "../../src/hub/faults.js"
 import { decodeResponse } from "../../src/hub/xmlrpc.js"
 import { defineHandler, signature } from "../../src/tasks/handler.js"
 import { genericHandlers } from "../../src/tasks/generic.js"
-import { TaskState } from "../../src/testing/FakeHub.js"
+import { TaskState } from "../fakehub/FakeHub.js"
 import { daemonLayer, fakeHub, HOST, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 const resultOf = (doc: string | null | undefined) => {

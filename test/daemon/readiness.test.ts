@@ -9,7 +9,7 @@ import { Effect, Layer, Ref } from "effect"
 import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
 import { Images } from "../../src/containers/Images.js"
 import { freeMB, Readiness } from "../../src/daemon/Readiness.js"
-import { TaskState } from "../../src/testing/FakeHub.js"
+import { TaskState } from "../fakehub/FakeHub.js"
 import { daemonLayer, fakeHub, HOST, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 const IMAGE = "localhost/koji-adjutant-bootstrap:latest"

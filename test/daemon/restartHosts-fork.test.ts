@@ -6,8 +6,8 @@ import { readdirSync, readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { encodeResponse, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { TaskState, type FakeHub } from "../../src/testing/FakeHub.js"
-import { call, login, ok } from "../testing/fakehub-client.js"
+import { TaskState, type FakeHub } from "../fakehub/FakeHub.js"
+import { call, login, ok } from "../fakehub/client.js"
 import { daemonLayer, fakeHub, HOST, PASSWORD, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 /** A closed task's decoded result; a failed task's fault struct. */

@@ -1,7 +1,7 @@
 import { assert, beforeAll, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { Double } from "../../src/hub/xmlrpc.js"
-import { TaskState } from "../../src/testing/FakeHub.js"
+import { TaskState } from "../fakehub/FakeHub.js"
 import { ensureBuilt, distMain, exitOf, outputOf, spawnScoped, waitFor, writeConfig } from "./child.js"
 import { fakeHub, HOST } from "./harness.js"
 

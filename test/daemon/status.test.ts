@@ -9,7 +9,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { runDaemon } from "../../src/daemon/TaskManager.js"
 import { serveStatus } from "../../src/daemon/StatusServer.js"
-import { TaskState } from "../../src/testing/FakeHub.js"
+import { TaskState } from "../fakehub/FakeHub.js"
 import { daemonLayer, fakeHub, HOST, realPause, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 /** A port nothing listens on (bound, then released). */

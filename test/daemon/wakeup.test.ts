@@ -7,7 +7,7 @@ import { KojiHub } from "../../src/hub/KojiHub.js"
 import { encodeResponse } from "../../src/hub/xmlrpc.js"
 import { defineHandler, required, signature } from "../../src/tasks/handler.js"
 import { genericHandlers } from "../../src/tasks/generic.js"
-import { TaskState } from "../../src/testing/FakeHub.js"
+import { TaskState } from "../fakehub/FakeHub.js"
 import { daemonLayer, fakeHub, HOST, PASSWORD, realPause, startDaemon, tempWorkdir, testOptions } from "./harness.js"
 
 /** Waits in real time only: the TestClock does not move. */

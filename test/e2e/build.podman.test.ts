@@ -9,8 +9,8 @@
 import { existsSync } from "node:fs"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "vitest"
-import { BuildState, taggedBuilds } from "../../src/testing/fakehub/builds.js"
-import { buildWorld } from "../../src/testing/fakehub/targets.js"
+import { BuildState, taggedBuilds } from "../fakehub/builds.js"
+import { buildWorld } from "../fakehub/targets.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason } from "../support/podman.js"
 import { childrenOf, DONE, type E2E, fault, makeSrpm, runToEnd, startE2E, waitUntil } from "./support.js"
 

@@ -26,9 +26,9 @@ import { rebuildSrpmHandler } from "../../src/tasks/rebuildSRPM.js"
 import { tagBuildHandler } from "../../src/tasks/tagBuild.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { waitrepoHandler } from "../../src/tasks/waitrepo.js"
-import type { FakeHub } from "../../src/testing/FakeHub.js"
-import { addTag, buildrootTables, type BuildrootRow } from "../../src/testing/fakehub/buildroots.js"
-import { addPackage, addTarget } from "../../src/testing/fakehub/targets.js"
+import type { FakeHub } from "../fakehub/FakeHub.js"
+import { addTag, buildrootTables, type BuildrootRow } from "../fakehub/buildroots.js"
+import { addPackage, addTarget } from "../fakehub/targets.js"
 import {
   buildrootsOptions, type Fixture, fixtureHub, HOST, loadFixtureFiles, makeTopdir, PASSWORD, startDaemon, uploadSrpm
 } from "../buildroot/support.js"

@@ -16,7 +16,7 @@ import {
   forceHttps, getFqdn, hubService, loginPrincipal, type NegotiateProvider, percentFormat, removeEmptyCcache, selectLoginMethod
 } from "../../src/hub/gssapi.js"
 import { type HubOptions, hubOptionsFromConfig, KojiHub } from "../../src/hub/KojiHub.js"
-import { type InjectAction, startFakeHub } from "../../src/testing/FakeHub.js"
+import { type InjectAction, startFakeHub } from "../fakehub/FakeHub.js"
 import { tempDir, testPki } from "../support/tls.js"
 
 const withHub = <A, E>(options: HubOptions, f: (hub: typeof KojiHub.Service) => Effect.Effect<A, E>) =>

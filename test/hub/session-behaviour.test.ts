@@ -9,7 +9,7 @@ import { GenericError, RetryError } from "../../src/hub/faults.js"
 import { HostApi, hostApi } from "../../src/hub/HostApi.js"
 import { HubError } from "../../src/hub/HubError.js"
 import { doneOnRetry, type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"
-import { type FakeHub, type FakeHubOptions, startFakeHub } from "../../src/testing/FakeHub.js"
+import { type FakeHub, type FakeHubOptions, startFakeHub } from "../fakehub/FakeHub.js"
 import { testPki } from "../support/tls.js"
 
 const hubFor = (options: HubOptions) =>

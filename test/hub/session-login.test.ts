@@ -9,7 +9,7 @@ import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
 import { AuthError, AuthLockError } from "../../src/hub/faults.js"
 import { HubError, LoginError } from "../../src/hub/HubError.js"
 import { type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
+import { startFakeHub } from "../fakehub/FakeHub.js"
 import { testPki } from "../support/tls.js"
 
 /** A KojiHub whose transport lives as long as the test's scope (sessions outlive the call). */

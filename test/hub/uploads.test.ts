@@ -10,7 +10,7 @@ import { adler32Hexdigest } from "../../src/hub/adler32.js"
 import { hostApi } from "../../src/hub/HostApi.js"
 import { type HubOptions, KojiHub, type Session } from "../../src/hub/KojiHub.js"
 import { fastUpload, streamLogs, UploadError, uploadWrapper } from "../../src/hub/Uploads.js"
-import { type FakeHubOptions, startFakeHub } from "../../src/testing/FakeHub.js"
+import { type FakeHubOptions, startFakeHub } from "../fakehub/FakeHub.js"
 import { tempDir } from "../support/tls.js"
 
 const loggedIn = (fakeOptions: FakeHubOptions = {}, hubOptions: Partial<HubOptions> = {}) =>

@@ -15,10 +15,10 @@ import {
   AnonymousHub, type AnonymousHubError, anonymousHubOptions, type AnonymousHubOptions, classifyAccess, HubAccessError
 } from "../../src/local/anonymousHub.js"
 import { kojiClientDefaults, KojiClientOptions, kojiConfigPaths, readKojiProfile } from "../../src/local/kojiProfile.js"
-import { type FakeHub, type FakeHubOptions, startFakeHub } from "../../src/testing/FakeHub.js"
-import { addExternalRepo, addRepo, addTag, buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { addBuild, tagBuildAdmin } from "../../src/testing/fakehub/builds.js"
-import { addTarget } from "../../src/testing/fakehub/targets.js"
+import { type FakeHub, type FakeHubOptions, startFakeHub } from "../fakehub/FakeHub.js"
+import { addExternalRepo, addRepo, addTag, buildrootTables } from "../fakehub/buildroots.js"
+import { addBuild, tagBuildAdmin } from "../fakehub/builds.js"
+import { addTarget } from "../fakehub/targets.js"
 import { CAPTURES_DIR } from "../support/captures.js"
 import { tempDir, testPki } from "../support/tls.js"
 

@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { buildrootTables } from "../../src/testing/fakehub/buildroots.js"
+import { buildrootTables } from "../fakehub/buildroots.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {

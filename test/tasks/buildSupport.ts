@@ -11,8 +11,8 @@ import { parseRpmHeader } from "../../src/buildroot/rpmHeader.js"
 import { BuildError } from "../../src/hub/faults.js"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { AnyValue, defineHandler, optional, required, signature, taskRelPath, type TaskHandler } from "../../src/tasks/handler.js"
-import { addRepo, addTag, buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { addPackage, addTarget } from "../../src/testing/fakehub/targets.js"
+import { addRepo, addTag, buildrootTables } from "../fakehub/buildroots.js"
+import { addPackage, addTarget } from "../fakehub/targets.js"
 
 /** What goes into a test package. */
 export interface RpmSpec {

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { afterEach } from "vitest"
-import { addBuild, dropRepoWorld, repoWorld } from "../../src/testing/fakehub/newrepo.js"
-import { findRpmSighdr, ripRpmSighdr, storeRpmSig, writeSignedRpm } from "../../src/testing/fakehub/signed.js"
+import { addBuild, dropRepoWorld, repoWorld } from "../fakehub/newrepo.js"
+import { findRpmSighdr, ripRpmSighdr, storeRpmSig, writeSignedRpm } from "../fakehub/signed.js"
 
 /** A signature header with `il` index entries and `dl` data bytes (contents filled with `fill`). */
 const sigHeader = (il: number, dl: number, fill: number): Buffer => {

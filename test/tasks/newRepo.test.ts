@@ -15,9 +15,9 @@ import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { AnyValue, defineHandler, required, signature, taskRelPath } from "../../src/tasks/handler.js"
 import { newRepoHandler } from "../../src/tasks/newRepo.js"
 import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
-import { addRepo, addTag, buildrootTables } from "../../src/testing/fakehub/buildroots.js"
-import { addBuild, repoWorld, tagBuild } from "../../src/testing/fakehub/newrepo.js"
-import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
+import { addRepo, addTag, buildrootTables } from "../fakehub/buildroots.js"
+import { addBuild, repoWorld, tagBuild } from "../fakehub/newrepo.js"
+import { type FakeHub, startFakeHub } from "../fakehub/FakeHub.js"
 import { daemonOptions, DONE, HOST, OldRepoArg, PASSWORD, repoKojid, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 /** A createrepo that records its params and returns an empty upload (the hub moves nothing). */

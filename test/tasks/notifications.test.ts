@@ -17,9 +17,9 @@ import { makeMailer } from "../../src/mail/Mailer.js"
 import { sleepTask } from "../../src/tasks/generic.js"
 import { makeNotificationHandlers } from "../../src/tasks/notifications.js"
 import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
-import { addBuild, buildNotificationParams, repoWorld, tagNotificationParams } from "../../src/testing/fakehub/newrepo.js"
-import { addTag } from "../../src/testing/fakehub/buildroots.js"
-import { type FakeHub, startFakeHub } from "../../src/testing/FakeHub.js"
+import { addBuild, buildNotificationParams, repoWorld, tagNotificationParams } from "../fakehub/newrepo.js"
+import { addTag } from "../fakehub/buildroots.js"
+import { type FakeHub, startFakeHub } from "../fakehub/FakeHub.js"
 import { daemonOptions, DONE, FaultResult, HOST, PASSWORD, resultAs, startDaemon, tempDir, waitFor } from "./newRepoSupport.js"
 
 interface Received {

@@ -4,8 +4,8 @@
  * FREE/ASSIGNED/OPEN/CLOSED/FAILED/CANCELED, ownership, results, subtasks and the wait protocol.
  */
 import { Either } from "effect"
-import { ActionNotAllowed, GenericError, ParameterError, isFault } from "../../hub/faults.js"
-import { Double, decodeResponse, encodeMethodCall, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { ActionNotAllowed, GenericError, ParameterError, isFault } from "../../src/hub/faults.js"
+import { Double, decodeResponse, encodeMethodCall, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, asList, asNumber, dbl, isoTime, pythonError, pyStr, toInt, truthy } from "./context.js"
 import { getTasksForHost, setRefusal } from "./scheduler.js"
 import { assertLogin, verifiedHost } from "./sessions.js"

@@ -5,8 +5,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
-import { call, ok } from "./fakehub-client.js"
+import { startFakeHub } from "./FakeHub.js"
+import { call, ok } from "./client.js"
 
 const names = (v: XmlRpcValue): Array<string> => {
   assert.isArray(v)

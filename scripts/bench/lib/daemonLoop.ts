@@ -1,20 +1,20 @@
-// The daemon loop as the daemon benches run it in a child process: dist/daemon/TaskManager.js
-// with the generic handlers and in-memory Containers against a hub URL, sleeptime 50 ms (the
+// The daemon loop as the daemon benches run it in a child process: src/daemon/TaskManager.ts
+// (compiled with the bench) with the generic handlers and in-memory Containers against a hub URL, sleeptime 50 ms (the
 // measure is our overhead, not kojid.conf's whole-second sleeptime), maxjobs 10, with the
 // production heap settings of dist/main.js. Usage, in the child:
 //   await runDaemonLoop(hubUrl, host, password, workdir, LogLevel.Warning)
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, type LogLevel } from "effect"
 
 /** Runs the loop until SIGTERM (NodeRuntime.runMain interrupts it). */
-export const runDaemonLoop = async (hubUrl, host, password, workdir, logLevel) => {
+export const runDaemonLoop = async (hubUrl: string, host: string, password: string, workdir: string, logLevel: LogLevel.LogLevel) => {
   // As dist/main.js does before loading anything.
   ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
-  const { Containers } = await import("../../../dist/containers/Containers.js")
-  const { Readiness } = await import("../../../dist/daemon/Readiness.js")
-  const { runDaemon } = await import("../../../dist/daemon/TaskManager.js")
-  const { KojiHub } = await import("../../../dist/hub/KojiHub.js")
-  const { TaskRegistry } = await import("../../../dist/tasks/TaskRegistry.js")
+  const { Containers } = await import("../../../src/containers/Containers.js")
+  const { Readiness } = await import("../../../src/daemon/Readiness.js")
+  const { runDaemon } = await import("../../../src/daemon/TaskManager.js")
+  const { KojiHub } = await import("../../../src/hub/KojiHub.js")
+  const { TaskRegistry } = await import("../../../src/tasks/TaskRegistry.js")
   const { Logger } = await import("effect")
   const layer = Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hubUrl, user: host, password, maxRetries: 3, retryInterval: 1 }),

@@ -3,7 +3,7 @@
  * restore that gives each call the hub's transaction semantics: a call that faults is rolled
  * back to its last commit (koji-protocol.md §1.6, kojixmlrpc `application`).
  */
-import type { XmlRpcValue } from "../../hub/xmlrpc.js"
+import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 
 /** koji.TASK_STATES. */
 export const TaskState = { FREE: 0, OPEN: 1, CLOSED: 2, CANCELED: 3, ASSIGNED: 4, FAILED: 5 } as const

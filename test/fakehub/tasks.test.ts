@@ -5,8 +5,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { encodeFault, encodeMethodCall, encodeResponse, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { startFakeHub, type FakeHub } from "../../src/testing/FakeHub.js"
-import { call, login, ok, type Sess } from "./fakehub-client.js"
+import { startFakeHub, type FakeHub } from "./FakeHub.js"
+import { call, login, ok, type Sess } from "./client.js"
 
 const withHost = (f: (hub: FakeHub, s: Sess, other: Sess) => Promise<void>) =>
   Effect.gen(function*() {

@@ -3,7 +3,7 @@
  * function gets the same ParameterError (1019) text as the real hub (`koji.util.call_with_argcheck`,
  * koji-protocol.md §1.3), e.g. "HostExports.openTask() missing 1 required positional argument: 'task_id'".
  */
-import type { XmlRpcStruct, XmlRpcValue } from "../../hub/xmlrpc.js"
+import type { XmlRpcStruct, XmlRpcValue } from "../../src/hub/xmlrpc.js"
 
 /** One parameter: a name, and a default when it has one. */
 export type Param = readonly [name: string] | readonly [name: string, defaultValue: XmlRpcValue]

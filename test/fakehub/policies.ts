@@ -5,8 +5,8 @@
  * missing and so allowed, as `MissingPolicyOk`). A denial through `host.assertPolicy` is
  * ActionNotAllowed (1004) "policy violation (name): reason".
  */
-import { ActionNotAllowed } from "../../hub/faults.js"
-import { isStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { ActionNotAllowed } from "../../src/hub/faults.js"
+import { isStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import type { CallContext } from "./context.js"
 import type { MethodDef } from "./methods.js"
 import { verifiedHost } from "./sessions.js"

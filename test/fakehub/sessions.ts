@@ -6,8 +6,8 @@
 import { randomInt } from "node:crypto"
 import {
   ActionNotAllowed, AuthError, AuthExpired, AuthLockError, GenericError, RetryError, SequenceError
-} from "../../hub/faults.js"
-import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+} from "../../src/hub/faults.js"
+import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, dbl, type HubCore, isoTime, pythonError, pyRepr, truthy } from "./context.js"
 import { AuthType, type HostRow, type SessionRow } from "./state.js"
 

@@ -13,23 +13,23 @@ import type { AddressInfo, Socket } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type * as tls from "node:tls"
-import { GenericError, ParameterError, isFault } from "../hub/faults.js"
+import { GenericError, ParameterError, isFault } from "../../src/hub/faults.js"
 import {
   decodeCall, encodeFault, encodeResponse, isStruct, splitKwargs, type XmlRpcValue
-} from "../hub/xmlrpc.js"
-import { CallContext, type HubCore, type HubSettings, type RequestEnv, asList, pyStr, pythonError } from "./fakehub/context.js"
-import { methods } from "./fakehub/methods.js"
-import { assignTask, runScheduler } from "./fakehub/scheduler.js"
-import { configureRemoteUser, enforceLock, openSession, parseQs } from "./fakehub/sessions.js"
-import { bindArgs } from "./fakehub/signature.js"
+} from "../../src/hub/xmlrpc.js"
+import { CallContext, type HubCore, type HubSettings, type RequestEnv, asList, pyStr, pythonError } from "./context.js"
+import { methods } from "./methods.js"
+import { assignTask, runScheduler } from "./scheduler.js"
+import { configureRemoteUser, enforceLock, openSession, parseQs } from "./sessions.js"
+import { bindArgs } from "./signature.js"
 import {
   type ChannelRow, Db, type HostRow, type RefusalRow, type RunRow, type SchedulerLogRow, type SessionRow,
   type TaskRow, type UserRow
-} from "./fakehub/state.js"
-import { cancelTask as cancelTaskRow, freeTask as freeTaskRow, makeTask } from "./fakehub/tasks.js"
-import { beginRawUpload, finishRawUpload } from "./fakehub/uploads.js"
+} from "./state.js"
+import { cancelTask as cancelTaskRow, freeTask as freeTaskRow, makeTask } from "./tasks.js"
+import { beginRawUpload, finishRawUpload } from "./uploads.js"
 
-export { TaskState, taskStateName } from "./fakehub/state.js"
+export { TaskState, taskStateName } from "./state.js"
 export type { ChannelRow, HostRow, RefusalRow, RunRow, SchedulerLogRow, SessionRow, TaskRow, UserRow }
 
 /** The hub version the fake claims (Koji-Version header, getKojiVersion). */

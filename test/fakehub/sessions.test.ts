@@ -8,8 +8,8 @@ import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import { join } from "node:path"
 import { decodeResponse } from "../../src/hub/xmlrpc.js"
-import { startFakeHub, type FakeHubOptions } from "../../src/testing/FakeHub.js"
-import { call, callFrom, login, ok, type Sess, subsession } from "./fakehub-client.js"
+import { startFakeHub, type FakeHubOptions } from "./FakeHub.js"
+import { call, callFrom, login, ok, type Sess, subsession } from "./client.js"
 import { CAPTURES_DIR as CAPTURES } from "../support/captures.js"
 
 

@@ -11,9 +11,9 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ActionNotAllowed, BuildError, GenericError, TagError } from "../../hub/faults.js"
-import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
-import { parseRpmHeader, type RpmHeaderInfo } from "../../buildroot/rpmHeader.js"
+import { ActionNotAllowed, BuildError, GenericError, TagError } from "../../src/hub/faults.js"
+import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
+import { parseRpmHeader, type RpmHeaderInfo } from "../../src/buildroot/rpmHeader.js"
 import type { BuildRow } from "./buildroots.js"
 import { repoWorld } from "./newrepo.js"
 import { type CallContext, asList, isoTime, pyRepr, pyStr, toInt, truthy } from "./context.js"

@@ -6,8 +6,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { startFakeHub, type FakeHub, type FakeHubOptions } from "../../src/testing/FakeHub.js"
-import { call, login, ok, type Sess } from "./fakehub-client.js"
+import { startFakeHub, type FakeHub, type FakeHubOptions } from "./FakeHub.js"
+import { call, login, ok, type Sess } from "./client.js"
 
 interface World {
   readonly hub: FakeHub

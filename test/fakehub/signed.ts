@@ -7,8 +7,8 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { GenericError } from "../../hub/faults.js"
-import { isStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { GenericError } from "../../src/hub/faults.js"
+import { isStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { pyRepr, pythonError, truthy } from "./context.js"
 import type { RpmRow } from "./buildroots.js"
 import type { MethodDef } from "./methods.js"

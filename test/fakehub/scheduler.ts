@@ -4,7 +4,7 @@
  * silent hosts not ready, assigns FREE tasks by bin, capacity, maxjobs and refusals to the
  * lowest-ranked host, and frees tasks whose assignment or host timed out.
  */
-import { Double, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { Double, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import type { CallContext } from "./context.js"
 import { asNumber } from "./context.js"
 import { freeTask, lockTask } from "./tasks.js"

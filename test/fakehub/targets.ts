@@ -5,8 +5,8 @@
  * handlers need beside them. Everything is kept per hub, keyed by its topdir, so a test fills
  * it with the admin helpers below.
  */
-import { GenericError } from "../../hub/faults.js"
-import type { XmlRpcValue } from "../../hub/xmlrpc.js"
+import { GenericError } from "../../src/hub/faults.js"
+import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { buildrootTables, type BuildrootTables, type TagRow } from "./buildroots.js"
 import { type CallContext, pyRepr, toInt, truthy } from "./context.js"
 import type { MethodDef } from "./methods.js"

@@ -2,7 +2,7 @@
  * The fake hub's method registry: each exported name with the Python signature of the function
  * the real hub registers under it (for ParameterError texts) and its implementation.
  */
-import type { XmlRpcStruct, XmlRpcValue } from "../../hub/xmlrpc.js"
+import type { XmlRpcStruct, XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, truthy } from "./context.js"
 import { newrepoMethods } from "./newrepo.js"
 import * as sessions from "./sessions.js"

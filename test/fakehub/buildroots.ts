@@ -6,8 +6,8 @@
  * listed rpm must exist ("No such rpm"). Tests load the offline fixture's manifest with
  * `loadFixture`. The tables are kept per hub (keyed by its topdir) beside the core tables.
  */
-import { ActionNotAllowed, GenericError, ParameterError } from "../../hub/faults.js"
-import { Double, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { ActionNotAllowed, GenericError, ParameterError } from "../../src/hub/faults.js"
+import { Double, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, dbl, isoTime, pyRepr, pyStr, toInt, truthy } from "./context.js"
 import type { MethodDef } from "./methods.js"
 import { verifiedHost } from "./sessions.js"

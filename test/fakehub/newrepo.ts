@@ -12,9 +12,9 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { GenericError, ParameterError } from "../../hub/faults.js"
-import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../hub/xmlrpc.js"
-import { canonArch } from "../../tasks/arches.js"
+import { GenericError, ParameterError } from "../../src/hub/faults.js"
+import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
+import { canonArch } from "../../src/tasks/arches.js"
 import { type BuildRow, type BuildrootTables, buildrootTables, type RepoRow, type RpmRow, type TagRow } from "./buildroots.js"
 import { type CallContext, asList, dbl, isoTime, pyRepr, pyStr, toInt, truthy } from "./context.js"
 import type { MethodDef } from "./methods.js"

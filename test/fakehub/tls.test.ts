@@ -12,7 +12,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type * as tls from "node:tls"
 import { decodeResponse, encodeMethodCall, kwargs, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
+import { startFakeHub } from "./FakeHub.js"
 
 interface Pki {
   readonly ca: string

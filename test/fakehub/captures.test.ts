@@ -10,8 +10,8 @@ import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import { join } from "node:path"
 import { decodeCall, decodeResponse, isStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import { startFakeHub } from "../../src/testing/FakeHub.js"
-import { call, login, type Sess } from "./fakehub-client.js"
+import { startFakeHub } from "./FakeHub.js"
+import { call, login, type Sess } from "./client.js"
 import { KOJID_CAPTURES as CAPTURES } from "../support/captures.js"
 
 

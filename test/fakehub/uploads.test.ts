@@ -6,8 +6,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as http from "node:http"
-import { startFakeHub, type FakeHub } from "../../src/testing/FakeHub.js"
-import { call, login, ok, rawUpload, type Sess } from "./fakehub-client.js"
+import { startFakeHub, type FakeHub } from "./FakeHub.js"
+import { call, login, ok, rawUpload, type Sess } from "./client.js"
 
 const withOpenTask = (f: (hub: FakeHub, s: Sess, taskId: number, dir: string) => Promise<void>) =>
   Effect.gen(function*() {

@@ -4,8 +4,8 @@
  * does with `context.commit_pending` (koji-protocol.md §1.6).
  */
 import type { IncomingHttpHeaders } from "node:http"
-import { KojiFault } from "../../hub/faults.js"
-import { Double, isStruct, pythonTruthy, type XmlRpcValue } from "../../hub/xmlrpc.js"
+import { KojiFault } from "../../src/hub/faults.js"
+import { Double, isStruct, pythonTruthy, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import type { Db, SessionRow } from "./state.js"
 
 /** Hub settings (hub.conf names in comments). */
