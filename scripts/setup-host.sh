@@ -5,8 +5,10 @@
 # tests, MIT krb5 (libkrb5-dev to build the optional `kerberos` addon that npm ci compiles for
 # GSSAPI login; krb5-kdc, krb5-admin-server, krb5-user and libapache2-mod-auth-gssapi for the
 # GSSAPI login test's throwaway realm and Apache), e2fsprogs and util-linux (mkfs.ext4 and loop
-# mounts for each buildroot's bounded disk), a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups are
-# hybrid (see README "Troubleshooting"), and the subordinate id range `--userns=auto` needs.
+# mounts for each buildroot's bounded disk), systemd (systemd-analyze, systemd-tmpfiles),
+# logrotate and groff-base for the RPM test's checks of the unit, tmpfiles.d and logrotate files
+# and man page, a containers.conf that works where the daemon lacks CAP_SYS_RESOURCE and cgroups
+# are hybrid (see README "Troubleshooting"), and the subordinate id range `--userns=auto` needs.
 # Idempotent: a second run changes nothing.
 set -euo pipefail
 
@@ -19,7 +21,8 @@ PKGS=(podman runc conmon catatonit uidmap slirp4netns fuse-overlayfs debootstrap
       docker-registry skopeo openssl apache2-utils busybox-static curl ca-certificates xz-utils
       zstd git apache2 e2fsprogs util-linux
       libkrb5-dev krb5-kdc krb5-admin-server krb5-user libapache2-mod-auth-gssapi
-      python3 make g++ pkg-config)
+      python3 make g++ pkg-config
+      systemd logrotate groff-base)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
