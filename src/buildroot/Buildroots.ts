@@ -24,9 +24,9 @@ import { formatIdMap } from "../config/values.js"
 import { Images } from "../containers/Images.js"
 import { BuildrootError } from "../hub/faults.js"
 import type { RepoInfo, TagInfo } from "../hub/schemas.js"
-import { RepoState } from "../hub/schemas.js"
+import { RepoState, stateName } from "../koji/states.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
-import { canonArch } from "../tasks/arches.js"
+import { canonArch } from "../koji/arch.js"
 import { type BuildrootCache, makeCache } from "./cache.js"
 import { type BuildrootInputs, buildrootName, cacheKey, dnfConf, macrosFile, mockConfigText, rpmEnv, rpmMacros, targetArchOf } from "./config.js"
 import { type Dnf, makeDnf, readListing, runDnf } from "./dnf.js"
@@ -105,11 +105,11 @@ const checkRepo = (hub: BuildrootHub, request: BuildrootRequest) =>
     if (config.id !== repo.tag_id) {
       return yield* new BuildrootError({ faultString: `tag/repo mismatch: ${config.name} vs ${repo.tag_name ?? ""}` })
     }
-    const stateName = Object.entries(RepoState).find(([, v]) => v === repo.state)?.[0] ?? String(repo.state)
+    const repoStateName = stateName(RepoState, repo.state)
     if (repo.state === RepoState.EXPIRED) {
       yield* Effect.logInfo(`Requested repo (${request.repoId}) is no longer current`)
     } else if (repo.state !== RepoState.READY) {
-      return yield* new BuildrootError({ faultString: `Requested repo (${request.repoId}) is ${stateName}` })
+      return yield* new BuildrootError({ faultString: `Requested repo (${request.repoId}) is ${repoStateName}` })
     }
     return { repo, config }
   })

@@ -4,6 +4,7 @@
  * rpm macros file put into the root, the build environment, and the text uploaded as
  * `mock_config.log`. All pure.
  */
+import { repoRelDir } from "../koji/paths.js"
 import { createHash } from "node:crypto"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 
@@ -41,9 +42,6 @@ export const resultArches = (arch: string): ReadonlySet<string> => new Set([arch
 
 /** `<tag>-<brid>-<repoid>`: kojid's buildroot name. */
 export const buildrootName = (tagName: string, id: number, repoId: number): string => `${tagName}-${id}-${repoId}`
-
-/** `repos/<tag>/<repo_id>` under topdir/topurl (koji.PathInfo.repo). */
-export const repoRelDir = (tagName: string, repoId: number): string => `repos/${tagName}/${repoId}`
 
 /** The repo URLs of the buildroot: one per `topurl`, else `file://<topdir>/repos/…` (§5.3). */
 export const repoUrls = (options: Pick<BuildrootOptions, "topurls" | "topdir">, tagName: string, repoId: number, brArch: string): ReadonlyArray<string> => {

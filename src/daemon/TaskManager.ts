@@ -16,7 +16,8 @@ import { decodeAs, doneOnRetry, KojiHub, type Kwargs, type Session } from "../hu
 import * as S from "../hub/schemas.js"
 import type { HostInfo, HostTask, OpenHostTask } from "../hub/schemas.js"
 import { decodeCall, Double, encodeFault, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { type DaemonControl, TaskState } from "../tasks/handler.js"
+import { type DaemonControl } from "../tasks/handler.js"
+import { ACTIVE_BUILDROOT_STATES, BuildrootState, TaskState } from "../koji/states.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
 import { serveStatus, type StatusServerError, type StatusSnapshot } from "./StatusServer.js"
@@ -77,9 +78,6 @@ interface Running {
 
 /** What a cycle asks of the loop. */
 type Control = "taken" | "idle" | "restart" | "exit"
-
-const BR_ACTIVE = [0, 1, 2] as const
-const BR_EXPIRED = 3
 
 const describe = (e: unknown): string =>
   isFault(e) ? `${e._tag} ${e.faultCode}: ${e.faultString}` : e instanceof Error ? e.message : String(e)
@@ -161,15 +159,15 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
 
   /** §5.5 step 1: active buildroots of this host that no running task owns → EXPIRED. */
   const updateBuildroots = Effect.gen(function*() {
-    const brs = yield* api.listBuildroots({ hostID: hostId, state: BR_ACTIVE })
+    const brs = yield* api.listBuildroots({ hostID: hostId, state: ACTIVE_BUILDROOT_STATES })
     for (const br of brs) {
       const desc = `${br.id}/${br.tag_name ?? ""}/${br.arch ?? ""}`
       if (br.task_id == null) {
         yield* Effect.logWarning(`Expiring taskless buildroot: ${desc}`)
-        yield* doneOnRetry(api.setBuildRootState(br.id, BR_EXPIRED))
+        yield* doneOnRetry(api.setBuildRootState(br.id, BuildrootState.EXPIRED))
       } else if (!running.has(br.task_id) || running.get(br.task_id)!.done) {
         yield* Effect.logInfo(`Expiring buildroot: ${desc}`)
-        yield* doneOnRetry(api.setBuildRootState(br.id, BR_EXPIRED))
+        yield* doneOnRetry(api.setBuildRootState(br.id, BuildrootState.EXPIRED))
       }
     }
   })

@@ -7,24 +7,14 @@
  */
 import { mkdir, rm } from "node:fs/promises"
 import * as path from "node:path"
-import { Cause, Clock, Duration, Effect, Either, Exit, Option, Schema } from "effect"
+import { Cause, Clock, Duration, Effect, Either, Exit, Option } from "effect"
 import { ActionNotAllowed, type Fault, GenericError, isFault, RetryError } from "../hub/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import { hostApi } from "../hub/HostApi.js"
 import { doneOnRetry, type Session } from "../hub/KojiHub.js"
 import { encodeFault, encodeResponse, type XmlRpcValue } from "../hub/xmlrpc.js"
-import {
-  type DaemonControl,
-  RefuseTask,
-  ServerExit,
-  ServerRestart,
-  type SubtaskOptions,
-  type TaskContext,
-  type TaskHandler,
-  taskRelPath,
-  TaskTimeout,
-  type WaitOptions
-} from "../tasks/handler.js"
+import { type DaemonControl, RefuseTask, ServerExit, ServerRestart, type SubtaskOptions, type TaskContext, type TaskHandler, TaskTimeout, type WaitOptions } from "../tasks/handler.js"
+import { taskRelPath } from "../koji/paths.js"
 import { toFault } from "./toFault.js"
 import type { Waker } from "./Waiter.js"
 
@@ -79,14 +69,17 @@ export const makeTaskContext = (run: TaskRun, workdir: string): TaskContext => {
   const parent = run.taskId
 
   const subtask = (method: string, args: ReadonlyArray<XmlRpcValue>, options: SubtaskOptions = {}) => {
-    const call = run.session.callAs(Schema.Number, "host.subtask", [method, args, parent], {
+    const call = api.subtask({
+      method,
+      arglist: args,
+      parent,
       label: options.label,
       arch: options.arch,
       priority: options.priority,
       channel: options.channel,
       assign: options.assign,
       kwargs: options.kwargs,
-      ...options.extra
+      extra: options.extra
     })
     // A RetryError means the first attempt was committed but its answer lost. With a label the
     // hub returns the existing child for the same parent+label, so asking again is safe (§11).

@@ -8,14 +8,12 @@ import { Effect, Schema } from "effect"
 import type { Fault } from "./faults.js"
 import type { HubError } from "./HubError.js"
 import type { AnonymousSession, Kwargs } from "./KojiHub.js"
+import type { Ref } from "../koji/refs.js"
 import * as S from "./schemas.js"
 import { Double, type XmlRpcStruct, type XmlRpcValue } from "./xmlrpc.js"
 
 type E = Fault | HubError
 type Params = ReadonlyArray<XmlRpcValue>
-
-/** A tag, build, user or package given by id or name (koji accepts both). */
-export type Ref = number | string
 
 /** Arguments of `host.subtask` (kojid sends them all as keywords). */
 export interface SubtaskArgs {
@@ -29,6 +27,8 @@ export interface SubtaskArgs {
   /** The host (id or name) to create the subtask ASSIGNED to (restartHosts uses it). */
   readonly assign?: number | string | null | undefined
   readonly kwargs?: XmlRpcStruct | null | undefined
+  /** Other `host.subtask` keywords, passed through as given (dependantTask's `task[2]`). */
+  readonly extra?: XmlRpcStruct | undefined
 }
 
 /** Builds the typed API over a session (a logged-in Session for host calls). */
@@ -76,7 +76,10 @@ export const hostApi = (session: AnonymousSession) => {
     freeTasks: (taskIds: ReadonlyArray<number>) => unit("host.freeTasks", [taskIds]),
     /** `host.getHostTasks()` → our OPEN tasks. */
     getHostTasks: () => as(Schema.Array(S.OpenHostTask), "host.getHostTasks"),
-    /** `host.subtask(method=, arglist=, parent=, …)` → the new task id; all keywords, as kojid sends it. */
+    /**
+     * `host.subtask(method=, arglist=, …, parent=)` → the new task id; all keywords in the order
+     * the recorded kojid sends them (koji-captures/kojid/build), `extra` passed through as given.
+     */
     subtask: (args: SubtaskArgs) =>
       as(Schema.Number, "host.subtask", [], {
         method: args.method,
@@ -87,7 +90,8 @@ export const hostApi = (session: AnonymousSession) => {
         channel: args.channel,
         assign: args.assign,
         kwargs: args.kwargs,
-        parent: args.parent
+        parent: args.parent,
+        ...args.extra
       }),
     /** `host.subtask2(parent, taskopts, method, *args)` → the new task id. */
     subtask2: (parent: number, taskopts: XmlRpcStruct, method: string, args: Params = [], kw?: Kwargs) =>
@@ -143,14 +147,17 @@ export const hostApi = (session: AnonymousSession) => {
       unit("host.assertPolicy", [name, data], { default: defaultAction }),
     /** `host.evalPolicy(name, data)` → the action string, or nil (kojid reads it as `or ''`). */
     hostEvalPolicy: (name: string, data: XmlRpcStruct) => as(Schema.NullOr(Schema.String), "host.evalPolicy", [name, data]),
-    /** `host.repoInit(tag, task_id=, event=, opts=)` → `[repo_id, event_id]`. */
-    repoInit: (tag: Ref, opts: { readonly taskId?: number; readonly event?: number | null; readonly opts?: XmlRpcStruct } = {}) =>
-      as(S.RepoInitResult, "host.repoInit", [tag], { opts: opts.opts, task_id: opts.taskId, event: opts.event }),
+    /** `host.repoInit(tag, opts=, task_id=, event=)` → `[repo_id, event_id]`; `event` only when given, as kojid. */
+    repoInit: (tag: Ref, opts: { readonly taskId?: number; readonly event?: number | null; readonly opts?: XmlRpcValue } = {}) =>
+      as(S.RepoInitResult, "host.repoInit", [tag], { opts: opts.opts, task_id: opts.taskId, ...(opts.event === undefined || opts.event === null ? {} : { event: opts.event }) }),
     /** `host.repoDone(repo_id, data, expire=, repo_json_updates=)`. */
     repoDone: (repoId: number, data: XmlRpcStruct, opts: { readonly expire?: boolean; readonly repoJsonUpdates?: XmlRpcStruct } = {}) =>
       unit("host.repoDone", [repoId, data], { expire: opts.expire, repo_json_updates: opts.repoJsonUpdates }),
     /** `host.distRepoMove(repo_id, uploadpath, arch)`. */
     distRepoMove: (repoId: number, uploadpath: string, arch: string) => unit("host.distRepoMove", [repoId, uploadpath, arch]),
+    /** `host.writeSignedRPM(rpm_id, sigkey)` for each pair, in one multiCall; each its own answer. */
+    writeSignedRPMs: (pairs: ReadonlyArray<readonly [number, string]>) =>
+      session.multiCall(pairs.map(([id, key]) => ({ method: "host.writeSignedRPM", params: [id, key] }))),
     /** `host.isEnabled()`. */
     isEnabled: () => as(Schema.Boolean, "host.isEnabled"),
     /** Any other `host.*` call (maven, image, win imports), undecoded. */
@@ -177,9 +184,15 @@ export const hostApi = (session: AnonymousSession) => {
     taskFinished: (taskId: number) => as(Schema.Boolean, "taskFinished", [taskId]),
     /** `cancelTaskChildren(id)` (allowed for the host that owns the task). */
     cancelTaskChildren: (taskId: number) => unit("cancelTaskChildren", [taskId]),
-    /** `listBuildroots(hostID=, state=, buildrootID=)`. */
-    listBuildroots: (opts: { readonly hostID?: number; readonly state?: ReadonlyArray<number> | number; readonly buildrootID?: ReadonlyArray<number> | number }) =>
-      as(Schema.Array(S.BuildrootInfo), "listBuildroots", [], { hostID: opts.hostID, state: opts.state, buildrootID: opts.buildrootID }),
+    /** `listBuildroots(hostID=, state=, buildrootID=, taskID=)`. */
+    listBuildroots: (opts: {
+      readonly hostID?: number
+      readonly state?: ReadonlyArray<number> | number
+      readonly buildrootID?: ReadonlyArray<number> | number
+      readonly taskID?: number
+    }) => as(Schema.Array(S.BuildrootInfo), "listBuildroots", [], { hostID: opts.hostID, state: opts.state, buildrootID: opts.buildrootID, taskID: opts.taskID }),
+    /** `getBuildrootListing(id)`: the buildroot's packages. */
+    getBuildrootListing: (brootId: number) => as(Schema.Array(S.BuildrootListingEntry), "getBuildrootListing", [brootId]),
     /** `getBuildroot(id)`. */
     getBuildroot: (brootId: number) => as(Schema.NullOr(S.BuildrootInfo), "getBuildroot", [brootId]),
     /** `repoInfo(id, strict=)`. */
@@ -187,6 +200,8 @@ export const hostApi = (session: AnonymousSession) => {
     /** `getRepo(tag, state=, event=, dist=)`. */
     getRepo: (tag: Ref, opts: { readonly state?: number; readonly event?: number | null; readonly dist?: boolean } = {}) =>
       as(Schema.NullOr(S.RepoInfo), "getRepo", [tag], { state: opts.state, event: opts.event, dist: opts.dist }),
+    /** `getRepo(tag)` as the hub's whole struct (kojid hands it on to createrepo as the old repo), or nil. */
+    getRepoStruct: (tag: Ref) => as(Schema.NullOr(S.Struct), "getRepo", [tag]),
     /** `repo.request(tag, min_event=, at_event=, opts=)`; kojid sends all three. */
     repoRequest: (tag: Ref, opts: { readonly minEvent?: number | null; readonly atEvent?: number | null; readonly opts?: XmlRpcStruct | null } = {}) =>
       as(S.RepoRequestResult, "repo.request", [tag], { min_event: opts.minEvent ?? null, at_event: opts.atEvent ?? null, opts: opts.opts ?? null }),
@@ -197,9 +212,9 @@ export const hostApi = (session: AnonymousSession) => {
     /** `getBuildConfig(tag, event=)`; the keyword is sent only when an event is given, as kojid does. */
     getBuildConfig: (tag: Ref, event?: number | null) =>
       as(S.TagInfo, "getBuildConfig", [tag], event === undefined ? undefined : { event }),
-    /** `getTag(tag, strict=, event=)`. */
+    /** `getTag(tag, strict=, event=)`; the keywords go in the caller's order (kojid's call sites differ). */
     getTag: (tag: Ref | XmlRpcStruct, opts: { readonly strict?: boolean; readonly event?: number | null } = {}) =>
-      as(Schema.NullOr(S.TagInfo), "getTag", [tag], { strict: opts.strict, event: opts.event }),
+      as(Schema.NullOr(S.TagInfo), "getTag", [tag], opts),
     /** `getBuildTarget(target, event=, strict=)`. */
     getBuildTarget: (target: Ref, opts: { readonly event?: number | null; readonly strict?: boolean } = {}) =>
       as(Schema.NullOr(S.BuildTarget), "getBuildTarget", [target], { event: opts.event, strict: opts.strict }),
@@ -219,16 +234,20 @@ export const hostApi = (session: AnonymousSession) => {
     /** `listTagged(tag, event=, package=, inherit=)`. */
     listTagged: (tag: Ref, opts: { readonly event?: number | null; readonly package?: string; readonly inherit?: boolean } = {}) =>
       as(Schema.Array(S.Struct), "listTagged", [tag], { event: opts.event, package: opts.package, inherit: opts.inherit }),
-    /** `listTaggedRPMS(tag, event=, latest=, draft=)` → `[rpms, builds]`. */
-    listTaggedRPMS: (tag: Ref, opts: { readonly event?: number | null; readonly latest?: boolean; readonly draft?: boolean | null; readonly inherit?: boolean } = {}) =>
-      as(Schema.Tuple(Schema.Array(S.Struct), Schema.Array(S.Struct)), "listTaggedRPMS", [tag], {
-        event: opts.event, inherit: opts.inherit, latest: opts.latest, draft: opts.draft
-      }),
+    /** `listTaggedRPMS(tag, event=, latest=, …)` → `[rpms, builds]`; the keywords go in the caller's order. */
+    listTaggedRPMS: (tag: Ref | XmlRpcStruct, opts: {
+      readonly event?: number | null
+      readonly arch?: string
+      readonly latest?: boolean | XmlRpcValue
+      readonly inherit?: boolean | XmlRpcValue
+      readonly draft?: boolean | null
+      readonly rpmsigs?: boolean
+    } = {}) => as(Schema.Tuple(Schema.Array(S.Struct), Schema.Array(S.Struct)), "listTaggedRPMS", [tag], opts),
     /** `getExternalRepoList(tag, event=)`. */
     getExternalRepoList: (tag: Ref, event?: number | null) =>
       as(Schema.Array(S.ExternalRepo), "getExternalRepoList", [tag], event === undefined ? undefined : { event }),
     /** `getFullInheritance(tag)`. */
-    getFullInheritance: (tag: Ref) => as(Schema.Array(S.Struct), "getFullInheritance", [tag]),
+    getFullInheritance: (tag: Ref) => as(Schema.Array(S.InheritanceLink), "getFullInheritance", [tag]),
     /** `getChannel(id, strict=)`. */
     getChannel: (channel: Ref, strict?: boolean) => as(Schema.NullOr(S.ChannelInfo), "getChannel", [channel], { strict }),
     /** `getBuild(build, strict=)`. */
@@ -240,6 +259,14 @@ export const hostApi = (session: AnonymousSession) => {
     /** `listTaskOutput(task, all_volumes=, stat=)`. */
     listTaskOutput: (taskId: number, opts: { readonly allVolumes?: boolean; readonly stat?: boolean } = {}) =>
       value("listTaskOutput", [taskId], { stat: opts.stat, all_volumes: opts.allVolumes }),
+    /** `listTaskOutput(task)` → the file names. */
+    listTaskOutputNames: (taskId: number) => as(Schema.Array(Schema.String), "listTaskOutput", [taskId]),
+    /** `downloadTaskOutput(task, file, offset=, size=)` → the bytes (the hub sends base64 text or `<base64>`). */
+    downloadTaskOutput: (taskId: number, fileName: string, opts: { readonly offset: number; readonly size: number }) =>
+      Effect.map(as(Schema.Union(Schema.String, Schema.Uint8ArrayFromSelf), "downloadTaskOutput", [taskId, fileName], opts), (block) =>
+        typeof block === "string" ? new Uint8Array(Buffer.from(block, "base64")) : block),
+    /** `getAPIVersion()`. */
+    getAPIVersion: () => as(Schema.Number, "getAPIVersion"),
     /** `getChangelogEntries(build, queryOpts=)`. */
     getChangelogEntries: (build: Ref, queryOpts?: XmlRpcStruct) =>
       as(Schema.Array(S.Struct), "getChangelogEntries", [build], { queryOpts }),

@@ -19,9 +19,6 @@ const NullableNumber = Schema.NullOr(Schema.Number)
 const NullableString = Schema.NullOr(Schema.String)
 const opt = <S extends Schema.Schema.Any>(s: S) => Schema.optional(s)
 
-/** Task states (koji.TASK_STATES). */
-export const TaskState = { FREE: 0, OPEN: 1, CLOSED: 2, CANCELED: 3, ASSIGNED: 4, FAILED: 5 } as const
-
 /** `getTaskInfo` / `host.openTask` row. `request` is decoded params from getTaskInfo(request=True) and the raw XML string from openTask (§12). */
 export const TaskInfo = Schema.Struct({
   id: Schema.Number,
@@ -89,9 +86,6 @@ export const OpenHostTask = Schema.Struct({
 /** An OPEN task of ours. */
 export type OpenHostTask = typeof OpenHostTask.Type
 
-/** Buildroot states (koji.BR_STATES). */
-export const BuildrootState = { INIT: 0, WAITING: 1, BUILDING: 2, EXPIRED: 3 } as const
-
 /** One `listBuildroots`/`getBuildroot` entry. */
 export const BuildrootInfo = Schema.Struct({
   id: Schema.Number,
@@ -116,9 +110,6 @@ export const BuildrootInfo = Schema.Struct({
 })
 /** A buildroot row. */
 export type BuildrootInfo = typeof BuildrootInfo.Type
-
-/** Repo states (koji.REPO_STATES). */
-export const RepoState = { INIT: 0, READY: 1, EXPIRED: 2, DELETED: 3, PROBLEM: 4 } as const
 
 /** `repoInfo` / `getRepo` / `repo.get`. */
 export const RepoInfo = Schema.Struct({
@@ -198,9 +189,6 @@ export const PackageConfig = Schema.Struct({
 /** A package's config in a tag. */
 export type PackageConfig = typeof PackageConfig.Type
 
-/** Build states (koji.BUILD_STATES). */
-export const BuildState = { BUILDING: 0, COMPLETE: 1, DELETED: 2, FAILED: 3, CANCELED: 4 } as const
-
 /** `getBuild` / `host.completeBuild`. */
 export const BuildInfo = Schema.Struct({
   id: Schema.Number,
@@ -226,6 +214,30 @@ export const BuildInfo = Schema.Struct({
 })
 /** A build. */
 export type BuildInfo = typeof BuildInfo.Type
+
+/** One package of a buildroot as `getBuildrootListing` returns it. */
+export const BuildrootListingEntry = Schema.Struct({
+  rpm_id: Schema.Number,
+  name: Schema.String,
+  version: Schema.String,
+  release: Schema.String,
+  epoch: Schema.NullOr(Schema.Number),
+  arch: Schema.String,
+  build_id: opt(Schema.NullOr(Schema.Number)),
+  external_repo_id: opt(Schema.NullOr(Schema.Number)),
+  external_repo_name: opt(Schema.NullOr(Schema.String)),
+  is_update: opt(Schema.Boolean)
+})
+/** One package of a buildroot. */
+export type BuildrootListingEntry = typeof BuildrootListingEntry.Type
+
+/** One `getFullInheritance` link (the fields a builder reads). */
+export const InheritanceLink = Schema.Struct({
+  parent_id: Schema.Number,
+  currdepth: opt(Schema.Number)
+})
+/** An inheritance link. */
+export type InheritanceLink = typeof InheritanceLink.Type
 
 /** `getChannel`. */
 export const ChannelInfo = Schema.Struct({

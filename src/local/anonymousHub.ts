@@ -14,7 +14,8 @@
 import { Clock, Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import * as http from "node:http"
 import { type Fault, GenericError } from "../hub/faults.js"
-import { type Ref, hostApi } from "../hub/HostApi.js"
+import { hostApi } from "../hub/HostApi.js"
+import { type Ref } from "../koji/refs.js"
 import { HubError } from "../hub/HubError.js"
 import { HubTransport, make as makeTransport } from "../hub/HubTransport.js"
 import { type AnonymousSession, make as makeKojiHub } from "../hub/KojiHub.js"
@@ -66,21 +67,6 @@ export const anonymousHubOptions = (profile: KojiClientOptions): AnonymousHubOpt
   offlineRetryInterval: profile.offline_retry_interval
 })
 
-/** One package of a buildroot as `getBuildrootListing` returns it. */
-export const BuildrootListingEntry = Schema.Struct({
-  rpm_id: Schema.Number,
-  name: Schema.String,
-  version: Schema.String,
-  release: Schema.String,
-  epoch: Schema.NullOr(Schema.Number),
-  arch: Schema.String,
-  build_id: Schema.optional(Schema.NullOr(Schema.Number)),
-  external_repo_id: Schema.optional(Schema.NullOr(Schema.Number)),
-  external_repo_name: Schema.optional(Schema.NullOr(Schema.String)),
-  is_update: Schema.optional(Schema.Boolean)
-})
-/** One package of a buildroot. */
-export type BuildrootListingEntry = typeof BuildrootListingEntry.Type
 
 /** `min_event` of a repo wait: an event id, `"last"` (the tag's last change), or none. */
 export type RepoMinEvent = number | "last" | null
@@ -141,7 +127,7 @@ export interface AnonymousHubService {
   /** `listBuildroots(taskID=)`: the buildroots a task used. */
   readonly listTaskBuildroots: (taskId: number) => Effect.Effect<ReadonlyArray<S.BuildrootInfo>, AnonymousHubError>
   /** `getBuildrootListing(id)`: the packages the hub recorded for a buildroot. */
-  readonly getBuildrootListing: (brootId: number) => Effect.Effect<ReadonlyArray<BuildrootListingEntry>, AnonymousHubError>
+  readonly getBuildrootListing: (brootId: number) => Effect.Effect<ReadonlyArray<S.BuildrootListingEntry>, AnonymousHubError>
 }
 
 /** Read-only hub calls without login. */
@@ -197,9 +183,6 @@ export const classifyAccess = (server: string, method: string) => (error: Fault 
 
 const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
 
-const TaskOutput = Schema.Array(Schema.String)
-/** The hub sends the block base64-encoded in a string (`base64encode`); a `<base64>` value is taken too. */
-const DownloadedBlock = Schema.Union(Schema.String, Schema.Uint8ArrayFromSelf)
 
 /** Builds the client over an anonymous session of the hub's transport. */
 export const make = (options: AnonymousHubOptions): Effect.Effect<AnonymousHubService, HubError, Scope.Scope> =>
@@ -229,8 +212,7 @@ export const makeService = (server: string, session: AnonymousSession): Anonymou
   const guard = <A>(method: string, self: Effect.Effect<A, Fault | HubError>): Effect.Effect<A, AnonymousHubError> =>
     self.pipe(Effect.mapError(classifyAccess(server, method)), Effect.withSpan(`AnonymousHub.${method}`))
 
-  const repoGet = (tagId: number, minEvent: number | null) =>
-    session.callAs(Schema.NullOr(S.RepoInfo), "repo.get", [tagId], { min_event: minEvent, at_event: null, opts: null })
+  const repoGet = (tagId: number, minEvent: number | null) => api.repoGet(tagId, { min_event: minEvent, at_event: null, opts: null })
 
   const isMissingMethod = (e: Fault | HubError, method: string): boolean =>
     e instanceof GenericError && e.faultString === `Invalid method: ${method}`
@@ -272,9 +254,7 @@ export const makeService = (server: string, session: AnonymousSession): Anonymou
   const downloadTaskOutput = (taskId: number, fileName: string, opts: { readonly offset?: number; readonly size?: number } = {}) =>
     guard(
       "downloadTaskOutput",
-      session.callAs(DownloadedBlock, "downloadTaskOutput", [taskId, fileName], { offset: opts.offset ?? 0, size: opts.size ?? -1 }).pipe(
-        Effect.map((block) => (typeof block === "string" ? new Uint8Array(Buffer.from(block, "base64")) : block))
-      )
+      api.downloadTaskOutput(taskId, fileName, { offset: opts.offset ?? 0, size: opts.size ?? -1 })
     )
 
   const readTaskOutput = Effect.fn("AnonymousHub.readTaskOutput")(function*(taskId: number, fileName: string) {
@@ -291,7 +271,7 @@ export const makeService = (server: string, session: AnonymousSession): Anonymou
 
   return {
     server,
-    getAPIVersion: guard("getAPIVersion", session.callAs(Schema.Number, "getAPIVersion")),
+    getAPIVersion: guard("getAPIVersion", api.getAPIVersion()),
     getBuildTarget: (target) => guard("getBuildTarget", api.getBuildTarget(target)),
     getTag: (tag, opts = {}) => guard("getTag", api.getTag(tag, opts)),
     getBuildConfig: (tag, event) => guard("getBuildConfig", api.getBuildConfig(tag, event)),
@@ -303,12 +283,12 @@ export const makeService = (server: string, session: AnonymousSession): Anonymou
     listTaggedRPMS: (tag, opts = {}) => guard("listTaggedRPMS", api.listTaggedRPMS(tag, opts)),
     getTaskInfo: (taskId, opts = {}) => guard("getTaskInfo", api.getTaskInfo(taskId, opts)),
     getTaskChildren: (taskId) => guard("getTaskChildren", api.getTaskChildren(taskId)),
-    listTaskOutput: (taskId) => guard("listTaskOutput", session.callAs(TaskOutput, "listTaskOutput", [taskId])),
+    listTaskOutput: (taskId) => guard("listTaskOutput", api.listTaskOutputNames(taskId)),
     downloadTaskOutput,
     readTaskOutput,
     listTaskBuildroots: (taskId) =>
-      guard("listBuildroots", session.callAs(Schema.Array(S.BuildrootInfo), "listBuildroots", [], { taskID: taskId })),
+      guard("listBuildroots", api.listBuildroots({ taskID: taskId })),
     getBuildrootListing: (brootId) =>
-      guard("getBuildrootListing", session.callAs(Schema.Array(BuildrootListingEntry), "getBuildrootListing", [brootId]))
+      guard("getBuildrootListing", api.getBuildrootListing(brootId))
   }
 }

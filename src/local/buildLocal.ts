@@ -22,7 +22,7 @@ import { readRpmHeader } from "../buildroot/rpmHeader.js"
 import { type Config, loadConfig, parseConfigSources } from "../config/AdjutantConfig.js"
 import { Containers, containersOptionsFromConfig } from "../containers/Containers.js"
 import { Libpod } from "../containers/Libpod.js"
-import { canonArch } from "../tasks/arches.js"
+import { canonArch } from "../koji/arch.js"
 
 /** A local build cannot start: a path, the repo or the image is not usable (one line for the user). */
 export class LocalBuildError extends Schema.TaggedError<LocalBuildError>()("LocalBuildError", {

@@ -4,7 +4,7 @@
  * `build_from_scm` policy. Pure: the policy call itself is the caller's.
  */
 import { Either } from "effect"
-import { fnmatch, splitWhitespace } from "./fnmatch.js"
+import { fnmatch, splitWhitespace } from "../koji/fnmatch.js"
 import { maskPassword, ScmError, scmInfo, type ScmUrl } from "./url.js"
 
 /** Options an allowing rule sets: the `common/` checkout and the source command (argv, or none). */

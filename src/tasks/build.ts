@@ -16,7 +16,7 @@ import { type HostApi, hostApi } from "../hub/HostApi.js"
 import type * as S from "../hub/schemas.js"
 import { isStruct, pythonTruthy, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { isScmUrl } from "../scm/url.js"
-import { multiFnmatch } from "../scm/fnmatch.js"
+import { multiFnmatch } from "../koji/fnmatch.js"
 import {
   buildArchList,
   checkArchOverride,

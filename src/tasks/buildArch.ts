@@ -3,6 +3,7 @@
  * fresh buildroot of the task's repo and upload the RPMs (and with `keep_srpm` the SRPM) into
  * the task directory. Returns `{rpms, srpms, logs, brootid}` with paths relative to work.
  */
+import { TagRef } from "../koji/refs.js"
 import { Effect, Either, Schema } from "effect"
 import { createHash } from "node:crypto"
 import * as fsp from "node:fs/promises"
@@ -18,10 +19,8 @@ import * as S from "../hub/schemas.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { checkHostArch, findBuildrootArch } from "./arches.js"
-import { AnyValue, defineHandler, optional, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
-
-/** A tag given by id or name. */
-export const TagRef = Schema.Union(Schema.Number, Schema.String)
+import { AnyValue, defineHandler, optional, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
+import { taskRelPath } from "../koji/paths.js"
 
 /** `opts` of build handlers: a struct (repo_id, …) or nil. */
 export const TaskOpts = Schema.NullOr(S.Struct)

@@ -19,9 +19,11 @@ import { uploadWrapper } from "../hub/Uploads.js"
 import type { XmlRpcStruct } from "../hub/xmlrpc.js"
 import type { PolicyValue, ScmRules } from "../scm/allowed.js"
 import { CONTAINER_SCMDIR, faultFor, type Scm, type ScmCheckout, ScmError, type ScmSpec } from "../scm/Scm.js"
-import { checkTagHost, requireRepo, TagRef, TaskOpts } from "./buildArch.js"
+import { checkTagHost, requireRepo, TaskOpts } from "./buildArch.js"
+import { TagRef } from "../koji/refs.js"
 import { resultSrpm, srpmBuildrootArch } from "./rebuildSRPM.js"
-import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
+import { defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"
+import { taskRelPath } from "../koji/paths.js"
 
 /**
  * kojid's `broot.build_srpm(spec, sourcedir, source_cmd)`: run the source command in the

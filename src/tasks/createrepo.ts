@@ -14,18 +14,11 @@ import type { PodmanError } from "../containers/Libpod.js"
 import { GenericError } from "../hub/faults.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import type { Session } from "../hub/KojiHub.js"
-import { type ExternalRepo, RepoState } from "../hub/schemas.js"
+import { type ExternalRepo } from "../hub/schemas.js"
+import { RepoState } from "../koji/states.js"
 import { streamLogs, uploadWrapper } from "../hub/Uploads.js"
-import {
-  defineHandler,
-  Int,
-  optional,
-  RefuseTask,
-  required,
-  signature,
-  type TaskContext,
-  taskRelPath
-} from "./handler.js"
+import { defineHandler, Int, optional, RefuseTask, required, signature, type TaskContext } from "./handler.js"
+import { repoPath, taskRelPath } from "../koji/paths.js"
 
 /** What the repo handlers need besides their task context. */
 export interface RepoTaskDeps {
@@ -44,14 +37,6 @@ export const repoTaskDeps: Effect.Effect<RepoTaskDeps, never, AdjutantConfig | C
   const containers = yield* Containers
   return { kojid: config.kojid, image: config.adjutant.bootstrap_image, containers }
 })
-
-/** `koji.pathinfo.repo(repo_id, tag)`. */
-export const repoPath = (topdir: string, repoId: number, tagName: string): string =>
-  path.join(topdir, "repos", tagName, String(repoId))
-
-/** `koji.pathinfo.distrepo(repo_id, tag)` (default volume). */
-export const distRepoPath = (topdir: string, repoId: number, tagName: string): string =>
-  path.join(topdir, "repos-dist", tagName, String(repoId))
 
 /** The marker kojid writes into the repodata of a repo with no content for its arch. */
 export const EMPTY_REPO_TEXT = "This repo is empty because its tag has no content for this arch\n"
@@ -389,7 +374,7 @@ export const createrepoHandler = (deps: RepoTaskDeps) =>
         }
         // kojid reads these for its postCreateRepo callback; kept so the call sequence matches (§13).
         // (kojid sends event before strict here, unlike its other getTag calls.)
-        yield* ctx.session.call("getTag", [rinfo.tag_id ?? repo_id], { event: rinfo.create_event, strict: true })
+        yield* api.getTag(rinfo.tag_id ?? repo_id, { event: rinfo.create_event, strict: true })
         yield* api.getTaskInfo(ctx.taskId, { request: true, strict: true })
         const uploadpath = taskRelPath(ctx.taskId)
         const files = yield* uploadDir(ctx.session, r.datadir, uploadpath)

@@ -8,24 +8,24 @@
  * bootstrap image, python-multilib's devel method picks the ones wanting a 32-bit copy
  * (multilib.ts), and dnf in the bootstrap image resolves them against the 32-bit dist repo.
  */
+import type { Ref } from "../koji/refs.js"
 import { Effect, Either, Schema } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { BuildError, GenericError, KojiFault } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
-import { RepoState } from "../hub/schemas.js"
+import { RepoState } from "../koji/states.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { isStruct, pythonTruthy, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { canonArch } from "./arches.js"
-import { createrepoCommand, distRepoPath, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
+import { canonArch, isMultiLibArch } from "../koji/arch.js"
+import { createrepoCommand, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
+import { distRepoPath } from "../koji/paths.js"
 import { develSelect, DNF_DEPSOLVE_SCRIPT, dnfConfigText, HEADER_QUERYFORMAT, installedBasename, MULTILIB_ARCHMAP, parseHeaderQuery, parseMultilibConfig } from "./multilib.js"
-import { AnyValue, defineHandler, Int, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
+import { AnyValue, defineHandler, Int, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
+import { taskRelPath } from "../koji/paths.js"
 
-const MULTILIB = new Set(["x86_64", "ppc64", "s390x", "sparc64", "sparc64v"])
 
-/** koji.arch.isMultiLibArch for canonical arches. */
-export const isMultiLibArch = (arch: string): boolean => MULTILIB.has(canonArch(arch))
 
 /** createDistRepoTask.compat: the rpm arches that go into a repo of each arch. */
 export const COMPAT: Readonly<Record<string, ReadonlyArray<string>>> = {
@@ -132,18 +132,16 @@ const writeLog = (r: DistRun, name: string, text: string) =>
   })
 
 /** kojid's get_rpms: the rpms of the arch's compatible arches, each with its best signature. */
-const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArray<string>, opts: XmlRpcStruct) =>
+const getRpms = (r: DistRun, tag: Ref | XmlRpcStruct, arch: string, keysIn: ReadonlyArray<string>, opts: XmlRpcStruct) =>
   Effect.gen(function*() {
     const keys = keysIn.map((k) => k.toLowerCase())
     const rpms: Array<RpmEntry> = []
     const builddirs = new Map<number, string>()
     for (const a of COMPAT[arch] ?? [arch, "noarch"]) {
-      const [list, builds] = yield* Effect.flatMap(
-        r.ctx.session.call("listTaggedRPMS", [tag], {
-          event: opts["event"] ?? null, arch: a, latest: opts["latest"] ?? false, inherit: opts["inherit"] ?? false, rpmsigs: true
-        }),
-        (v) => Schema.decodeUnknown(Schema.Tuple(Schema.Array(Schema.Record({ key: Schema.String, value: AnyValue })), Schema.Array(Schema.Record({ key: Schema.String, value: AnyValue }))))(v)
-      )
+      const [list, builds] = yield* hostApi(r.ctx.session).listTaggedRPMS(tag, {
+        event: typeof opts["event"] === "number" ? opts["event"] : null, arch: a, latest: opts["latest"] ?? false, inherit: opts["inherit"] ?? false,
+        rpmsigs: true
+      })
       for (const b of builds) {
         if (pythonTruthy(b["draft"])) return yield* new BuildError({ faultString: `Draft build: ${String(b["nvr"])} is not allowed` })
         const vol = typeof b["volume_name"] === "string" && b["volume_name"] !== "DEFAULT" ? `vol/${b["volume_name"]}/` : ""
@@ -174,7 +172,7 @@ const getRpms = (r: DistRun, tag: XmlRpcValue, arch: string, keysIn: ReadonlyArr
       let log = ""
       for (let i = 0; i < withKey.length; i += 1000) {
         const batch = withKey.slice(i, i + 1000)
-        const results = yield* r.ctx.session.multiCall(batch.map(([id, info]) => ({ method: "host.writeSignedRPM", params: [id, info["best_key"]!] })))
+        const results = yield* hostApi(r.ctx.session).writeSignedRPMs(batch.map(([id, info]) => [id, String(info["best_key"])] as const))
         batch.forEach(([id, info], j) => {
           const res = results[j]
           log += res !== undefined && res._tag === "Right"

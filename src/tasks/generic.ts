@@ -5,31 +5,12 @@
 import { spawn } from "node:child_process"
 import { Duration, Effect, Schema } from "effect"
 import { GenericError } from "../hub/faults.js"
+import { hostApi } from "../hub/HostApi.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
-import {
-  AnyValue,
-  defineHandler,
-  Int,
-  Num,
-  optional,
-  required,
-  ServerExit,
-  ServerRestart,
-  signature,
-  type TaskContext,
-  type TaskHandler,
-  TaskState,
-  taskStateName
-} from "./handler.js"
+import { AnyValue, defineHandler, Int, Num, optional, required, ServerExit, ServerRestart, signature, type TaskContext, type TaskHandler } from "./handler.js"
+import { TaskState, taskStateName } from "../koji/states.js"
 
 const HostRef = Schema.Struct({ id: Schema.Number })
-const TaskInfo = Schema.Struct({
-  id: Schema.Number,
-  state: Schema.Number,
-  host_id: Schema.NullOr(Schema.Number),
-  completion_ts: Schema.optional(Schema.NullOr(Schema.Number))
-})
-const NullableTaskInfo = Schema.NullOr(TaskInfo)
 
 /** Python's `time.asctime(time.localtime(ts))`, for restartVerify's message. */
 const asctime = (ts: number): string => {
@@ -41,7 +22,7 @@ const asctime = (ts: number): string => {
     `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${d.getFullYear()}`
 }
 
-const hostId = (ctx: TaskContext) => ctx.session.callAs(Schema.Number, "host.getID")
+const hostId = (ctx: TaskContext) => hostApi(ctx.session).getID()
 
 /** `someMethod` (FakeTask, foreground, weight 1.0): any arguments, returns 42. */
 export const fakeTask = defineHandler({
@@ -164,7 +145,9 @@ export const restartVerifyTask = defineHandler({
   signature: signature("RestartVerifyTask.handler", { task_id: required(Int), host: required(HostRef) }),
   run: ({ task_id, host }, ctx) =>
     Effect.gen(function*() {
-      const tinfo = yield* ctx.session.callAs(TaskInfo, "getTaskInfo", [task_id])
+      const tinfo = yield* hostApi(ctx.session).getTaskInfo(task_id)
+      // kojid indexes the missing task's None: a TypeError, reported as fault 1.
+      if (tinfo === null) return yield* Effect.dieMessage(`TypeError: 'NoneType' object is not subscriptable (task ${task_id})`)
       const state = taskStateName(tinfo.state)
       if (state !== "CLOSED") return yield* new GenericError({ faultString: `Stage one restart task is ${state}` })
       if (host.id !== (yield* hostId(ctx))) return yield* new GenericError({ faultString: "Host mismatch" })
@@ -193,16 +176,12 @@ export const restartHostsTask = defineHandler({
       const opts = options ?? {}
       const query: Record<string, XmlRpcValue> = { enabled: true }
       if (opts.channel !== undefined) {
-        const chan = yield* ctx.session.callAs(HostRef, "getChannel", [opts.channel], { strict: true })
+        const chan = yield* hostApi(ctx.session).getChannel(opts.channel, true)
+        if (chan === null) return yield* new GenericError({ faultString: `No such channel: ${opts.channel}` })
         query["channelID"] = chan.id
       }
       if (opts.arches !== undefined) query["arches"] = opts.arches
-      const hosts = yield* ctx.session.callAs(
-        Schema.Array(Schema.Record({ key: Schema.String, value: AnyValue })),
-        "listHosts",
-        [],
-        { ...query }
-      )
+      const hosts = yield* hostApi(ctx.session).listHosts(query)
       if (hosts.length === 0) return yield* new GenericError({ faultString: "No matching hosts" })
       const timeout = Duration.seconds(opts.timeout ?? 3600 * 24)
       const thisHost = yield* hostId(ctx)
@@ -217,7 +196,7 @@ export const restartHostsTask = defineHandler({
       }
       if (mine !== undefined) {
         yield* ctx.wait(mine[0], { timeout })
-        const verified = yield* ctx.session.callAs(Schema.Boolean, "taskFinished", [mine[1]])
+        const verified = yield* hostApi(ctx.session).taskFinished(mine[1])
         // kojid raises ServerRestart so that this task is freed and does not block our own restart.
         if (!verified) return yield* new ServerRestart()
       }
@@ -242,15 +221,15 @@ export const dependantTask = defineHandler({
       const waitFor: Array<number> = []
       for (const t of wait_list) {
         if (typeof t !== "number" || !Number.isInteger(t)) continue
-        const info = yield* ctx.session.callAs(NullableTaskInfo, "getTaskInfo", [t])
+        const info = yield* hostApi(ctx.session).getTaskInfo(t)
         if (info !== null) waitFor.push(t)
         else yield* Effect.logDebug(`invalid task id ${t}, removing from wait_list`)
       }
       // These tasks are not our children, so host.taskWait cannot be used: poll as kojid does.
       while (waitFor.length > 0) {
         for (const t of [...waitFor]) {
-          if (yield* ctx.session.callAs(Schema.Boolean, "taskFinished", [t])) {
-            const info = yield* ctx.session.callAs(NullableTaskInfo, "getTaskInfo", [t])
+          if (yield* hostApi(ctx.session).taskFinished(t)) {
+            const info = yield* hostApi(ctx.session).getTaskInfo(t)
             if (info !== null && (info.state === TaskState.CANCELED || info.state === TaskState.FAILED)) {
               return yield* new GenericError({ faultString: `Dependency ${info.id} failed to complete.` })
             }

@@ -306,12 +306,3 @@ export const defineHandler = <P>(def: {
   }
 }
 
-/** koji's TASK_STATES. */
-export const TaskState = { FREE: 0, OPEN: 1, CLOSED: 2, CANCELED: 3, ASSIGNED: 4, FAILED: 5 } as const
-
-/** The name of a koji task state number. */
-export const taskStateName = (state: number): string =>
-  Object.entries(TaskState).find(([, v]) => v === state)?.[0] ?? String(state)
-
-/** `<workdir>/tasks/<id % 10000>/<id>` (koji.pathinfo.taskrelpath). */
-export const taskRelPath = (taskId: number): string => `tasks/${taskId % 10000}/${taskId}`

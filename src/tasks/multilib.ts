@@ -13,6 +13,7 @@
  */
 import { Either, Schema } from "effect"
 import * as path from "node:path"
+import { fnmatch } from "../koji/fnmatch.js"
 
 /** The lists python-multilib's devel method reads from `multilib.conf` ([runtime] and [devel] white/black). */
 export interface MultilibConfig {
@@ -143,27 +144,6 @@ export const parseMultilibConfig = (text: string): Either.Either<MultilibConfig,
 
 // ---------------------------------------------------------------------------------------------
 // Selection rules
-
-/** Python's fnmatch.fnmatch on POSIX (`*` and `?` cross "/", `[seq]`, `[!seq]`). */
-export const fnmatch = (name: string, pattern: string): boolean => {
-  let re = ""
-  for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!
-    if (c === "*") re += "[\\s\\S]*"
-    else if (c === "?") re += "[\\s\\S]"
-    else if (c === "[") {
-      const end = pattern.indexOf("]", i + 2)
-      if (end < 0) re += "\\["
-      else {
-        let body = pattern.slice(i + 1, end)
-        if (body.startsWith("!")) body = `^${body.slice(1)}`
-        re += `[${body.replace(/\\/g, "\\\\")}]`
-        i = end
-      }
-    } else re += c.replace(/[.+^${}()|\\/]/g, "\\$&")
-  }
-  return new RegExp(`^${re}$`).test(name)
-}
 
 const PREFER_64 = new Set(["gdb", "frysk", "systemtap", "systemtap-runtime", "ltrace", "strace"])
 const ROOTLIBDIRS = new Set(["/lib", "/lib64"])

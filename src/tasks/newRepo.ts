@@ -4,6 +4,7 @@
  * `copy_old_repodata` allows it, one `createrepo` subtask per other arch, `host.repoDone`, and
  * the result `[repo_id, event_id]`.
  */
+import { TagRefOrInfo } from "../koji/refs.js"
 import { Effect, Schema } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -11,16 +12,14 @@ import { ParameterError, GenericError } from "../hub/faults.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import * as S from "../hub/schemas.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { copyRepodata, createrepoHandler, fsStep, isDir, isFile, repoPath, type RepoTaskDeps, uploadDir } from "./createrepo.js"
+import { copyRepodata, createrepoHandler, fsStep, isDir, isFile, type RepoTaskDeps, uploadDir } from "./createrepo.js"
+import { repoPath } from "../koji/paths.js"
 import { makeDistRepoHandlers } from "./distRepo.js"
-import { AnyValue, defineHandler, optional, RefuseTask, required, signature, type TaskContext, type TaskHandler, taskRelPath } from "./handler.js"
-
-/** A tag as newRepo accepts it: id, name, or the `{id, name}` struct kojira sends. */
-export const TagRef = Schema.Union(Schema.Int, Schema.String, Schema.Struct({ id: Schema.Int, name: Schema.String }))
+import { AnyValue, defineHandler, optional, RefuseTask, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
+import { taskRelPath } from "../koji/paths.js"
 
 const RepoOpts = Schema.NullOr(Schema.Record({ key: Schema.String, value: AnyValue }))
 const RepoJson = Schema.Record({ key: Schema.String, value: Schema.Unknown })
-const Inheritance = Schema.Array(Schema.Struct({ parent_id: Schema.Number, currdepth: Schema.optional(Schema.Number) }))
 
 /** An old repo to update from: its raw struct (handed to createrepo as kojid does) and its path. */
 interface OldRepo {
@@ -51,11 +50,11 @@ const oldRepoOf = (raw: XmlRpcValue, tagId: number, tagName: string, topdir: str
 }
 
 /** kojid's `get_old_repo`: the tag's own repo, else `repo.oldrepo_hint` tags, else the nearest inherited parent's. */
-const getOldRepo = (api: HostApi, ctx: TaskContext, tinfo: S.TagInfo, deps: RepoTaskDeps) =>
+const getOldRepo = (api: HostApi, tinfo: S.TagInfo, deps: RepoTaskDeps) =>
   Effect.gen(function*() {
     if (!deps.kojid.createrepo_update) return undefined
     const topdir = deps.kojid.topdir
-    const own = yield* ctx.session.call("getRepo", [tinfo.id])
+    const own = yield* api.getRepoStruct(tinfo.id)
     if (own !== null) return oldRepoOf(own, tinfo.id, tinfo.name, topdir)
     const hintValue = tinfo.extra?.["repo.oldrepo_hint"]
     const hints: ReadonlyArray<XmlRpcValue> = hintValue === undefined ? [] : Array.isArray(hintValue) ? hintValue : [hintValue]
@@ -66,13 +65,13 @@ const getOldRepo = (api: HostApi, ctx: TaskContext, tinfo: S.TagInfo, deps: Repo
         yield* Effect.logWarning(`oldrepo_hint refers to invalid tag: ${String(hint)}`)
         continue
       }
-      const repo = yield* ctx.session.call("getRepo", [reftag.id])
+      const repo = yield* api.getRepoStruct(reftag.id)
       if (repo !== null) return oldRepoOf(repo, reftag.id, reftag.name, topdir)
     }
-    const parents = yield* ctx.session.callAs(Inheritance, "getFullInheritance", [tinfo.id])
+    const parents = yield* api.getFullInheritance(tinfo.id)
     const byDepth = [...parents].sort((a, b) => (a.currdepth ?? 0) - (b.currdepth ?? 0))
     for (const link of byDepth) {
-      const repo = yield* ctx.session.call("getRepo", [link.parent_id])
+      const repo = yield* api.getRepoStruct(link.parent_id)
       if (repo !== null) {
         const parent = yield* api.getTag(link.parent_id)
         if (parent !== null) return oldRepoOf(repo, parent.id, parent.name, topdir)
@@ -169,7 +168,7 @@ export const newRepoHandler = (deps: RepoTaskDeps) =>
     methods: ["newRepo"],
     weight: 0.1,
     signature: signature("NewRepoTask.handler", {
-      tag: required(TagRef),
+      tag: required(TagRefOrInfo),
       event: optional(Schema.NullOr(Schema.Int), null),
       src: optional(AnyValue, null),
       debuginfo: optional(AnyValue, null),
@@ -199,16 +198,14 @@ export const newRepoHandler = (deps: RepoTaskDeps) =>
         const topRepos = path.join(topdir, "repos")
         if (!isDir(topRepos)) return yield* new RefuseTask({ message: `No access to repos dir ${topRepos}` })
 
-        const kwargs: Record<string, XmlRpcValue> = { opts, task_id: ctx.taskId }
-        if (p.event !== null) kwargs["event"] = p.event
-        const [repoId, eventId] = yield* ctx.session.callAs(S.RepoInitResult, "host.repoInit", [tinfo.id], kwargs)
+        const [repoId, eventId] = yield* api.repoInit(tinfo.id, { opts, taskId: ctx.taskId, event: p.event })
 
         const newPath = repoPath(topdir, repoId, tinfo.name)
         if (!isDir(newPath)) return yield* new GenericError({ faultString: `Repo directory missing: ${newPath}` })
         const entries = yield* fsStep(`cannot list ${newPath}`, () => fsp.readdir(newPath))
         const arches = entries.filter((fn) => fn !== "groups" && isFile(path.join(newPath, fn, "pkglist"))).sort()
 
-        const old = yield* getOldRepo(api, ctx, tinfo, deps)
+        const old = yield* getOldRepo(api, tinfo, deps)
         const clonable = deps.kojid.copy_old_repodata && old !== undefined
           ? yield* checkRepo(api, old, newPath, tinfo.id, eventId)
           : false

@@ -13,8 +13,10 @@ import { BuildError } from "../hub/faults.js"
 import { type HostApi, hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { findBuildrootArch } from "./arches.js"
-import { checkTagHost, requireRepo, TagRef, TaskOpts } from "./buildArch.js"
-import { defineHandler, optional, required, signature, type TaskHandler, taskRelPath } from "./handler.js"
+import { checkTagHost, requireRepo, TaskOpts } from "./buildArch.js"
+import { TagRef } from "../koji/refs.js"
+import { defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"
+import { taskRelPath } from "../koji/paths.js"
 
 /**
  * The tag and buildroot arch of an SRPM task, as kojid's RebuildSRPM and BuildSRPMFromSCMTask

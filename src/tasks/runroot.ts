@@ -16,11 +16,12 @@ import { copyLogCapped } from "../buildroot/results.js"
 import { sessionHub } from "../buildroot/hubSide.js"
 import { BuildError, BuildrootError, GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
-import { RepoInfo, RepoState } from "../hub/schemas.js"
+import { RepoInfo } from "../hub/schemas.js"
+import { RepoState, stateName } from "../koji/states.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { type XmlRpcValue } from "../hub/xmlrpc.js"
 import { defaultMounts, extraMounts, readRunrootConfig, type ResolvedMount, type RunrootConfig, toBind } from "../runroot/config.js"
-import { canonArch } from "./arches.js"
+import { canonArch } from "../koji/arch.js"
 import { parseStatus } from "./createrepo.js"
 import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext } from "./handler.js"
 
@@ -113,7 +114,7 @@ export const runrootHandler = (deps: RunrootDeps) =>
             return yield* new BuildError({ faultString: `build tag (${p.root}) does not match repo tag (${r.tag_name ?? "None"})` })
           }
           if (r.state !== RepoState.READY && r.state !== RepoState.EXPIRED) {
-            const name = Object.entries(RepoState).find(([, v]) => v === r.state)?.[0] ?? String(r.state)
+            const name = stateName(RepoState, r.state)
             return yield* new BuildError({ faultString: `repos in the ${name} state may not be used by runroot` })
           }
           repo = r

@@ -3,6 +3,7 @@
  * satisfies `min_event` and `nvrs`, polling every 60 s for up to 120 minutes (on Effect's Clock,
  * so the TestClock drives it). Returns the repoinfo struct.
  */
+import { TagRef } from "../koji/refs.js"
 import { Effect, Schema } from "effect"
 import { GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
@@ -10,7 +11,6 @@ import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { AnyValue, defineHandler, optional, required, signature } from "./handler.js"
 import { makeRepoWatcher, type MinEvent, WAITREPO_TIMING, type WatchTiming } from "./getRepo.js"
 
-const TagRef = Schema.Union(Schema.Number, Schema.String)
 
 /** The `waitrepo` signature: `handler(tag, newer_than=None, nvrs=None, min_event=None)`. */
 export const waitrepoSignature = signature("WaitrepoTask.handler", {

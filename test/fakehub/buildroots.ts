@@ -6,6 +6,7 @@
  * listed rpm must exist ("No such rpm"). Tests load the offline fixture's manifest with
  * `loadFixture`. The tables are kept per hub (keyed by its topdir) beside the core tables.
  */
+import { BuildrootState } from "../../src/koji/states.js"
 import { ActionNotAllowed, GenericError, ParameterError } from "../../src/hub/faults.js"
 import { Double, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, dbl, isoTime, pyRepr, pyStr, toInt, truthy } from "./context.js"
@@ -122,8 +123,6 @@ export const buildrootTables = (topdir: string): BuildrootTables => {
 
 const tablesOf = (ctx: CallContext): BuildrootTables => buildrootTables(ctx.settings.topdir)
 
-/** koji.BR_STATES */
-export const BrState = { INIT: 0, WAITING: 1, BUILDING: 2, EXPIRED: 3 } as const
 const brStateNames = ["INIT", "WAITING", "BUILDING", "EXPIRED"] as const
 const repoStateNames = ["INIT", "READY", "EXPIRED", "DELETED", "PROBLEM"] as const
 
@@ -303,7 +302,7 @@ const hostBuildroot = (ctx: CallContext, a: Readonly<Record<string, XmlRpcValue>
 }
 
 const setList = (ctx: CallContext, br: BuildrootRow, list: XmlRpcValue | undefined, update: boolean): void => {
-  const want = update ? BrState.BUILDING : BrState.INIT
+  const want = update ? BuildrootState.BUILDING : BuildrootState.INIT
   if (br.state !== want) throw new GenericError({ faultString: `buildroot ${br.id} in wrong state ${br.state}` })
   if (!Array.isArray(list)) throw new GenericError({ faultString: "rpmlist must be a list" })
   const ids: Array<number> = []
@@ -350,13 +349,13 @@ const setState = (ctx: CallContext, br: BuildrootRow, stateArg: XmlRpcValue | un
     state = toInt(stateArg) ?? -1
     if (state < 0 || state > 3) throw new GenericError({ faultString: `KeyError: ${pyRepr(stateArg ?? null)}` })
   }
-  if (state === BrState.INIT) throw new GenericError({ faultString: "Cannot change buildroot state to INIT" })
-  if (br.state === BrState.EXPIRED) {
-    if (state === BrState.EXPIRED) return
+  if (state === BuildrootState.INIT) throw new GenericError({ faultString: "Cannot change buildroot state to INIT" })
+  if (br.state === BuildrootState.EXPIRED) {
+    if (state === BuildrootState.EXPIRED) return
     throw new GenericError({ faultString: `buildroot ${br.id} is EXPIRED` })
   }
   br.state = state
-  if (state === BrState.EXPIRED) {
+  if (state === BuildrootState.EXPIRED) {
     br.retireEvent = ++tablesOf(ctx).seq.event
     br.retireTs = ctx.now
   }
@@ -507,7 +506,7 @@ export const buildrootMethods: ReadonlyArray<readonly [string, MethodDef]> = [
       if (!t.repos.has(repoId)) throw new GenericError({ faultString: `insert or update on table "standard_buildroot" violates foreign key constraint (repo ${repoId})` })
       const id = ++t.seq.buildroot
       t.buildroots.set(id, {
-        id, hostId: h.id, repoId, arch: arch ?? "", taskId, state: BrState.INIT, createEvent: ++t.seq.event, createTs: ctx.now,
+        id, hostId: h.id, repoId, arch: arch ?? "", taskId, state: BuildrootState.INIT, createEvent: ++t.seq.event, createTs: ctx.now,
         retireEvent: null, retireTs: null, listing: new Map()
       })
       ctx.dml()

@@ -23,12 +23,13 @@ import { repoRequestMethods } from "./repoRequests.js"
 import { verifiedHost } from "./sessions.js"
 import type { Signature } from "./signature.js"
 import { assertHost, makeTask, taskCancelHooks } from "./tasks.js"
+import { BuildState } from "../../src/koji/states.js"
 import {
   type BuildMeta, type BuildWorld, buildWorld, findTag, lookupPackageId, newEvent, strictTag, targetMethods, worldOf
 } from "./targets.js"
 
-/** koji.BUILD_STATES. */
-export const BuildState = { BUILDING: 0, COMPLETE: 1, DELETED: 2, FAILED: 3, CANCELED: 4 } as const
+export { BuildState }
+
 const BUILD_STATE_NAMES = ["BUILDING", "COMPLETE", "DELETED", "FAILED", "CANCELED"]
 const stateName = (s: number): string => BUILD_STATE_NAMES[s] ?? String(s)
 

@@ -5,13 +5,7 @@
  */
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 
-/** koji.TASK_STATES. */
-export const TaskState = { FREE: 0, OPEN: 1, CLOSED: 2, CANCELED: 3, ASSIGNED: 4, FAILED: 5 } as const
-/** A koji task state number. */
-export type TaskState = (typeof TaskState)[keyof typeof TaskState]
-/** State names by number, as koji prints them. */
-export const taskStateName = (s: number): string =>
-  (["FREE", "OPEN", "CLOSED", "CANCELED", "ASSIGNED", "FAILED"] as const)[s] ?? String(s)
+export { TaskState, taskStateName } from "../../src/koji/states.js"
 
 /** koji.AUTHTYPES. */
 export const AuthType = { NORMAL: 0, KERBEROS: 1, SSL: 2, GSSAPI: 3 } as const

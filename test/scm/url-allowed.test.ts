@@ -7,7 +7,7 @@ import {
   DEFAULT_SCM_RULES,
   parseAllowedScms
 } from "../../src/scm/allowed.js"
-import { fnmatch } from "../../src/scm/fnmatch.js"
+import { fnmatch } from "../../src/koji/fnmatch.js"
 import {
   checkoutPlan,
   faultCodeFor,

@@ -1,16 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import {
-  baseArch,
-  buildArchList,
-  canonArch,
-  checkArchOverride,
-  checkHostArch,
-  type Choose,
-  chooseTaskArch,
-  findBuildrootArch,
-  parseArches
-} from "../../src/tasks/arches.js"
+import { buildArchList, checkArchOverride, checkHostArch, type Choose, chooseTaskArch, findBuildrootArch } from "../../src/tasks/arches.js"
+import { baseArch, canonArch, parseArches } from "../../src/koji/arch.js"
 
 // Expected values derived by running kojid's own code (builder/kojid BuildTask, koji.canonArch,
 // koji.arch.getBaseArch, BaseTaskHandler.find_arch, BaseBuildTask.checkHostArch) on each row.

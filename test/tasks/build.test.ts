@@ -119,7 +119,7 @@ describe("build (fake hub, stub subtasks)", () => {
       }])
       const subtasks = calls.filter((c) => c.method === "host.subtask")
       const srpmTask = kw(subtasks[0]!)
-      assert.deepStrictEqual([subtasks[0]!.params[0], subtasks[0]!.params[1], srpmTask["label"], srpmTask["arch"]],
+      assert.deepStrictEqual([srpmTask["method"], srpmTask["arglist"], srpmTask["label"], srpmTask["arch"]],
         ["rebuildSRPM", [src, world.buildTag, { repo_id: world.repoId, scratch: null }], "srpm", "noarch"])
       const init = calls.find((c) => c.method === "host.initBuild")!
       assert.deepStrictEqual(init.params[0], {
@@ -127,8 +127,8 @@ describe("build (fake hub, stub subtasks)", () => {
         source: "harness-hello-1.0-1.src.rpm", extra: { source: { original_url: "harness-hello-1.0-1.src.rpm" } }
       })
       const arch = subtasks[1]!
-      const archArgs = arch.params[1] as ReadonlyArray<XmlRpcValue>
-      assert.deepStrictEqual([arch.params[0], archArgs.slice(1), kw(arch)["label"], kw(arch)["arch"]],
+      const archArgs = kw(arch)["arglist"] as ReadonlyArray<XmlRpcValue>
+      assert.deepStrictEqual([kw(arch)["method"], archArgs.slice(1), kw(arch)["label"], kw(arch)["arch"]],
         ["buildArch", [world.buildTag, "noarch", true, { repo_id: world.repoId }], "noarch", "noarch"])
       const complete = calls.find((c) => c.method === "host.completeBuild")!
       const [taskId, buildId, srpm, rpms, brmap] = complete.params
@@ -139,7 +139,7 @@ describe("build (fake hub, stub subtasks)", () => {
       assert.deepStrictEqual(Object.keys(brmap as object).sort(), [String(srpm), String((rpms as ReadonlyArray<XmlRpcValue>)[0])].sort())
       assert.deepStrictEqual(Object.keys(kw(complete)["logs"] as object), ["noarch"])
       const tag = subtasks[2]!
-      assert.deepStrictEqual([tag.params[0], tag.params[1], kw(tag)["label"], kw(tag)["arch"]],
+      assert.deepStrictEqual([kw(tag)["method"], kw(tag)["arglist"], kw(tag)["label"], kw(tag)["arch"]],
         ["tagBuild", [world.destTag, build.id, false, null, true], "tag", "noarch"])
       // tagBuild's own calls (0748–0755)
       const tagTask = hub.state.tasks.find((t) => t.method === "tagBuild")!
@@ -274,8 +274,8 @@ describe("build (fake hub, stub subtasks)", () => {
         srpm: { name: "harness-hello", version: "1.0", release: "1", excludeArch: ["aarch64"] }
       })
       assert.strictEqual(hub.state.task(id)?.state, TaskState.CLOSED)
-      const arch = calls.filter((c) => c.method === "host.subtask" && c.params[0] === "buildArch")
-      assert.deepStrictEqual(arch.map((c) => [kw(c)["label"], kw(c)["arch"], (c.params[1] as ReadonlyArray<XmlRpcValue>)[3]]), [["x86_64", "x86_64", true]])
+      const arch = calls.filter((c) => c.method === "host.subtask" && kw(c)["method"] === "buildArch")
+      assert.deepStrictEqual(arch.map((c) => [kw(c)["label"], kw(c)["arch"], (kw(c)["arglist"] as ReadonlyArray<XmlRpcValue>)[3]]), [["x86_64", "x86_64", true]])
     }))
 
   it.scoped("arch list: two arches → two buildArch subtasks, keep_srpm only on the first; completeBuild logs per arch", () =>
@@ -284,8 +284,8 @@ describe("build (fake hub, stub subtasks)", () => {
         arches: "x86_64 aarch64", stub: { noarchSub: true }, srpm: { name: "harness-hello", version: "1.0", release: "1" }
       })
       assert.strictEqual(hub.state.task(id)?.state, TaskState.CLOSED)
-      const arch = calls.filter((c) => c.method === "host.subtask" && c.params[0] === "buildArch")
-      assert.deepStrictEqual(arch.map((c) => [kw(c)["label"], (c.params[1] as ReadonlyArray<XmlRpcValue>)[3]]), [["x86_64", true], ["aarch64", false]])
+      const arch = calls.filter((c) => c.method === "host.subtask" && kw(c)["method"] === "buildArch")
+      assert.deepStrictEqual(arch.map((c) => [kw(c)["label"], (kw(c)["arglist"] as ReadonlyArray<XmlRpcValue>)[3]]), [["x86_64", true], ["aarch64", false]])
       const complete = calls.find((c) => c.method === "host.completeBuild")!
       assert.deepStrictEqual(Object.keys(kw(complete)["logs"] as object), ["x86_64", "aarch64"])
       // the noarch -doc subpackage came from both arches; the hub keeps one

@@ -4,7 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { develSelect, fnmatch, type MultilibConfig, type MultilibPackage, parseHeaderQuery, parseMultilibConfig, runtimeSelect } from "../../src/tasks/multilib.js"
+import { develSelect, type MultilibConfig, type MultilibPackage, parseHeaderQuery, parseMultilibConfig, runtimeSelect } from "../../src/tasks/multilib.js"
+import { fnmatch } from "../../src/koji/fnmatch.js"
 
 /** python-multilib's own conf/multilib.conf. */
 const SAMPLE_CONF = `# Used with the Runtime multilib method. Package names in the white list will
