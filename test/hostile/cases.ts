@@ -131,6 +131,12 @@ const buildreqsName = (name: string, payload: string, about: string): HostileCas
   }
 }
 
+/** The payloads reached dnf as plain arguments: root.log names them literally (so the attack was delivered, and not run). */
+const deliveredToDnf = (...payloads: ReadonlyArray<string>) => (run: CaseRun, env: CheckEnv): ReadonlyArray<string> => {
+  const log = env.read(run, "root.log")?.toString("utf8") ?? ""
+  return payloads.filter((p) => !log.includes(p)).map((p) => `root.log does not show ${JSON.stringify(p)} reaching dnf`)
+}
+
 /** A log in the output no longer than the cap plus the note, with the note (when `cut`). */
 const cappedLog = (run: CaseRun, env: CheckEnv, name: string, tailText: string): ReadonlyArray<string> => {
   const log = env.read(run, name)
@@ -171,19 +177,22 @@ export const hostileCases = (inputs: CaseInputs): ReadonlyArray<HostileCase> => 
     name: "hostile-inj-dynamic-br", cls: "injection", modes: BOTH,
     about: "%generate_buildrequires asks for packages named with $(…) and ;…;",
     spec: { generate: `echo 'z${PAYLOAD.dollar}'\necho 'w${PAYLOAD.semicolon}'` },
-    expect: { closes: false, faultMatches: /dnf builddep exited with status \d+/ }
+    expect: { closes: false, faultMatches: /dnf builddep exited with status \d+/ },
+    check: deliveredToDnf(`z${PAYLOAD.dollar}`, `w${PAYLOAD.semicolon}`)
   },
   {
     name: "hostile-inj-static-br-dollar", cls: "injection", modes: BOTH,
     about: "BuildRequires: fixture-base$(…)",
     spec: { buildRequires: [`fixture-base${PAYLOAD.dollar}`] },
-    expect: { closes: false, faultMatches: /dnf builddep exited with status \d+/ }
+    expect: { closes: false, faultMatches: /dnf builddep exited with status \d+/ },
+    check: deliveredToDnf(`fixture-base${PAYLOAD.dollar}`)
   },
   {
     name: "hostile-inj-static-br-semicolon", cls: "injection", modes: BOTH,
     about: "BuildRequires: x;echo …; and y`…`",
     spec: { buildRequires: [`x${PAYLOAD.semicolon}`, `y${PAYLOAD.backtick}`] },
-    expect: { closes: false, faultMatches: /dnf builddep exited with status \d+/ }
+    expect: { closes: false, faultMatches: /dnf builddep exited with status \d+/ },
+    check: deliveredToDnf(`x${PAYLOAD.semicolon}`, `y${PAYLOAD.backtick}`)
   },
   {
     name: "scm-ref-dollar", cls: "injection", modes: ["daemon"],

@@ -297,9 +297,12 @@ export interface HostCheck {
   readonly tmpSetuidBefore: ReadonlySet<string>
   /** File name prefix hostile builds try to write outside their area. */
   readonly sentinel: string
-  /** fsUsed(base) and the caches' bytes before the batch, and the growth allowed beyond the caches. */
+  /** fsUsed(base), the bytes under base and the caches' bytes before the batch. */
   readonly fsBefore: number
+  readonly baseBytesBefore: number
   readonly cacheBytesBefore: number
+  /** Growth allowed beyond the caches: of the bytes under base (what the batch keeps: uploads, logs, copies), and of the whole file system (others write there too). */
+  readonly baseGrowthMax: number
   readonly fsGrowthMax: number
 }
 
@@ -319,13 +322,22 @@ export const hostProblems = (c: HostCheck): ReadonlyArray<string> => {
     if (!inCache(f.path)) problems.push(`setuid/setgid file outside the caches: ${JSON.stringify(f.path)} (uid ${f.uid})`)
     else if (!inRange(c.idmap, f.uid)) problems.push(`setuid/setgid file in a cached root owned by host uid ${f.uid}: ${JSON.stringify(f.path)}`)
   }
-  for (const f of setuidFiles("/tmp")) if (!c.tmpSetuidBefore.has(f.path) && !f.path.startsWith(`${c.base}/`)) problems.push(`new setuid/setgid file in /tmp: ${JSON.stringify(f.path)}`)
+  // Other suites on the machine fill buildroots under /tmp in their own id ranges: a new file there
+  // is ours when our builds (our range) or the daemon (a host account) own it.
+  const accounts = hostAccounts()
+  for (const f of setuidFiles("/tmp")) {
+    if (c.tmpSetuidBefore.has(f.path) || f.path.startsWith(`${c.base}/`)) continue
+    if (inRange(c.idmap, f.uid) || accounts.uids.has(f.uid)) problems.push(`new setuid/setgid file in /tmp: ${JSON.stringify(f.path)} (uid ${f.uid})`)
+  }
   const sentinels = filesNamed(c.sentinel, [
     { dir: "/", depth: 1 }, { dir: "/etc" }, { dir: "/root" }, { dir: "/tmp" }, { dir: "/var/tmp" }, { dir: "/home" }, { dir: "/srv" },
     { dir: "/opt" }, { dir: "/usr/local" }, { dir: "/var/lib/koji-adjutant" }, { dir: "/run", depth: 3 }, { dir: c.base }
   ])
   for (const s of new Set(sentinels)) problems.push(`a build wrote outside its area: ${JSON.stringify(s)}`)
-  const growth = fsUsed(c.base) - c.fsBefore - (cacheBytes(c.cacheDirs) - c.cacheBytesBefore)
-  if (growth > c.fsGrowthMax) problems.push(`the host file system grew by ${growth} bytes beyond the buildroot caches (bound ${c.fsGrowthMax})`)
+  const caches = cacheBytes(c.cacheDirs) - c.cacheBytesBefore
+  const baseGrowth = allocatedBytes(c.base) - c.baseBytesBefore - caches
+  if (baseGrowth > c.baseGrowthMax) problems.push(`the test's directories grew by ${baseGrowth} bytes beyond the buildroot caches (bound ${c.baseGrowthMax})`)
+  const fsGrowth = fsUsed(c.base) - c.fsBefore - caches
+  if (fsGrowth > c.fsGrowthMax) problems.push(`the host file system grew by ${fsGrowth} bytes beyond the buildroot caches (bound ${c.fsGrowthMax})`)
   return problems
 }

@@ -37,7 +37,7 @@ import {
   type CaseInputs, type CaseRun, type CheckEnv, ESCAPE_MARKER, type HostileCase, hostileCases, INJECTION_MARKER, KIT_SPEC, type Mode, SENTINEL,
   specText
 } from "./cases.js"
-import { cacheBytes, fsUsed, hostAccounts, type HostCheck, hostProblems, inRange, setuidFiles, startWatch, type WatchReport } from "./host.js"
+import { allocatedBytes, cacheBytes, fsUsed, hostAccounts, type HostCheck, hostProblems, inRange, setuidFiles, startWatch, type WatchReport } from "./host.js"
 
 /** The build id range of this suite: its own, so that other builds on the machine are never mistaken for its processes. */
 export const HOSTILE_IDMAP: IdMap = { base: 2_100_000_000, size: 65536 }
@@ -51,8 +51,13 @@ export const LIMITS = {
   pids: 256
 } as const
 
-/** Growth of the host file system allowed after a batch, beyond the buildroot caches (uploads, logs, result copies). */
-export const FS_GROWTH_MAX = 512 * 1024 ** 2
+/**
+ * Growth allowed after a batch beyond the buildroot caches: of the test's directories (uploads,
+ * logs, result copies: small), and of the whole file system (other work on the machine writes
+ * there too; still far below what the disk attacks write).
+ */
+export const BASE_GROWTH_MAX = 256 * 1024 ** 2
+export const FS_GROWTH_MAX = 1024 ** 3
 
 /** Peak bytes a task's directory may take on the host: its disk, plus copies of what it took out. */
 export const TASK_BYTES_MAX = LIMITS.taskDiskMax + 64 * 1024 ** 2
@@ -268,16 +273,21 @@ const checkEnv = (watch: WatchReport, env: HostileEnv): CheckEnv => {
   }
 }
 
+/** The buildroot caches of both batches (each batch's check must know the other's). */
+const cachesOf = (env: HostileEnv): ReadonlyArray<string> => [path.join(env.base, "local", "cache"), path.join(env.base, "daemon", "cache")]
+
 /** The host's state before a batch, for `hostProblems` after it. */
-const hostBefore = (env: HostileEnv, containers: HostCheck["containers"], cacheDirs: ReadonlyArray<string>): HostCheck => ({
+const hostBefore = (env: HostileEnv, containers: HostCheck["containers"]): HostCheck => ({
   base: env.base,
   idmap: HOSTILE_IDMAP,
   containers,
-  cacheDirs,
+  cacheDirs: cachesOf(env),
   tmpSetuidBefore: new Set(setuidFiles("/tmp").map((f) => f.path)),
   sentinel: SENTINEL,
   fsBefore: fsUsed(env.base),
-  cacheBytesBefore: cacheBytes(cacheDirs),
+  baseBytesBefore: allocatedBytes(env.base),
+  cacheBytesBefore: cacheBytes(cachesOf(env)),
+  baseGrowthMax: BASE_GROWTH_MAX,
   fsGrowthMax: FS_GROWTH_MAX
 })
 
@@ -308,12 +318,12 @@ const quiet = <A, E, R>(e: Effect.Effect<A, E, R>) => e.pipe(Logger.withMinimumL
 export const runLocalBatch = (env: HostileEnv, socket: string, only?: (c: HostileCase) => boolean) =>
   Effect.gen(function* () {
     const dir = traversable(path.join(env.base, "local"))
-    const cacheDir = path.join(dir, "cache")
+    const cacheDir = cachesOf(env)[0]!
     const confFile = path.join(dir, "kojid.conf")
     writeFileSync(confFile, localConfigText(env, socket, cacheDir))
     const config = yield* loadConfig(confFile)
     const cases = env.cases.filter((c) => c.modes.includes("local") && c.spec !== undefined && (only?.(c) ?? true))
-    const before = hostBefore(env, "local", [cacheDir])
+    const before = hostBefore(env, "local")
     const tmp = process.env["TMPDIR"] ?? os.tmpdir()
     const watch = startWatch({
       base: env.base, idmap: HOSTILE_IDMAP,
@@ -383,7 +393,7 @@ const faultOf = (r: unknown): { readonly code: number | undefined; readonly text
 export const runDaemonBatch = (env: HostileEnv, socket: string, hostName: string, only?: (c: HostileCase) => boolean) =>
   Effect.gen(function* () {
     const dir = traversable(path.join(env.base, "daemon"))
-    const cacheDir = path.join(dir, "cache")
+    const cacheDir = cachesOf(env)[1]!
     const workdir = traversable(path.join(dir, "work"))
     const topdir = makeTopdir(env.fixture)
     const gitBase = path.join(dir, "git")
@@ -392,7 +402,7 @@ export const runDaemonBatch = (env: HostileEnv, socket: string, hostName: string
     const git = yield* Effect.acquireRelease(Effect.promise(() => startGitDaemon(gitBase, "fixture-hello.git")), (g) => Effect.promise(() => g.stop()))
     const cases = env.cases.filter((c) => c.modes.includes("daemon") && (only?.(c) ?? true))
     const hub = yield* fixtureHub(env.fixture, topdir)
-    const before = hostBefore(env, { label: hostName }, [cacheDir])
+    const before = hostBefore(env, { label: hostName })
     const ids = cases.map((c) =>
       c.scmUrl !== undefined
         ? hub.createTask("buildSRPMFromSCM", [c.scmUrl(git.port), "fixture-build", { repo_id: 1, scratch: true }], { arch: "noarch" })
