@@ -137,16 +137,18 @@ export const prepareHostileEnv = async (fixture: Fixture, podmanSocket: string):
   const secretFile = path.join(base, "client.pem")
   writeFileSync(secretFile, `-----BEGIN PRIVATE KEY-----\n${secret}\n-----END PRIVATE KEY-----\n`, { mode: 0o644 })
   const listener = await countingListener()
+  const close = async () => {
+    await new Promise<void>((r) => listener.server.close(() => r()))
+    rmSync(base, { recursive: true, force: true })
+  }
   const inputs: CaseInputs = { secretFile, podmanSocket, listenerPort: listener.port }
   const cases = hostileCases(inputs)
-  const srpms = makeSrpms(path.join(base, "srpm-build"), fixture.image, cases)
-  return {
-    base, fixture, inputs, secret, cases, srpms,
-    listenerConnections: listener.count,
-    close: async () => {
-      await new Promise<void>((r) => listener.server.close(() => r()))
-      rmSync(base, { recursive: true, force: true })
-    }
+  try {
+    const srpms = makeSrpms(path.join(base, "srpm-build"), fixture.image, cases)
+    return { base, fixture, inputs, secret, cases, srpms, listenerConnections: listener.count, close }
+  } catch (e) {
+    await close()
+    throw e
   }
 }
 
