@@ -5,17 +5,30 @@
 //    group is installed each time) and warm (cached root), median of 5 each → warm/cold.
 // 2. the same build end to end through the daemon with a warm cache (task created → CLOSED)
 //    against plain `rpmbuild --rebuild` in the bootstrap container (the floor), median of 5.
+// 3. the same SRPM through `build-local --target` from the fake hub served over HTTP without
+//    login, the fixture topdir as its topurl, warm cache — what a packager runs to reproduce the
+//    build: the hub's target, repo and config read anonymously, the SRPM rebuilt in an srpm-build
+//    buildroot as kojid does, then the noarch build, the summary — median of 5 against the same
+//    floor. Measured as the daemon path is, without process start: the `build-local` command
+//    run in this process. The whole program (`node dist/main.js build-local`, which the bench
+//    runner has just built), Node's start and module loading included, is printed beside it.
 // Usage: npm run bench -- buildroot [--runs 5]
 // Uses KOJI_ADJUTANT_PODMAN_SOCKET when set, else starts its own podman service. Run as root.
-import { execFileSync, spawnSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { execFile, execFileSync, spawnSync } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
+import { Command } from "@effect/cli"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Duration, Effect, Logger, LogLevel } from "effect"
-import type { FakeHub } from "../../test/fakehub/FakeHub.js"
+import { buildLocalCommand } from "../../src/local/buildLocal.js"
+import { type FakeHub, startFakeHub } from "../../test/fakehub/FakeHub.js"
+import { addTag, loadFixture } from "../../test/fakehub/buildroots.js"
+import { addTarget } from "../../test/fakehub/targets.js"
+import { serveFixture } from "../../test/fixture/manifest.js"
 import {
   buildrootsOptions, daemonLayers, daemonOptions, type Fixture, fixtureHub, loadFixtureFiles, makeTopdir, startDaemon, uploadSrpm, waitFor
 } from "../../test/buildroot/support.js"
+import { traversableTempDir } from "../../test/support/dirs.js"
 import { removeContainersOfHost, startPodmanService, uniqueHostName } from "../../test/support/podman.js"
 
 const arg = (name: string, fallback: string): string => {
@@ -44,7 +57,8 @@ const readySeconds = (hub: FakeHub, id: number): number => {
 const buildTasks = (fixture: Fixture, socket: string, host: string, cacheDir: string, cacheMax: number, n: number) =>
   Effect.gen(function* () {
     const topdir = makeTopdir(fixture)
-    const workdir = mkdtempSync(path.join(tmpdir(), "adjutant-bench-work-"))
+    // Traversable (0711): builds run as build_userns ids, which must reach their roots.
+    const workdir = traversableTempDir("adjutant-bench-work-")
     try {
       return yield* Effect.gen(function* () {
         const hub = yield* fixtureHub(fixture, topdir)
@@ -72,6 +86,75 @@ const buildTasks = (fixture: Fixture, socket: string, host: string, cacheDir: st
     }
   })
 
+/** The checkout's root (this file runs compiled from node_modules/.cache). */
+const repoRoot = ((): string => {
+  let dir = import.meta.dirname
+  while (!existsSync(path.join(dir, "scripts/make-fixture-repo.sh")) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return dir
+})()
+
+/** Seconds of `node dist/main.js build-local ARGS` from spawn to exit (async: the fake hub answers from this process). */
+const programOnce = (args: ReadonlyArray<string>): Promise<number> =>
+  new Promise((done, fail) => {
+    const t0 = performance.now()
+    execFile(process.execPath, [path.join(repoRoot, "dist/main.js"), "build-local", ...args], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error !== null) fail(new Error(`build-local failed: ${stderr}\n${stdout.slice(-2000)}`))
+      else done((performance.now() - t0) / 1000)
+    })
+  })
+
+const runCommand = Command.run(buildLocalCommand, { name: "koji-adjutant", version: "bench" })
+
+/**
+ * Seconds of the `build-local` command run in this process. Its summary goes through the global
+ * console (Effect's default Console): caught here, so that the bench prints only its results, and
+ * checked, because the command reports a failure by printing it and setting the exit code.
+ */
+const commandOnce = (args: ReadonlyArray<string>) =>
+  Effect.gen(function* () {
+    const printed: Array<string> = []
+    const log = console.log
+    const error = console.error
+    const t0 = performance.now()
+    yield* Effect.acquireUseRelease(
+      Effect.sync(() => {
+        console.log = (...xs: Array<unknown>) => void printed.push(xs.join(" "))
+        console.error = (...xs: Array<unknown>) => void printed.push(xs.join(" "))
+      }),
+      () => runCommand(["node", "koji-adjutant", ...args]).pipe(Effect.provide(NodeContext.layer)),
+      () => Effect.sync(() => {
+        console.log = log
+        console.error = error
+      })
+    )
+    const s = (performance.now() - t0) / 1000
+    if (!printed.some((l) => l.startsWith("built fixture-hello-1.0-1 for noarch"))) throw new Error(`build-local failed:\n${printed.join("\n")}`)
+    return s
+  })
+
+/** Warm builds of the noarch fixture through `build-local --target`: `n` of the command, `n` of the whole program (one first, to fill the cache). */
+const buildLocalRuns = (fixture: Fixture, socket: string, scratch: string, n: number) =>
+  Effect.gen(function* () {
+    const hub = yield* startFakeHub({ topdir: mkdtempSync(path.join(scratch, "hubtop-")) })
+    loadFixture(hub.topdir, fixture.manifest)
+    addTarget(hub.topdir, "fixture-candidate", fixture.manifest.tag.id, addTag(hub.topdir, "fixture-dest", null))
+    const served = yield* Effect.acquireRelease(Effect.promise(() => serveFixture(fixture.dir)), (s) => Effect.promise(() => s.close()))
+    const conf = path.join(scratch, "build-local.conf")
+    writeFileSync(conf, [
+      "[adjutant]", `podman_socket = unix://${socket}`, `buildroot_cache_dir = ${path.join(scratch, "local-cache")}`, `bootstrap_image = ${fixture.image}`, ""
+    ].join("\n"))
+    const args = (i: number) => [
+      "-c", conf, "--server", hub.url, "--topurl", served.url, "--target", "fixture-candidate",
+      "--result", path.join(scratch, `local-${i}`), path.join(fixture.srpms, "fixture-hello-1.0-1.src.rpm")
+    ]
+    yield* commandOnce(args(0))
+    const command: Array<number> = []
+    for (let i = 1; i <= n; i++) command.push(yield* commandOnce(args(i)))
+    const program: Array<number> = []
+    for (let i = 1; i <= n; i++) program.push(yield* Effect.promise(() => programOnce(args(n + i))))
+    return { command, program }
+  }).pipe(Effect.scoped)
+
 /** Plain `rpmbuild --rebuild` of the same SRPM in the bootstrap container, seconds. */
 const floorOnce = (fixture: Fixture, scratch: string): number => {
   const out = mkdtempSync(path.join(scratch, "floor-"))
@@ -89,12 +172,13 @@ const main = async () => {
   const fixture = loadFixtureFiles()
   const service = await startPodmanService()
   const host = uniqueHostName("bench-br")
-  const scratch = mkdtempSync(path.join(tmpdir(), "koji-adjutant-bench-br-"))
+  const scratch = traversableTempDir("koji-adjutant-bench-br-")
   try {
     const run = <A>(eff: Effect.Effect<A, unknown>) =>
       Effect.runPromise(eff.pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))
     const cold = await run(buildTasks(fixture, service.socket, host, path.join(scratch, "cold"), 0, runs))
     const warm = (await run(buildTasks(fixture, service.socket, host, path.join(scratch, "warm"), 4, runs + 1))).slice(1)
+    const local = await run(buildLocalRuns(fixture, service.socket, scratch, runs))
     const floor: Array<number> = []
     floorOnce(fixture, scratch)
     for (let i = 0; i < runs; i++) floor.push(floorOnce(fixture, scratch))
@@ -106,7 +190,12 @@ const main = async () => {
     console.log(`buildroot-ready warm: median ${w.toFixed(3)} s  (${warm.map((x) => x.ready.toFixed(3)).join(" ")})`)
     console.log(`buildroot: warm/cold = ${(w / c).toFixed(2)} (target <= 0.10)`)
     console.log(`end to end through the daemon (warm): median ${e.toFixed(3)} s  (${warm.map((x) => x.endToEnd.toFixed(3)).join(" ")})`)
+    const l = median(local.command)
+    const p = median(local.program)
     console.log(`plain rpmbuild --rebuild in the bootstrap container: median ${f.toFixed(3)} s  (${floor.map((x) => x.toFixed(3)).join(" ")})`)
+    console.log(`build-local --target from the hub (warm): median ${l.toFixed(3)} s  (${local.command.map((x) => x.toFixed(3)).join(" ")})`)
+    console.log(`build-local --target, whole program (node start included): median ${p.toFixed(3)} s  (${local.program.map((x) => x.toFixed(3)).join(" ")})`)
+    console.log(`buildroot: build-local/rpmbuild = ${(l / f).toFixed(2)} (target <= 2.00)`)
     console.log(`buildroot: daemon/rpmbuild = ${(e / f).toFixed(2)} (target <= 2.00)`)
   } finally {
     removeContainersOfHost(host)

@@ -11,7 +11,8 @@ import { hostApi } from "../hub/HostApi.js"
 import { type Ref } from "../koji/refs.js"
 import type { HubError } from "../hub/HubError.js"
 import type { Session } from "../hub/KojiHub.js"
-import type { RepoInfo, TagInfo } from "../hub/schemas.js"
+import type { ExternalRepo, RepoInfo, TagInfo } from "../hub/schemas.js"
+import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { type StreamedLog, streamLogs, UploadError, uploadWrapper } from "../hub/Uploads.js"
 import type { BuildrootError } from "../hub/faults.js"
 import { taskRelPath } from "../koji/paths.js"
@@ -34,10 +35,7 @@ export interface BuildrootHub {
   readonly setBuildRootList: (brootId: number, list: ReadonlyArray<PackageEntry>) => Effect.Effect<void, HubSideError>
   readonly updateBuildRootList: (brootId: number, list: ReadonlyArray<PackageEntry>) => Effect.Effect<void, HubSideError>
   /** The rpmdb listing mapped to hub entries (§5.2). */
-  readonly packageList: (
-    installed: ReadonlyArray<InstalledRpm>,
-    repo: { readonly tagId: number; readonly tagName: string; readonly repoId: number; readonly createEvent: number; readonly brArch: string }
-  ) => Effect.Effect<ReadonlyArray<PackageEntry>, HubSideError>
+  readonly packageList: (installed: ReadonlyArray<InstalledRpm>, repo: ListRepo) => Effect.Effect<ReadonlyArray<PackageEntry>, HubSideError>
   /** The state of another repo (cache pruning); null when the hub has no such repo. */
   readonly repoState: (repoId: number) => Effect.Effect<number | null, HubSideError>
   /** A whole file into the task directory (kojid's uploadWrapper / single_log). */
@@ -52,6 +50,37 @@ export interface BuildrootHub {
    */
   readonly repoIdentity?: string
 }
+
+/** The repo a package list is mapped against (the arguments of `BuildrootHub.packageList`). */
+export interface ListRepo {
+  readonly tagId: number
+  readonly tagName: string
+  readonly repoId: number
+  readonly createEvent: number
+  readonly brArch: string
+}
+
+/** The tag-content reads the package list needs: a host session's calls, or an anonymous client's. */
+export interface TagContentReads<E> {
+  readonly getExternalRepoList: (tag: Ref, event?: number | null) => Effect.Effect<ReadonlyArray<ExternalRepo>, E>
+  readonly listTaggedRPMS: (
+    tag: Ref,
+    opts: { readonly event?: number | null; readonly latest?: boolean; readonly draft?: boolean | null }
+  ) => Effect.Effect<readonly [ReadonlyArray<Readonly<Record<string, XmlRpcValue>>>, ReadonlyArray<unknown>], E>
+}
+
+/**
+ * kojid's package list of a hub repo (§5.2): the rpmdb listing mapped through the repo's
+ * `rpmlist.jsonl` from the koji file tree (`listTaggedRPMS` at the repo's event without it) and
+ * its external repos at that event. The same for a daemon task and a local build from a hub.
+ */
+export const hubPackageList = <E>(reads: TagContentReads<E>, files: RemoteFiles) =>
+  (installed: ReadonlyArray<InstalledRpm>, repo: ListRepo) =>
+    mapPackageList(installed, { relDir: repoRelDir(repo.tagName, repo.repoId), brArch: repo.brArch, repoId: repo.repoId }, files, {
+      getExternalRepoList: () => reads.getExternalRepoList(repo.tagId, repo.createEvent),
+      listTaggedRpms: () =>
+        Effect.map(reads.listTaggedRPMS(repo.tagId, { event: repo.createEvent, latest: true, draft: true }), ([rpms]) => rpms)
+    })
 
 /** The hub side of a daemon task: kojid's calls on the task's own session. */
 export const sessionHub = (
@@ -72,18 +101,33 @@ export const sessionHub = (
     setBuildRootState: (id, state) => api.setBuildRootState(id, state),
     setBuildRootList: (id, list) => api.setBuildRootList(id, list),
     updateBuildRootList: (id, list) => api.updateBuildRootList(id, list),
-    packageList: (installed, repo) =>
-      mapPackageList(installed, { relDir: repoRelDir(repo.tagName, repo.repoId), brArch: repo.brArch, repoId: repo.repoId }, files, {
-        getExternalRepoList: () => api.getExternalRepoList(repo.tagId, repo.createEvent),
-        listTaggedRpms: () =>
-          Effect.map(api.listTaggedRPMS(repo.tagId, { event: repo.createEvent, latest: true, draft: true }), ([rpms]) => rpms)
-      }).pipe(Effect.mapError((e) => e as HubSideError)),
+    packageList: hubPackageList(api, files),
     repoState: (repoId) => Effect.map(api.repoInfo(repoId, false), (r) => (r === null ? null : r.state)),
     upload: (localFile, name) => Effect.asVoid(uploadWrapper(session, localFile, uploadPath, name)),
     streamLogs: (logs, maxBytes) => streamLogs(session, logs, uploadPath, { maxBytes }),
     repoUrls: (tagName, repoId, brArch) => repoUrls(options, tagName, repoId, brArch)
   }
 }
+
+/**
+ * Uploads of a build without a hub session: files are copied into `dir` (the task directory of
+ * `build-local`), and growing logs are copied there, each capped at `maxBytes`, when the log
+ * scope closes.
+ */
+export const localUploads = (dir: string): Pick<BuildrootHub, "uploadPath" | "upload" | "streamLogs"> => ({
+  uploadPath: dir,
+  upload: (localFile, name) =>
+    Effect.tryPromise({
+      try: async () => {
+        const dest = path.join(dir, name)
+        if (path.resolve(localFile) !== path.resolve(dest)) await fsp.copyFile(localFile, dest)
+      },
+      catch: (e) => new UploadError({ reason: "LocalFile", file: name, message: `cannot copy ${localFile} to ${dir}: ${String(e)}` })
+    }),
+  streamLogs: (logs, maxBytes) =>
+    Effect.addFinalizer(() =>
+      Effect.forEach(logs, (l) => copyLogCapped(l.local, path.join(dir, l.remote), maxBytes), { discard: true }))
+})
 
 /** A local repo for `build-local`: the arch repo directory or URL itself. */
 export interface LocalRepo {
@@ -101,17 +145,9 @@ export interface LocalRepo {
  * are matched against the repo's rpmlist.jsonl when it has one.
  */
 export const localHub = (resultDir: string, repo: LocalRepo, arch: string): BuildrootHub => {
-  const copy = (localFile: string, name: string) =>
-    Effect.tryPromise({
-      try: async () => {
-        const dest = path.join(resultDir, name)
-        if (path.resolve(localFile) !== path.resolve(dest)) await fsp.copyFile(localFile, dest)
-      },
-      catch: (e) => new UploadError({ reason: "LocalFile", file: name, message: `cannot copy ${localFile} to ${resultDir}: ${String(e)}` })
-    })
   const now = Date.now() / 1000
   return {
-    uploadPath: resultDir,
+    ...localUploads(resultDir),
     repoInfo: (repoId) =>
       Effect.succeed({ id: repoId, state: 1, tag_id: 0, tag_name: repo.tagName, create_event: 0, create_ts: now }),
     getBuildConfig: () => Effect.succeed({ id: 0, name: repo.tagName, arches: arch, extra: {} }),
@@ -125,10 +161,6 @@ export const localHub = (resultDir: string, repo: LocalRepo, arch: string): Buil
         size: r.size, buildtime: r.buildtime, payloadhash: r.payloadhash
       }))),
     repoState: () => Effect.succeed(1),
-    upload: copy,
-    streamLogs: (logs, maxBytes) =>
-      Effect.addFinalizer(() =>
-        Effect.forEach(logs, (l) => copyLogCapped(l.local, path.join(resultDir, l.remote), maxBytes), { discard: true })),
     repoUrls: () => [repo.url],
     repoIdentity: repo.identity
   }

@@ -127,19 +127,19 @@ export const parsePkgorigins = (text: string): ReadonlyMap<string, string> => {
 /** One package-list entry as it goes to setBuildRootList/updateBuildRootList. */
 export type PackageEntry = XmlRpcStruct
 
-/** What the mapping needs from the hub. */
-export interface PackageListHub {
-  readonly getExternalRepoList: () => Effect.Effect<ReadonlyArray<ExternalRepo>, unknown>
+/** What the mapping needs from the hub; `E` is how its calls fail. */
+export interface PackageListHub<E> {
+  readonly getExternalRepoList: () => Effect.Effect<ReadonlyArray<ExternalRepo>, E>
   /** `listTaggedRPMS(tag, event, latest=True, draft=True)[0]` (the rpms). */
-  readonly listTaggedRpms: () => Effect.Effect<ReadonlyArray<Readonly<Record<string, XmlRpcValue>>>, unknown>
+  readonly listTaggedRpms: () => Effect.Effect<ReadonlyArray<Readonly<Record<string, XmlRpcValue>>>, E>
 }
 
 /** kojid's getPackageList over an already read rpmdb listing. */
-export const mapPackageList = Effect.fn("Buildroots.mapPackageList")(function* (
+export const mapPackageList = Effect.fn("Buildroots.mapPackageList")(function* <E>(
   installed: ReadonlyArray<InstalledRpm>,
   repo: { readonly relDir: string; readonly brArch: string; readonly repoId: number },
   files: RemoteFiles,
-  hub: PackageListHub
+  hub: PackageListHub<E>
 ) {
   const entries: Array<Record<string, XmlRpcValue>> = installed.map((r) => ({
     name: r.name, version: r.version, release: r.release, epoch: r.epoch, arch: r.arch,

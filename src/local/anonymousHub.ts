@@ -105,6 +105,8 @@ export interface AnonymousHubService {
    * before 1.35). GenericError "Unsuccessfully waited …" after the timeout.
    */
   readonly waitRepo: (tag: Ref, opts?: RepoWaitOptions) => Effect.Effect<S.RepoInfo, AnonymousHubError>
+  /** `getPackageConfig(tag, pkg, event=)`: the package's listing in a tag (`extra_arches`, `blocked`); null when not listed. */
+  readonly getPackageConfig: (tag: Ref, pkg: Ref, event?: number | null) => Effect.Effect<S.PackageConfig | null, AnonymousHubError>
   /** `getExternalRepoList(tag, event=)`. */
   readonly getExternalRepoList: (tag: Ref, event?: number | null) => Effect.Effect<ReadonlyArray<S.ExternalRepo>, AnonymousHubError>
   /** `listTaggedRPMS(tag, event=, latest=, draft=)` → `[rpms, builds]`. */
@@ -279,6 +281,7 @@ export const makeService = (server: string, session: AnonymousSession): Anonymou
     repoInfo: (repoId) => guard("repoInfo", api.repoInfo(repoId)),
     tagLastChangeEvent: (tag) => guard("tagLastChangeEvent", api.tagLastChangeEvent(tag)),
     waitRepo,
+    getPackageConfig: (tag, pkg, event) => guard("getPackageConfig", api.getPackageConfig(tag, pkg, event)),
     getExternalRepoList: (tag, event) => guard("getExternalRepoList", api.getExternalRepoList(tag, event)),
     listTaggedRPMS: (tag, opts = {}) => guard("listTaggedRPMS", api.listTaggedRPMS(tag, opts)),
     getTaskInfo: (taskId, opts = {}) => guard("getTaskInfo", api.getTaskInfo(taskId, opts)),

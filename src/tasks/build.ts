@@ -95,7 +95,8 @@ const decodeResult = <A, I>(schema: Schema.Schema<A, I>, what: string, v: XmlRpc
     Effect.mapError(() => new BuildError({ faultString: `${what} returned an unexpected result: ${JSON.stringify(v ?? null)}` }))
   )
 
-const tagArchConfig = (cfg: S.TagInfo): TagArchConfig => {
+/** The arch rules' view of a build config (`extra.noarch_arches` included). */
+export const tagArchConfig = (cfg: S.TagInfo): TagArchConfig => {
   const noarch = cfg.extra?.["noarch_arches"]
   return { id: cfg.id, name: cfg.name, arches: cfg.arches ?? null, noarchArches: typeof noarch === "string" ? noarch : null }
 }

@@ -14,7 +14,10 @@ export const repoRoot = path.resolve(import.meta.dirname, "../..")
 export const distMain = path.join(repoRoot, "dist/main.js")
 
 const fresh = (): boolean => {
-  const src = ["src/daemon", "src/tasks"]
+  // Every source directory: build-local (src/local) and the services run from dist/ too.
+  const src = readdirSync(path.join(repoRoot, "src"), { withFileTypes: true })
+    .filter((d) => d.isDirectory())
+    .map((d) => path.join("src", d.name))
     .flatMap((d) => readdirSync(path.join(repoRoot, d)).map((f) => path.join(d, f)))
     .concat(["src/main.ts"])
     .map((f) => statSync(path.join(repoRoot, f)).mtimeMs)
@@ -22,7 +25,7 @@ const fresh = (): boolean => {
 }
 
 /**
- * Builds dist/ when it is missing or older than the daemon sources (scripts/test.sh builds
+ * Builds dist/ when it is missing or older than the sources (scripts/test.sh builds
  * first anyway). Test files run in parallel: a lock directory keeps two builds from writing
  * dist/ at once while a child process loads it.
  */

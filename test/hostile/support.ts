@@ -25,9 +25,9 @@ import { buildLocal, failureText, localLayerFromSettings } from "../../src/local
 import { Scm } from "../../src/scm/Scm.js"
 import { buildArchHandler } from "../../src/tasks/buildArch.js"
 import { buildSrpmFromScmDeps, buildSrpmFromScmHandler } from "../../src/tasks/buildSRPMFromSCM.js"
-import { taskRelPath } from "../../src/tasks/handler.js"
+import { taskRelPath } from "../../src/koji/paths.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
-import type { FakeHub } from "../../src/testing/FakeHub.js"
+import type { FakeHub } from "../fakehub/FakeHub.js"
 import {
   buildrootsOptions, daemonOptions, type Fixture, fixtureHub, HOST, makeTopdir, PASSWORD, startDaemon, uploadSrpm, waitFor
 } from "../buildroot/support.js"
