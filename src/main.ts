@@ -24,55 +24,16 @@ const { daemonOptionsFromConfig } = await import("./daemon/options.js")
 const { Readiness } = await import("./daemon/Readiness.js")
 const { runDaemon } = await import("./daemon/TaskManager.js")
 const { KojiHub } = await import("./hub/KojiHub.js")
-const { makeRegistry, TaskRegistry } = await import("./tasks/TaskRegistry.js")
-const { genericHandlers } = await import("./tasks/generic.js")
+const { TaskRegistry } = await import("./tasks/TaskRegistry.js")
+const { HubFileTree } = await import("./koji/paths.js")
 const { Buildroots } = await import("./buildroot/Buildroots.js")
 const { Images } = await import("./containers/Images.js")
 const { Mailer } = await import("./mail/Mailer.js")
-const { buildArchHandler } = await import("./tasks/buildArch.js")
-const { buildSrpmFromScmDeps, buildSrpmFromScmHandler } = await import("./tasks/buildSRPMFromSCM.js")
 const { Scm } = await import("./scm/Scm.js")
-const { makeBuildHandler } = await import("./tasks/build.js")
-const { chainbuildHandler } = await import("./tasks/chainbuild.js")
-const { makeRepoHandlers } = await import("./tasks/newRepo.js")
-const { repoTaskDeps } = await import("./tasks/createrepo.js")
-const { makeNotificationHandlers, notificationDeps } = await import("./tasks/notifications.js")
-const { rebuildSrpmHandler } = await import("./tasks/rebuildSRPM.js")
-const { runrootDeps, runrootHandler } = await import("./tasks/runroot.js")
-const { tagBuildHandler } = await import("./tasks/tagBuild.js")
-const { waitrepoHandler } = await import("./tasks/waitrepo.js")
 const { buildLocalCommand } = await import("./local/buildLocal.js")
 
 type CommandLineFlags = import("./config/AdjutantConfig.js").CommandLineFlags
 type DaemonResult = import("./daemon/TaskManager.js").DaemonResult
-
-/**
- * Every handler this daemon serves: kojid's generic ones and the RPM build families, plus the
- * plugins named by kojid's `plugin` option (runroot). Built from the services they use.
- */
-const registryLayer = Layer.effect(
-  TaskRegistry,
-  Effect.gen(function*() {
-    const config = yield* AdjutantConfig
-    const buildroots = yield* Buildroots
-    const k = config.kojid
-    const plugins = []
-    if (k.plugin.includes("runroot")) plugins.push(runrootHandler(yield* runrootDeps))
-    return makeRegistry([
-      ...genericHandlers,
-      makeBuildHandler({ topurl: k.topurl, topdir: k.topdir, literal_task_arches: k.literal_task_arches, build_arch_can_fail: k.build_arch_can_fail }),
-      buildArchHandler(buildroots),
-      rebuildSrpmHandler(buildroots),
-      buildSrpmFromScmHandler(buildSrpmFromScmDeps(buildroots, yield* Scm)),
-      tagBuildHandler,
-      chainbuildHandler,
-      waitrepoHandler,
-      ...makeRepoHandlers(yield* repoTaskDeps),
-      ...makeNotificationHandlers(yield* notificationDeps),
-      ...plugins
-    ])
-  })
-)
 
 /** A daemon run ended with a non-zero exit code (kojid: "Session expired", "Authentication error"). */
 class DaemonExit extends Error {
@@ -93,7 +54,10 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
     if (config.flags.skip_main) return { _tag: "Exit", code: 0 } as const
     return yield* Effect.scoped(runDaemon(daemonOptionsFromConfig(config))).pipe(
       Effect.provide(
-        Layer.mergeAll(KojiHub.layerConfig, registryLayer, Readiness.layerConfig).pipe(
+        Layer.mergeAll(
+          KojiHub.layerConfig, TaskRegistry.layerConfig, Readiness.layerConfig,
+          HubFileTree.layer({ topurls: config.kojid.topurls, topdir: config.kojid.topdir })
+        ).pipe(
           Layer.provideMerge(Layer.mergeAll(Buildroots.layerConfig, Mailer.layerConfig, Scm.layerConfig)),
           Layer.provideMerge(Images.layerConfig),
           Layer.provideMerge(Containers.layerConfig)

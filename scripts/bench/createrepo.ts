@@ -9,6 +9,7 @@
 // Uses KOJI_ADJUTANT_PODMAN_SOCKET when set, else starts its own podman service. The RPMs are
 // generated once (rpmbuild in the bootstrap image, a few seconds) and kept under
 // /var/tmp/koji-adjutant-bench/.
+import { HubFileTree } from "../../src/koji/paths.js"
 import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -18,11 +19,11 @@ import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { runDaemon } from "../../src/daemon/TaskManager.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
-import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { addTag, buildrootTables } from "../../test/fakehub/buildroots.js"
 import { addBuild, repoWorld, tagBuild } from "../../test/fakehub/newrepo.js"
 import { startFakeHub } from "../../test/fakehub/FakeHub.js"
+import { makeRepoHandlers } from "../../test/tasks/newRepoSupport.js"
 import { startPodmanService, testContainersOptions, uniqueHostName } from "../../test/support/podman.js"
 
 const arg = (name: string, fallback: string): string => {
@@ -110,6 +111,7 @@ const program = Effect.gen(function*() {
   const layers = Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
+      HubFileTree.layer({ topurls: [], topdir: topdir }),
     Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(makeRepoHandlers({ kojid, image, containers: c }))))
   ).pipe(Layer.provideMerge(containers))
 

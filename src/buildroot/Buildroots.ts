@@ -310,6 +310,7 @@ const buildrootOf = (st: BuildrootState, warm: boolean, logScope: Scope.Closeabl
   config: st.config satisfies TagInfo,
   brArch: st.inputs.brArch,
   warm,
+  mockResultDir: path.posix.join(st.options.kojid.mockdir, st.name, "result"),
   scratchDir: st.layout.scratch,
   build: (srpm, arch) => steps.build(st, srpm, arch),
   rebuildSrpm: (srpm) => steps.rebuildSrpm(st, srpm),

@@ -15,7 +15,7 @@ import type { ExternalRepo, RepoInfo, TagInfo } from "../hub/schemas.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { type StreamedLog, streamLogs, UploadError, uploadWrapper } from "../hub/Uploads.js"
 import type { BuildrootError } from "../hub/faults.js"
-import { taskRelPath } from "../koji/paths.js"
+import { type HubFiles, taskRelPath } from "../koji/paths.js"
 import { repoUrls } from "./config.js"
 import { repoRelDir } from "../koji/paths.js"
 import { copyLogCapped } from "./results.js"
@@ -83,11 +83,7 @@ export const hubPackageList = <E>(reads: TagContentReads<E>, files: RemoteFiles)
     })
 
 /** The hub side of a daemon task: kojid's calls on the task's own session. */
-export const sessionHub = (
-  session: Session,
-  taskId: number,
-  options: { readonly topurls: ReadonlyArray<string>; readonly topdir: string }
-): BuildrootHub => {
+export const sessionHub = (session: Session, taskId: number, options: HubFiles): BuildrootHub => {
   const api = hostApi(session)
   const uploadPath = taskRelPath(taskId)
   const files: RemoteFiles = remoteFiles(options.topurls[0], options.topdir)

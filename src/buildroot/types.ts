@@ -81,6 +81,8 @@ export interface Buildroot {
   readonly brArch: string
   /** True when the root came from the cache. */
   readonly warm: boolean
+  /** `<mockdir>/<name>/result`: where kojid's mock would have put the results (kojid's fault texts name it). */
+  readonly mockResultDir: string
   /** A directory on the buildroot's bounded disk for other files of the task (an SCM checkout). */
   readonly scratchDir: string
   /** `mock --rebuild <srpm> --target <arch>`: BUILDING, the build with BuildRequires rounds, updateBuildRootList; failure → EXPIRED + BuildError. */

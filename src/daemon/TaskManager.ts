@@ -18,6 +18,7 @@ import type { HostInfo, HostTask, OpenHostTask } from "../hub/schemas.js"
 import { decodeCall, Double, encodeFault, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { type DaemonControl } from "../tasks/handler.js"
 import { ACTIVE_BUILDROOT_STATES, BuildrootState, TaskState } from "../koji/states.js"
+import { HubFileTree } from "../koji/paths.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
 import { serveStatus, type StatusServerError, type StatusSnapshot } from "./StatusServer.js"
@@ -86,6 +87,7 @@ const describe = (e: unknown): string =>
 export const makeTaskManager = Effect.fnUntraced(function*(session: Session, options: DaemonOptions) {
   const registry = yield* TaskRegistry
   const readiness = yield* Readiness
+  const files = yield* HubFileTree
   const api = hostApi(session)
   const fibers = yield* FiberMap.make<number>()
   const hostId = yield* api.getID()
@@ -397,7 +399,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         held.delete(task.id)
         return false
       }
-      const base = { taskId: task.id, method: task.method, handler, request, hostId, daemon: control, options: options.runner, events }
+      const base = { taskId: task.id, method: task.method, handler, request, hostId, daemon: control, options: options.runner, files, events }
       if (handler.foreground) {
         yield* Effect.logInfo("running task in foreground")
         const outcome = yield* runTask({ ...base, session, waker: mainWaker })
@@ -593,7 +595,7 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
  */
 export const runDaemon = (
   options: DaemonOptions
-): Effect.Effect<DaemonResult, Fault | HubError | LoginError | StatusServerError, KojiHub | TaskRegistry | Readiness | Containers | Scope.Scope> =>
+): Effect.Effect<DaemonResult, Fault | HubError | LoginError | StatusServerError, KojiHub | TaskRegistry | Readiness | Containers | HubFileTree | Scope.Scope> =>
   Effect.gen(function*() {
     const hub = yield* KojiHub
     const session = yield* hub.loginScoped(options.forceLock)

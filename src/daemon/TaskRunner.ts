@@ -8,13 +8,14 @@
 import { mkdir, rm } from "node:fs/promises"
 import * as path from "node:path"
 import { Cause, Clock, Duration, Effect, Either, Exit, Option } from "effect"
+import { sessionHub } from "../buildroot/hubSide.js"
 import { ActionNotAllowed, type Fault, GenericError, isFault, RetryError } from "../hub/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import { hostApi } from "../hub/HostApi.js"
 import { doneOnRetry, type Session } from "../hub/KojiHub.js"
 import { encodeFault, encodeResponse, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { type DaemonControl, RefuseTask, ServerExit, ServerRestart, type SubtaskOptions, type TaskContext, type TaskHandler, TaskTimeout, type WaitOptions } from "../tasks/handler.js"
-import { taskRelPath } from "../koji/paths.js"
+import { type HubFiles, taskRelPath } from "../koji/paths.js"
 import { toFault } from "./toFault.js"
 import type { Waker } from "./Waiter.js"
 
@@ -57,6 +58,8 @@ export interface TaskRun {
   readonly waker: Waker
   readonly daemon: DaemonControl
   readonly options: RunnerOptions
+  /** Where the task reads koji's files (kojid.conf `topurl`/`topdir`). */
+  readonly files: HubFiles
   /** Listener for the loop's wake-ups (none in tests that run a task alone). */
   readonly events?: TaskEvents
 }
@@ -144,6 +147,8 @@ export const makeTaskContext = (run: TaskRun, workdir: string): TaskContext => {
     hostId: run.hostId,
     workdir,
     session: run.session,
+    files: run.files,
+    buildrootHub: sessionHub(run.session, run.taskId, run.files),
     daemon: run.daemon,
     subtask,
     wait,

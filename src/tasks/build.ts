@@ -9,6 +9,7 @@
  * the recorded kojid (koji-captures/kojid/build, scratch-build, failed-build, scm-build).
  */
 import { Effect, Schema } from "effect"
+import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { remoteFiles } from "../buildroot/packageList.js"
 import { parseRpmHeader, type RpmHeaderInfo } from "../buildroot/rpmHeader.js"
 import { BuildError, GenericError } from "../hub/faults.js"
@@ -26,7 +27,7 @@ import {
   type TagArchConfig
 } from "./arches.js"
 import { getRepo } from "./getRepo.js"
-import { AnyValue, defineHandler, optional, required, signature, type TaskContext } from "./handler.js"
+import { AnyValue, defineHandler, optional, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
 
 // ---------------------------------------------------------------------------------------------
 // SRPM headers
@@ -56,13 +57,11 @@ export const readSrpmHeader = (read: ReadHubFile, srpm: string): Effect.Effect<R
 
 /** The kojid.conf options `build` reads. */
 export interface BuildTaskOptions {
-  readonly topurl: string
-  readonly topdir: string
   readonly literal_task_arches: string
   readonly build_arch_can_fail: boolean
   /** Random choice for noarch subtask arches (tests inject one). */
   readonly choose?: Choose
-  /** How the SRPM is fetched (tests may read from the fake hub's topdir). */
+  /** How the SRPM is fetched (default: from the task's topurl/topdir). */
   readonly readFile?: ReadHubFile
 }
 
@@ -103,7 +102,6 @@ export const tagArchConfig = (cfg: S.TagInfo): TagArchConfig => {
 
 /** Builds the `build` handler with the daemon's options. */
 export const makeBuildHandler = (options: BuildTaskOptions) => {
-  const read = options.readFile ?? hubFileReader(options.topurl, options.topdir)
 
   const run = (src: XmlRpcValue, target: string | number | null, optsIn: XmlRpcStruct | null, ctx: TaskContext) =>
     Effect.gen(function*() {
@@ -224,7 +222,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         if (pythonTruthy(rebuild)) srpm = yield* srpmSubtask("rebuildSRPM")
       }
 
-      const h = yield* readSrpmHeader(read, srpm)
+      const h = yield* readSrpmHeader(options.readFile ?? hubFileReader(ctx.files.topurls[0] ?? "", ctx.files.topdir), srpm)
       const data: Record<string, XmlRpcValue> = {
         name: h.name, version: h.version, release: h.release, epoch: h.epoch, task_id: ctx.taskId
       }
@@ -323,3 +321,8 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
     run: ({ src, target, opts }, ctx) => run(src, target, opts, ctx)
   })
 }
+
+/** The `build` handler, with kojid.conf's `literal_task_arches` and `build_arch_can_fail`. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, AdjutantConfig> = Effect.map(AdjutantConfig, (config) => [
+  makeBuildHandler({ literal_task_arches: config.kojid.literal_task_arches, build_arch_can_fail: config.kojid.build_arch_can_fail })
+])

@@ -8,8 +8,7 @@ import { Effect, Either, Schema } from "effect"
 import { createHash } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { type Buildroots } from "../buildroot/Buildroots.js"
-import { sessionHub } from "../buildroot/hubSide.js"
+import { Buildroots } from "../buildroot/Buildroots.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
 import { resultArches } from "../buildroot/config.js"
 import { fetchWorkFile } from "../buildroot/taskFiles.js"
@@ -77,9 +76,8 @@ export const buildArchHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
     run: (p, ctx) =>
       Effect.gen(function* () {
         const api = hostApi(ctx.session)
-        const kojid = buildroots.options.kojid
         const { repo, repoId } = yield* requireRepo(api, p.opts)
-        const srpm = yield* fetchWorkFile(kojid, p.pkg, path.join(ctx.workdir, "input"))
+        const srpm = yield* fetchWorkFile(ctx.files, p.pkg, path.join(ctx.workdir, "input"))
         const h = yield* readRpmHeader(srpm).pipe(Effect.mapError((e) => new BuildError({ faultString: e.message })))
         if (!h.sourcepackage) return yield* new BuildError({ faultString: "not a source package" })
 
@@ -102,10 +100,9 @@ export const buildArchHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
         })
         if (Either.isLeft(brArch)) return yield* brArch.left
 
-        const hub = sessionHub(ctx.session, ctx.taskId, kojid)
         const broot = yield* buildroots.open(
           { taskId: ctx.taskId, tag: p.root, arch: brArch.right, repoId, installGroup: "build", workdir: ctx.workdir },
-          hub
+          ctx.buildrootHub
         )
         yield* broot.build(srpm, p.arch)
         const logs = [...(yield* broot.finishLogs)]
@@ -148,3 +145,6 @@ export const buildArchHandler = (buildroots: Buildroots["Type"]): TaskHandler =>
         return result
       })
   })
+
+/** The `buildArch` handler, over the Buildroots service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, Buildroots> = Effect.map(Buildroots, (b) => [buildArchHandler(b)])

@@ -10,15 +10,14 @@
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, Schema } from "effect"
-import type { Buildroot, Buildroots } from "../buildroot/Buildroots.js"
-import { sessionHub } from "../buildroot/hubSide.js"
+import { type Buildroot, Buildroots } from "../buildroot/Buildroots.js"
 import { realDirUnder } from "../buildroot/results.js"
 import { BuildError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import type { XmlRpcStruct } from "../hub/xmlrpc.js"
 import type { PolicyValue, ScmRules } from "../scm/allowed.js"
-import { CONTAINER_SCMDIR, faultFor, type Scm, type ScmCheckout, ScmError, type ScmSpec } from "../scm/Scm.js"
+import { CONTAINER_SCMDIR, faultFor, Scm, type ScmCheckout, ScmError, type ScmSpec } from "../scm/Scm.js"
 import { checkTagHost, requireRepo, TaskOpts } from "./buildArch.js"
 import { TagRef } from "../koji/refs.js"
 import { resultSrpm, srpmBuildrootArch } from "./rebuildSRPM.js"
@@ -76,8 +75,6 @@ export const packThenRebuild = (scm: Scm["Type"]): BuildSrpmFromSpec => (broot, 
 export interface BuildSrpmFromScmDeps {
   /** `Buildroots.open`. */
   readonly openBuildroot: Buildroots["Type"]["open"]
-  /** Where the hub's files are (kojid `topurl`/`topdir`), for the buildroot's repo. */
-  readonly hubFiles: { readonly topurls: ReadonlyArray<string>; readonly topdir: string }
   readonly scm: Pick<Scm["Type"], "parse" | "assertAllowed" | "checkout" | "findSpec">
   readonly buildSrpm: BuildSrpmFromSpec
 }
@@ -85,7 +82,6 @@ export interface BuildSrpmFromScmDeps {
 /** The deps from the running services: Buildroots, Scm, and `packThenRebuild` for the SRPM. */
 export const buildSrpmFromScmDeps = (buildroots: Buildroots["Type"], scm: Scm["Type"]): BuildSrpmFromScmDeps => ({
   openBuildroot: buildroots.open,
-  hubFiles: buildroots.options.kojid,
   scm,
   buildSrpm: packThenRebuild(scm)
 })
@@ -132,7 +128,7 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
             taskId: ctx.taskId, tag: tag.id, arch, repoId, installGroup: "srpm-build", workdir: ctx.workdir,
             network: true
           },
-          sessionHub(ctx.session, ctx.taskId, deps.hubFiles)
+          ctx.buildrootHub
         )
         const uploadPath = taskRelPath(ctx.taskId)
         // The checkout lives on the buildroot's bounded disk, as kojid's lives in the chroot.
@@ -163,3 +159,8 @@ export const buildSrpmFromScmHandler = (deps: BuildSrpmFromScmDeps): TaskHandler
         Effect.catchIf((e): e is ScmError => e instanceof ScmError, (e) => Effect.fail(faultFor(e)))
       )
   })
+
+/** The `buildSRPMFromSCM` handler, over the Buildroots and Scm services. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, Buildroots | Scm> = Effect.gen(function*() {
+  return [buildSrpmFromScmHandler(buildSrpmFromScmDeps(yield* Buildroots, yield* Scm))]
+})

@@ -9,7 +9,7 @@ import { BuildError, GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { isScmUrl } from "../scm/url.js"
-import { AnyValue, defineHandler, optional, required, signature } from "./handler.js"
+import { AnyValue, defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"
 
 /** The `chainbuild` handler. */
 export const chainbuildHandler = defineHandler({
@@ -59,3 +59,6 @@ export const chainbuildHandler = defineHandler({
       return null
     })
 })
+
+/** This module's handler; it needs no service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>> = Effect.succeed([chainbuildHandler])

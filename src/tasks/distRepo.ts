@@ -19,11 +19,14 @@ import { RepoState } from "../koji/states.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { isStruct, pythonTruthy, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { canonArch, isMultiLibArch } from "../koji/arch.js"
-import { createrepoCommand, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./createrepo.js"
+import { createrepoCommand, EMPTY_REPO_TEXT, formatShellCmd, fsStep, isDir, isFile, parseStatus, type RepoTaskDeps, roMount, runLogged, rwMount } from "./repoCommon.js"
 import { distRepoPath } from "../koji/paths.js"
 import { develSelect, DNF_DEPSOLVE_SCRIPT, dnfConfigText, HEADER_QUERYFORMAT, installedBasename, MULTILIB_ARCHMAP, parseHeaderQuery, parseMultilibConfig } from "./multilib.js"
 import { AnyValue, defineHandler, Int, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
 import { taskRelPath } from "../koji/paths.js"
+import { AdjutantConfig } from "../config/AdjutantConfig.js"
+import { Containers } from "../containers/Containers.js"
+import { repoTaskDeps } from "./repoCommon.js"
 
 
 
@@ -514,3 +517,7 @@ export const createDistRepoHandler = (deps: RepoTaskDeps) =>
 
 /** distRepo and createdistrepo bound to their dependencies. */
 export const makeDistRepoHandlers = (deps: RepoTaskDeps): ReadonlyArray<TaskHandler> => [distRepoHandler(), createDistRepoHandler(deps)]
+
+/** `distRepo` and `createdistrepo`, with kojid.conf's repo options and the Containers service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, AdjutantConfig | Containers> =
+  Effect.map(repoTaskDeps, makeDistRepoHandlers)

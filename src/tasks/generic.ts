@@ -265,3 +265,6 @@ export const genericHandlers: ReadonlyArray<TaskHandler> = [
   restartHostsTask,
   dependantTask
 ]
+
+/** kojid's generic handlers; they need no service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>> = Effect.succeed(genericHandlers)

@@ -5,7 +5,9 @@
  * workdir, and the subtask/wait helpers).
  */
 import { Duration, Effect, Either, ParseResult, Schema, type Scope } from "effect"
+import type { BuildrootHub } from "../buildroot/hubSide.js"
 import type { Fault } from "../hub/faults.js"
+import type { HubFiles } from "../koji/paths.js"
 import { ParameterError } from "../hub/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import type { Session } from "../hub/KojiHub.js"
@@ -232,6 +234,10 @@ export interface TaskContext {
   readonly workdir: string
   /** The task's own subsession (the main session for foreground handlers). */
   readonly session: Session
+  /** Where koji's file tree is read (kojid.conf `topurl`/`topdir`). */
+  readonly files: HubFiles
+  /** The hub side of this task's buildroots: kojid's BuildRoot calls on this task's session. */
+  readonly buildrootHub: BuildrootHub
   readonly daemon: DaemonControl
   /** `host.subtask(method, args, parent=this task, **opts)` → the child's task id. */
   readonly subtask: (

@@ -12,11 +12,12 @@ import { ParameterError, GenericError } from "../hub/faults.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import * as S from "../hub/schemas.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { copyRepodata, createrepoHandler, fsStep, isDir, isFile, type RepoTaskDeps, uploadDir } from "./createrepo.js"
+import { copyRepodata, fsStep, isDir, isFile, type RepoTaskDeps, uploadDir, repoTaskDeps } from "./repoCommon.js"
 import { repoPath } from "../koji/paths.js"
-import { makeDistRepoHandlers } from "./distRepo.js"
 import { AnyValue, defineHandler, optional, RefuseTask, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
 import { taskRelPath } from "../koji/paths.js"
+import { AdjutantConfig } from "../config/AdjutantConfig.js"
+import { Containers } from "../containers/Containers.js"
 
 const RepoOpts = Schema.NullOr(Schema.Record({ key: Schema.String, value: AnyValue }))
 const RepoJson = Schema.Record({ key: Schema.String, value: Schema.Unknown })
@@ -237,9 +238,6 @@ export const newRepoHandler = (deps: RepoTaskDeps) =>
       })
   })
 
-/** The createrepo channel's handlers (newRepo, createrepo, distRepo, createdistrepo), bound to their dependencies. */
-export const makeRepoHandlers = (deps: RepoTaskDeps): ReadonlyArray<TaskHandler> => [
-  newRepoHandler(deps),
-  createrepoHandler(deps),
-  ...makeDistRepoHandlers(deps)
-]
+/** The `newRepo` handler, with kojid.conf's repo options and the Containers service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, AdjutantConfig | Containers> =
+  Effect.map(repoTaskDeps, (deps) => [newRepoHandler(deps)])

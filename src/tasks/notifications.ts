@@ -367,3 +367,7 @@ export const makeNotificationHandlers = (deps: NotificationDeps): ReadonlyArray<
   buildNotificationHandler(deps),
   tagNotificationHandler(deps)
 ]
+
+/** The notification handlers, with kojid.conf's `from_addr`/`topurl` and the Mailer. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, AdjutantConfig | Mailer> =
+  Effect.map(notificationDeps, makeNotificationHandlers)

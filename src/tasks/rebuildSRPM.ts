@@ -5,8 +5,7 @@
  */
 import { Effect, Either, Schema } from "effect"
 import * as path from "node:path"
-import type { Buildroot, Buildroots } from "../buildroot/Buildroots.js"
-import { sessionHub } from "../buildroot/hubSide.js"
+import { type Buildroot, Buildroots } from "../buildroot/Buildroots.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
 import { fetchWorkFile } from "../buildroot/taskFiles.js"
 import { BuildError } from "../hub/faults.js"
@@ -72,20 +71,19 @@ export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler 
     run: (p, ctx) =>
       Effect.gen(function* () {
         const api = hostApi(ctx.session)
-        const kojid = buildroots.options.kojid
         const { repo, repoId } = yield* requireRepo(api, p.opts)
         const { tag, arch } = yield* srpmBuildrootArch(api, p.build_tag, repo.create_event, null)
         const broot = yield* buildroots.open(
           { taskId: ctx.taskId, tag: tag.id, arch, repoId, installGroup: "srpm-build", workdir: ctx.workdir },
-          sessionHub(ctx.session, ctx.taskId, kojid)
+          ctx.buildrootHub
         )
-        const input = yield* fetchWorkFile(kojid, p.srpm, path.join(ctx.workdir, "input"), "Input SRPM file")
+        const input = yield* fetchWorkFile(ctx.files, p.srpm, path.join(ctx.workdir, "input"), "Input SRPM file")
         // kojid leaves a binary rpm to mock, whose failure does not say why; say it as readSRPMHeader does.
         const given = yield* readRpmHeader(input).pipe(Effect.mapError((e) => new BuildError({ faultString: `${p.srpm}: ${e.message}` })))
         if (!given.sourcepackage) return yield* new BuildError({ faultString: `${p.srpm} is not a source package` })
         yield* broot.rebuildSrpm(input)
         // kojid names mock's result directory in these faults.
-        const taken = yield* resultSrpm(broot, path.join(ctx.workdir, "results"), path.posix.join(kojid.mockdir, broot.name, "result"))
+        const taken = yield* resultSrpm(broot, path.join(ctx.workdir, "results"), broot.mockResultDir)
         const srpmName = taken.name
         const logs = yield* broot.finishLogs
         const uploadPath = taskRelPath(ctx.taskId)
@@ -99,3 +97,6 @@ export const rebuildSrpmHandler = (buildroots: Buildroots["Type"]): TaskHandler 
         }
       })
   })
+
+/** The `rebuildSRPM` handler, over the Buildroots service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, never, Buildroots> = Effect.map(Buildroots, (b) => [rebuildSrpmHandler(b)])

@@ -20,10 +20,10 @@ import { RepoInfo } from "../hub/schemas.js"
 import { RepoState, stateName } from "../koji/states.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { type XmlRpcValue } from "../hub/xmlrpc.js"
-import { defaultMounts, extraMounts, readRunrootConfig, type ResolvedMount, type RunrootConfig, toBind } from "../runroot/config.js"
+import { defaultMounts, extraMounts, readRunrootConfig, type ResolvedMount, type RunrootConfig, toBind, type RunrootConfigError } from "../runroot/config.js"
 import { canonArch } from "../koji/arch.js"
-import { parseStatus } from "./createrepo.js"
-import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext } from "./handler.js"
+import { parseStatus } from "./repoCommon.js"
+import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
 
 /** What the runroot handler needs besides its task context. */
 export interface RunrootDeps {
@@ -191,3 +191,10 @@ const runInBuildroot = (deps: RunrootDeps, ctx: TaskContext, p: RunParams, repo:
     }
     return `${cmd} completed successfully` as XmlRpcValue
   }))
+
+/**
+ * The runroot plugin's handler (kojid.conf `plugin = runroot`), over the Buildroots service and
+ * `runroot.conf`; a bad runroot.conf fails here, as kojid fails to load the plugin.
+ */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>, RunrootConfigError, AdjutantConfig | Buildroots> =
+  Effect.map(runrootDeps, (deps) => [runrootHandler(deps)])

@@ -7,7 +7,7 @@
 import { Effect, Schema } from "effect"
 import { GenericError, isFault } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
-import { defineHandler, optional, required, signature } from "./handler.js"
+import { defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"
 
 const Ref = Schema.Union(Schema.Number, Schema.String)
 
@@ -62,3 +62,6 @@ export const tagBuildHandler = defineHandler({
       return null
     })
 })
+
+/** This module's handler; it needs no service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>> = Effect.succeed([tagBuildHandler])

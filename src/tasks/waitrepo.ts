@@ -8,7 +8,7 @@ import { Effect, Schema } from "effect"
 import { GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
-import { AnyValue, defineHandler, optional, required, signature } from "./handler.js"
+import { AnyValue, defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"
 import { makeRepoWatcher, type MinEvent, WAITREPO_TIMING, type WatchTiming } from "./getRepo.js"
 
 
@@ -66,3 +66,6 @@ export const makeWaitrepoHandler = (timing: WatchTiming = WAITREPO_TIMING) =>
 
 /** `waitrepo` with kojid's 60 s polls and 120 minute limit. */
 export const waitrepoHandler = makeWaitrepoHandler()
+
+/** This module's handler; it needs no service. */
+export const handlers: Effect.Effect<ReadonlyArray<TaskHandler>> = Effect.succeed([waitrepoHandler])

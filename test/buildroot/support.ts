@@ -3,6 +3,9 @@
  * koji topdir for the fake hub that links the fixture's repos and packages (uploads land in its
  * own work/), the daemon's layers with the real Containers and Buildroots, and waiting for tasks.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
+import * as buildArch from "../../src/tasks/buildArch.js"
+import * as rebuildSRPM from "../../src/tasks/rebuildSRPM.js"
 import { traversableTempDir } from "../support/dirs.js"
 import { execFileSync } from "node:child_process"
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs"
@@ -14,9 +17,7 @@ import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { type DaemonOptions, runDaemon } from "../../src/daemon/TaskManager.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
-import { buildArchHandler } from "../../src/tasks/buildArch.js"
-import { rebuildSrpmHandler } from "../../src/tasks/rebuildSRPM.js"
-import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
+import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { type FakeHub, startFakeHub } from "../fakehub/FakeHub.js"
 import { type FixtureManifest, loadFixture } from "../fakehub/buildroots.js"
 import { testContainersOptions } from "../support/podman.js"
@@ -112,11 +113,11 @@ export const daemonLayers = (hub: FakeHub, socket: string, hostName: string, opt
     defaultLimits: { memory: limits.memory ?? 2 * 1024 ** 3, pids: limits.pids ?? 1024, cpus: 0 }
   }))
   const broots = Buildroots.layer(options).pipe(Layer.provideMerge(containers))
-  const registry = Layer.effect(TaskRegistry, Effect.map(Buildroots, (b) => makeRegistry([buildArchHandler(b), rebuildSrpmHandler(b)])))
   return Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
-    registry
+    TaskRegistry.layerModules([buildArch.handlers, rebuildSRPM.handlers]),
+    HubFileTree.layer({ topurls: options.kojid.topurls, topdir: options.kojid.topdir })
   ).pipe(Layer.provideMerge(broots))
 }
 

@@ -7,6 +7,7 @@ import { Containers } from "../../dist/containers/Containers.js"
 import { Readiness } from "../../dist/daemon/Readiness.js"
 import { runDaemon } from "../../dist/daemon/TaskManager.js"
 import { KojiHub } from "../../dist/hub/KojiHub.js"
+import { HubFileTree } from "../../dist/koji/paths.js"
 import { genericHandlers } from "../../dist/tasks/generic.js"
 import { defineHandler, Int, required, signature } from "../../dist/tasks/handler.js"
 import { makeRegistry, TaskRegistry } from "../../dist/tasks/TaskRegistry.js"
@@ -31,6 +32,7 @@ const containerSleep = (containers) =>
 const layer = Layer.mergeAll(
   KojiHub.layerWithTransport({ server: hubUrl, user: hostName, password, maxRetries: 3, retryInterval: 1 }),
   Readiness.layerAlways,
+  HubFileTree.layer({ topurls: [], topdir: workdir }),
   Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry([containerSleep(c), ...genericHandlers])))
 ).pipe(
   Layer.provideMerge(

@@ -1,3 +1,5 @@
+import { HubFileTree } from "../../src/koji/paths.js"
+import { genericHandlers } from "../../src/tasks/generic.js"
 import * as http from "node:http"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Either } from "effect"
@@ -52,8 +54,9 @@ describe("hub faults and bad input", () => {
       const bad = Array.from({ length: 10 }, () => hub.createTask("sleep", ["x"]))
       const layer = Layer.mergeAll(
         KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 10, retryInterval: 0.01 }).pipe(Layer.orDie),
-        TaskRegistry.layer(),
+        TaskRegistry.layerTest(genericHandlers),
         Readiness.layerAlways,
+      HubFileTree.layer({ topurls: [], topdir: hub.topdir }),
         Containers.layerMemory({ hostName: HOST }),
         quietLogs
       )
@@ -137,8 +140,9 @@ describe("hub faults and bad input", () => {
       const id = hub.createTask("sleep", [0])
       const layer = Layer.mergeAll(
         KojiHub.layerWithTransport({ server: proxy.url, user: HOST, password: PASSWORD, maxRetries: 2, retryInterval: 1 }).pipe(Layer.orDie),
-        TaskRegistry.layer(),
+        TaskRegistry.layerTest(genericHandlers),
         Readiness.layerAlways,
+      HubFileTree.layer({ topurls: [], topdir: hub.topdir }),
         Containers.layerMemory({ hostName: HOST }),
         quietLogs
       )

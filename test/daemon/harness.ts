@@ -2,6 +2,8 @@
  * Test harness for the daemon loop: a fake hub with one host "builder", the real KojiHub client
  * over HTTP, the in-memory Containers, and helpers to drive the loop on the TestClock.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
+import { genericHandlers } from "../../src/tasks/generic.js"
 import { mkdtempSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -53,10 +55,11 @@ export const daemonLayer = (
   hub: FakeHub,
   handlers?: ReadonlyArray<TaskHandler>,
   readiness: Layer.Layer<Readiness> = Readiness.layerAlways
-): Layer.Layer<KojiHub | TaskRegistry | Readiness | Containers | MemoryContainers, never> =>
+): Layer.Layer<KojiHub | TaskRegistry | Readiness | Containers | MemoryContainers | HubFileTree, never> =>
   Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
-    handlers === undefined ? TaskRegistry.layer() : TaskRegistry.layerTest(handlers),
+    TaskRegistry.layerTest(handlers ?? genericHandlers),
+    HubFileTree.layer({ topurls: [], topdir: hub.topdir }),
     readiness,
     Containers.layerMemory({ hostName: HOST }),
     quietLogs
@@ -66,10 +69,11 @@ export const daemonLayer = (
 export const daemonLayerWith = (
   hub: FakeHub,
   handlers: (containers: Containers["Type"]) => ReadonlyArray<TaskHandler>
-): Layer.Layer<KojiHub | TaskRegistry | Readiness | Containers | MemoryContainers, never> =>
+): Layer.Layer<KojiHub | TaskRegistry | Readiness | Containers | MemoryContainers | HubFileTree, never> =>
   Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
+    HubFileTree.layer({ topurls: [], topdir: hub.topdir }),
     Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(handlers(c)))),
     quietLogs
   ).pipe(Layer.provideMerge(Containers.layerMemory({ hostName: HOST })))

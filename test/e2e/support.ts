@@ -6,6 +6,7 @@
  * to the hub as `koji build` does and wait for them; `close()` tears it all down and reports
  * containers left behind.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
 import { traversableTempDir } from "../support/dirs.js"
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs"
@@ -110,7 +111,7 @@ const layers = (e: { readonly hub: FakeHub; readonly fixture: Fixture; readonly 
       const broots = yield* Buildroots
       return makeRegistry([
         // topurl "" reads SRPM headers from topdir (the fake hub's topurl is a file:// URL, which kojid's HTTP reader refuses too).
-        makeBuildHandler({ topurl: "", topdir: e.topdir, literal_task_arches: "", build_arch_can_fail: false }),
+        makeBuildHandler({ literal_task_arches: "", build_arch_can_fail: false }),
         buildArchHandler(broots),
         rebuildSrpmHandler(broots),
         buildSrpmFromScmHandler(buildSrpmFromScmDeps(broots, yield* Scm)),
@@ -122,7 +123,8 @@ const layers = (e: { readonly hub: FakeHub; readonly fixture: Fixture; readonly 
   return Layer.mergeAll(
     KojiHub.layerWithTransport({ server: e.hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
-    registry
+    registry,
+    HubFileTree.layer({ topurls: buildrootsOptions(e.fixture, e.topdir, e.cacheDir).kojid.topurls, topdir: e.topdir })
   ).pipe(Layer.provideMerge(services))
 }
 

@@ -8,6 +8,7 @@
  * come out. `hostProblems` (host.ts) then checks the host after each batch. No vitest here: the
  * bench (scripts/bench/hostile.ts) runs the same batches.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
 import { execFileSync } from "node:child_process"
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import * as fs from "node:fs"
@@ -378,7 +379,8 @@ const daemonLayers = (hub: FakeHub, socket: string, hostName: string, env: Hosti
   return Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
-    registry
+    registry,
+    HubFileTree.layer({ topurls: buildrootsOptions(env.fixture, topdir, cacheDir).kojid.topurls, topdir })
   ).pipe(Layer.provideMerge(services))
 }
 

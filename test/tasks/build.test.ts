@@ -71,7 +71,7 @@ const runBuild = (o: RunOptions = {}) =>
     const hostId = hub.state.host(HOST)!.id
     const handlers: Array<TaskHandler> = [
       makeBuildHandler({
-        topurl: "", topdir: hub.topdir, literal_task_arches: "", build_arch_can_fail: o.buildArchCanFail ?? false,
+        literal_task_arches: "", build_arch_can_fail: o.buildArchCanFail ?? false,
         choose: first
       }),
       tagBuildHandler,

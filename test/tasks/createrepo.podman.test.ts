@@ -10,7 +10,6 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { beforeAll } from "vitest"
-import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
 import { buildrootTables } from "../fakehub/buildroots.js"
 import { addExternalRepo, repoWorld } from "../fakehub/newrepo.js"
 import type { FakeHub } from "../fakehub/FakeHub.js"
@@ -18,7 +17,7 @@ import { ensureFixture, type Fixture } from "../fixture/manifest.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
-  createNewRepo, daemonOptions, dnfReadRepo, DONE, FaultResult, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon,
+  createNewRepo, daemonOptions, dnfReadRepo, DONE, FaultResult, fixtureTopdir, makeRepoHandlers, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon,
   tempDir, waitFor
 } from "./newRepoSupport.js"
 

@@ -4,7 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { ExternalRepo } from "../../src/hub/schemas.js"
-import { formatShellCmd, mergeCommand, parseStatus } from "../../src/tasks/createrepo.js"
+import { mergeCommand } from "../../src/tasks/createrepo.js"
+import { formatShellCmd, parseStatus } from "../../src/tasks/repoCommon.js"
 
 const ext = (url: string, more: Partial<ExternalRepo> = {}): ExternalRepo => ({
   external_repo_id: 1, external_repo_name: "e", url, priority: 5, ...more

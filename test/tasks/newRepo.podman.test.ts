@@ -9,14 +9,13 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { beforeAll } from "vitest"
-import { makeRepoHandlers } from "../../src/tasks/newRepo.js"
 import { buildrootTables } from "../fakehub/buildroots.js"
 import type { FakeHub } from "../fakehub/FakeHub.js"
 import { ensureFixture, type Fixture } from "../fixture/manifest.js"
 import { containersOfHost, podmanInstalled, podmanSkipReason, uniqueHostName } from "../support/podman.js"
 import { podmanServiceForTests } from "../support/podmanHooks.js"
 import {
-  createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon, tempDir,
+  createNewRepo, daemonOptions, dnfReadRepo, DONE, fixtureTopdir, makeRepoHandlers, repoDaemonLayers, repoHub, repoKojid, RepoResult, resultAs, startDaemon, tempDir,
   UploadResult, waitFor
 } from "./newRepoSupport.js"
 

@@ -4,6 +4,7 @@
  * opts and refused together with opts; the old repo from the tag itself, `repo.oldrepo_hint` or
  * the nearest inherited parent; arches from the repo directory; repoDone; the result.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
 import { existsSync, mkdirSync } from "node:fs"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -56,6 +57,7 @@ const withDaemon = <A, E>(hub: FakeHub, seen: Array<ReadonlyArray<XmlRpcValue>>,
     const layers = Layer.mergeAll(
       KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
       Readiness.layerAlways,
+      HubFileTree.layer({ topurls: [], topdir: hub.topdir }),
       Layer.effect(TaskRegistry, Effect.map(Containers, (containers) =>
         TaskRegistry.of({
           get: (m) => (m === "newRepo" ? newRepoHandler({ kojid: repoKojid(hub.topdir), image: "unused", containers }) : m === "createrepo" ? fakeCreaterepo(seen) : undefined),

@@ -4,6 +4,7 @@
  * with its groups, the daemon with the real Containers and the repo handlers, and `dnf` in the
  * bootstrap image to read a repo back.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
 import { execFileSync } from "node:child_process"
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -13,8 +14,11 @@ import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
-import type { RepoTaskDeps } from "../../src/tasks/createrepo.js"
+import type { RepoTaskDeps } from "../../src/tasks/repoCommon.js"
 import type { TaskHandler } from "../../src/tasks/handler.js"
+import { newRepoHandler } from "../../src/tasks/newRepo.js"
+import { createrepoHandler } from "../../src/tasks/createrepo.js"
+import { makeDistRepoHandlers } from "../../src/tasks/distRepo.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { buildrootTables, loadFixture } from "../fakehub/buildroots.js"
 import { repoWorld } from "../fakehub/newrepo.js"
@@ -85,7 +89,8 @@ export const repoDaemonLayers = (
   return Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
-    Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(handlers(c))))
+    Layer.effect(TaskRegistry, Effect.map(Containers, (c) => makeRegistry(handlers(c)))),
+    HubFileTree.layer({ topurls: [], topdir: hub.topdir })
   ).pipe(Layer.provideMerge(containers))
 }
 
@@ -135,3 +140,10 @@ export const OldRepoArg = Schema.Struct({ id: Schema.Number, tag_id: Schema.Numb
 /** A task result decoded with `schema` (throws with the value when it does not fit). */
 export const resultAs = <A, I>(schema: Schema.Schema<A, I>, hub: FakeHub, id: number): A =>
   Schema.decodeUnknownSync(schema)(hub.state.taskResult(id))
+
+/** The createrepo channel's handlers (newRepo, createrepo, distRepo, createdistrepo) with explicit dependencies. */
+export const makeRepoHandlers = (deps: RepoTaskDeps): ReadonlyArray<TaskHandler> => [
+  newRepoHandler(deps),
+  createrepoHandler(deps),
+  ...makeDistRepoHandlers(deps)
+]

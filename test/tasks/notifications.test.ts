@@ -4,6 +4,7 @@
  * body as kojid composes them; nil when there is nothing to send; an unreachable server fails
  * the task with a clear fault within a bounded time and the daemon carries on.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
 import { mkdirSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
@@ -83,6 +84,7 @@ const withDaemon = <A, E>(hub: FakeHub, smtphost: string, body: Effect.Effect<A,
     const layers = Layer.mergeAll(
       KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
       Readiness.layerAlways,
+      HubFileTree.layer({ topurls: [], topdir: hub.topdir }),
       TaskRegistry.layerTest([sleepTask, ...makeNotificationHandlers({ mailer, fromAddr: FROM, topurl: TOPURL })]),
       Containers.layerMemory({ hostName: HOST })
     )

@@ -6,6 +6,7 @@
  * buildroot or container exists; a second runroot of the same repo is warm (no fill) and has
  * none of the packages the first one installed, and the cached root is unchanged.
  */
+import { HubFileTree } from "../../src/koji/paths.js"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -53,6 +54,7 @@ const runrootLayers = (hub: FakeHub, topdir: string, cacheDir: string, config: R
   return Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hub.url, user: HOST, password: PASSWORD, maxRetries: 5, retryInterval: 1 }).pipe(Layer.orDie),
     Readiness.layerAlways,
+      HubFileTree.layer({ topurls: [], topdir: topdir }),
     Layer.effect(TaskRegistry, Effect.map(Buildroots, (buildroots) => makeRegistry([runrootHandler({ config, buildroots })])))
   ).pipe(Layer.provideMerge(broots))
 }

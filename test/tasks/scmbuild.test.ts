@@ -37,7 +37,6 @@ const run = (url: string, opts: Record<string, XmlRpcValue> | null, scmPatch: Pa
     const opened: Array<number> = []
     const resultDirs = new Map<number, string>()
     const deps = {
-      hubFiles: { topurls: [], topdir: hub.topdir },
       scm: {
         parse: realScm.parse,
         assertAllowed: realScm.assertAllowed,
@@ -74,6 +73,7 @@ const run = (url: string, opts: Record<string, XmlRpcValue> | null, scmPatch: Pa
           return {
             id, name: `build-tag-${id}-${world.repoId}`, repo: { id: world.repoId, state: 1, create_event: 0 },
             config: { id: world.buildTag, name: "build-tag" }, brArch: "x86_64", warm: false, scratchDir,
+            mockResultDir: `/var/lib/mock/build-tag-${id}-${world.repoId}/result`,
             build: () => Effect.void, rebuildSrpm: () => Effect.void, run: () => Effect.die("not used by buildSRPMFromSCM"),
             collect: (o) => takeResults(resultDir, o.outDir, { maxBytes: 1 << 30, limitKey: "result_max_size" }),
             finishLogs: Effect.succeed(["build.log", "root.log"]),

@@ -175,7 +175,7 @@ describe("build without a usable repo (getRepo → waitrepo subtask)", () => {
       setRepoState(hub.topdir, world.repoId, 2)
       const src = uploadSrpm(hub.topdir, { name: "harness-hello", version: "1.0", release: "1", buildArchs: ["noarch"] })
       const handlers = [
-        makeBuildHandler({ topurl: "", topdir: hub.topdir, literal_task_arches: "", build_arch_can_fail: false }),
+        makeBuildHandler({ literal_task_arches: "", build_arch_can_fail: false }),
         tagBuildHandler, waitrepoHandler, ...stubHandlers(hub.topdir, hub.state.host(HOST)!.id)
       ]
       const id = hub.createTask("build", [src, "test-target", { scratch: true }])

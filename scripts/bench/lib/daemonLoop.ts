@@ -15,11 +15,14 @@ export const runDaemonLoop = async (hubUrl: string, host: string, password: stri
   const { runDaemon } = await import("../../../src/daemon/TaskManager.js")
   const { KojiHub } = await import("../../../src/hub/KojiHub.js")
   const { TaskRegistry } = await import("../../../src/tasks/TaskRegistry.js")
+  const { genericHandlers } = await import("../../../src/tasks/generic.js")
+  const { HubFileTree } = await import("../../../src/koji/paths.js")
   const { Logger } = await import("effect")
   const layer = Layer.mergeAll(
     KojiHub.layerWithTransport({ server: hubUrl, user: host, password, maxRetries: 3, retryInterval: 1 }),
-    TaskRegistry.layer(),
+    TaskRegistry.layerTest(genericHandlers),
     Readiness.layerAlways,
+    HubFileTree.layer({ topurls: [], topdir: workdir }),
     Containers.layerMemory({ hostName: host }),
     Logger.minimumLogLevel(logLevel)
   )
