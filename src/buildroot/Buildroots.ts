@@ -38,7 +38,7 @@ import { taskRoot } from "./overlay.js"
 import { readTail } from "./results.js"
 import type { BuildrootState } from "./state.js"
 import * as steps from "./steps.js"
-import type { Buildroot, BuildrootRequest, BuildrootsOptions } from "./types.js"
+import type { Buildroot, BuildrootFailure, BuildrootRequest, BuildrootsOptions } from "./types.js"
 
 export type { Buildroot, BuildrootFailure, BuildrootRequest, BuildrootRunOptions, BuildrootRunResult, BuildrootsOptions, Collected } from "./types.js"
 export { containerRepos } from "./dnf.js"
@@ -48,7 +48,7 @@ export class Buildroots extends Context.Tag("Buildroots")<
   Buildroots,
   {
     /** Opens a buildroot for a task (hub side through `hub`); it is expired and removed when the scope closes. */
-    readonly open: (request: BuildrootRequest, hub: BuildrootHub) => Effect.Effect<Buildroot, unknown, Scope.Scope>
+    readonly open: (request: BuildrootRequest, hub: BuildrootHub) => Effect.Effect<Buildroot, BuildrootFailure, Scope.Scope>
     /** The cache (for status and tests). */
     readonly cache: BuildrootCache
     readonly options: BuildrootsOptions

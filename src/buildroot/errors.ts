@@ -38,3 +38,20 @@ export class BuildLimitExceeded extends Schema.TaggedError<BuildLimitExceeded>()
   limit: Schema.String,
   message: Schema.String
 }) {}
+
+/** A file-system operation of the daemon's own failed (a full disk, a permission): the path and the errno code. */
+export class FsError extends Schema.TaggedError<FsError>()("FsError", {
+  /** What was being done, e.g. "write", "create directory". */
+  op: Schema.String,
+  path: Schema.String,
+  /** The errno code (ENOSPC, EACCES, …) when there is one. */
+  code: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/** The FsError of a failed `op` on `path`. */
+export const fsError = (op: string, path: string) => (e: unknown): FsError => {
+  const code = typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined
+  const why = code === "ENOSPC" ? "no space left on device" : code === "EACCES" || code === "EPERM" ? "permission denied" : e instanceof Error ? e.message : String(e)
+  return new FsError({ op, path, ...(code === undefined ? {} : { code }), message: `cannot ${op} ${path}: ${why}` })
+}

@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { hostId, hostIdsOf, type IdMap } from "../containers/idmap.js"
-import { BuildrootSetupError } from "./errors.js"
+import { BuildrootSetupError, type FsError, fsError } from "./errors.js"
 import { type TaskDisk, taskDisk } from "./taskDisk.js"
 
 /** The logs of a buildroot in the order kojid uploads them (mock's result dir). */
@@ -127,18 +127,19 @@ const isoNow = (): string => new Date().toISOString().replace("T", " ").replace(
 /** What the daemon itself writes into the logs: mock's state lines, its errors, a note in root.log. */
 export interface BuildrootLog {
   /** A state line (state.log, and mock_output.log as mock prints it). */
-  readonly state: (msg: string) => Effect.Effect<void>
+  readonly state: (msg: string) => Effect.Effect<void, FsError>
   /** An error as mock prints it (mock_output.log). */
-  readonly error: (msg: string) => Effect.Effect<void>
+  readonly error: (msg: string) => Effect.Effect<void, FsError>
   /** A line of our own in root.log. */
-  readonly rootNote: (msg: string) => Effect.Effect<void>
+  readonly rootNote: (msg: string) => Effect.Effect<void, FsError>
   /** Appends raw text to one of the logs. */
-  readonly append: (name: LogName, text: string) => Effect.Effect<void>
+  readonly append: (name: LogName, text: string) => Effect.Effect<void, FsError>
 }
 
 /** The log writer of a layout. Only the daemon writes these files (containers get root.log and dnf's as file binds). */
 export const buildrootLog = (layout: Layout): BuildrootLog => {
-  const append = (name: LogName, text: string) => Effect.sync(() => fs.appendFileSync(layout.logFile(name), text))
+  const append = (name: LogName, text: string) =>
+    Effect.try({ try: () => fs.appendFileSync(layout.logFile(name), text), catch: fsError("append to", layout.logFile(name)) })
   return {
     append,
     state: (msg) => Effect.zipRight(append("state.log", `${isoNow()} INFO buildroot: ${msg}\n`), append("mock_output.log", `INFO: ${msg}\n`)),

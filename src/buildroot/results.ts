@@ -12,6 +12,7 @@ import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { cutOf, truncationNote } from "../hub/Uploads.js"
+import { FsError, fsError } from "./errors.js"
 import { parseRpmHeader, type RpmHeaderInfo } from "./rpmHeader.js"
 
 /** A build's output broke a rule (bad name, not a regular file, bad header, over a limit). */
@@ -65,7 +66,7 @@ const HEADER_BYTES = 4 * 1024 * 1024
  */
 export const takeRpm = (dir: string, name: string, outDir: string, policy: TakePolicy, outName: string = name) =>
   Effect.tryPromise({
-    try: async (): Promise<TakenRpm | HostileOutput> => {
+    try: async (): Promise<TakenRpm | HostileOutput | FsError> => {
       const bad = (message: string, limit?: string) => new HostileOutput({ file: name, message, ...(limit === undefined ? {} : { limit }) })
       if (!isRpmFileName(name)) return bad(`the build left a package with an unsafe file name ${quoted(name)}`)
       const src = path.join(dir, name)
@@ -90,14 +91,15 @@ export const takeRpm = (dir: string, name: string, outDir: string, policy: TakeP
           return bad(`${quoted(name)} is built for ${quoted(header.arch)}, not one of ${[...policy.arches].join(", ")}`)
         }
         const file = path.join(outDir, outName)
-        await copyOpen(handle, st.size, file)
-        return { name: outName, file, size: st.size, header }
+        // Our own write failing (a full disk) is no fault of the build's.
+        const copied = await copyOpen(handle, st.size, file).then(() => undefined, fsError("write", file))
+        return copied ?? { name: outName, file, size: st.size, header }
       } finally {
         await handle.close()
       }
     },
     catch: (e) => new HostileOutput({ file: name, message: `cannot read ${quoted(name)}: ${e instanceof Error ? e.message : String(e)}` })
-  }).pipe(Effect.flatMap((r) => (r instanceof HostileOutput ? Effect.fail(r) : Effect.succeed(r))))
+  }).pipe(Effect.flatMap((r) => (r instanceof HostileOutput || r instanceof FsError ? Effect.fail(r) : Effect.succeed(r))))
 
 const kindOf = (st: fs.Stats): string =>
   st.isSymbolicLink() ? "a symbolic link" : st.isDirectory() ? "a directory" : st.isFIFO() ? "a FIFO" : st.isSocket() ? "a socket" :
@@ -151,7 +153,7 @@ export const takeResults = (
 ) =>
   Effect.gen(function*() {
     const names = yield* resultNames(resultDir)
-    yield* Effect.promise(() => fsp.mkdir(outDir, { recursive: true, mode: 0o755 }))
+    yield* Effect.tryPromise({ try: () => fsp.mkdir(outDir, { recursive: true, mode: 0o755 }), catch: fsError("create directory", outDir) })
     let left = options.maxBytes
     const take = (name: string, kind: RpmKind) =>
       Effect.tap(takeRpm(resultDir, name, outDir, { kind, arches: options.arches, maxBytes: left, limitKey: options.limitKey }), (t) =>

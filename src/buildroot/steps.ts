@@ -13,7 +13,7 @@ import { hostIdsOf } from "../containers/idmap.js"
 import { BuildError } from "../hub/faults.js"
 import { cutOf } from "../hub/Uploads.js"
 import { readListing, runDnf } from "./dnf.js"
-import { BuildLimitExceeded, BuildrootSetupError, logTail, RpmbuildFailed } from "./errors.js"
+import { BuildLimitExceeded, BuildrootSetupError, type FsError, fsError, logTail, RpmbuildFailed } from "./errors.js"
 import { LOG_NAMES, type LogName, ownedFile } from "./layout.js"
 import { HostileOutput, quoted, readTail, takeResults, takeRpm } from "./results.js"
 import type { BuildrootState } from "./state.js"
@@ -82,7 +82,8 @@ export const stageSrpm = (st: BuildrootState, srpm: string) =>
     kind: "source",
     maxBytes: st.options.taskDiskMax > 0 ? st.options.taskDiskMax : Number.MAX_SAFE_INTEGER,
     limitKey: "task_disk_max"
-  }, STAGED_SRPM).pipe(Effect.mapError((e) => new BuildError({ faultString: `SRPM file ${quoted(path.basename(srpm))} refused: ${e.message}` })))
+  }, STAGED_SRPM).pipe(Effect.catchTag("HostileOutput", (e) =>
+    Effect.fail(new BuildError({ faultString: `SRPM file ${quoted(path.basename(srpm))} refused: ${e.message}` }))))
 
 /** The build container of one rpmbuild run (no network, no capabilities, read-only root, the build user). */
 const buildSpec = (st: BuildrootState, arch: string, mode: "rebuild" | "srpm"): ContainerSpec => ({
@@ -129,7 +130,7 @@ const roundBuildreqs = (st: BuildrootState) =>
     const kind = yield* Effect.promise(() => fsp.lstat(dir).then((s) => (s.isDirectory() ? "dir" : "other"), () => "none" as const))
     if (kind === "none") return undefined
     if (kind === "other") return yield* new HostileOutput({ file: "buildreqs", message: "the build replaced /result/buildreqs with something that is not a directory" })
-    const names = (yield* Effect.promise(() => fsp.readdir(dir))).filter((n) => n.endsWith(".nosrc.rpm"))
+    const names = (yield* Effect.tryPromise({ try: () => fsp.readdir(dir), catch: fsError("list", dir) })).filter((n) => n.endsWith(".nosrc.rpm"))
     if (names.length === 0) return undefined
     if (names.length > 1) return yield* new HostileOutput({ file: "buildreqs", message: `the build left ${names.length} BuildRequires packages: ${names.map(quoted).join(", ")}` })
     yield* takeRpm(dir, names[0]!, st.layout.deps, { kind: "source", maxBytes: st.options.resultMaxSize, limitKey: "result_max_size" }, STAGED_BUILDREQS)
@@ -218,7 +219,7 @@ export const rebuildSrpm = (st: BuildrootState, srpm: string) =>
   })
 
 /** The packages rpmbuild left, checked and copied out within `result_max_size`. */
-export const collect = (st: BuildrootState, options: { readonly outDir: string; readonly arches?: ReadonlySet<string> }): Effect.Effect<Collected, HostileOutput> =>
+export const collect = (st: BuildrootState, options: { readonly outDir: string; readonly arches?: ReadonlySet<string> }): Effect.Effect<Collected, HostileOutput | FsError> =>
   takeResults(st.layout.result, options.outDir, { arches: options.arches, maxBytes: st.options.resultMaxSize, limitKey: "result_max_size" })
 
 /** `mock --install`: packages into this task's copy of the root, then updateBuildRootList as kojid's runroot does. */

@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { BuildError } from "../hub/faults.js"
+import { fsError } from "./errors.js"
 import { remoteFiles } from "./packageList.js"
 
 /** Downloads `work/<relpath>` into `dir`; BuildError `<what> missing` when it is not there. */
@@ -25,6 +26,6 @@ export const fetchWorkFile = (
     )
     if (data === null) return yield* new BuildError({ faultString: `${what} missing: work/${normalised}` })
     const local = path.join(dir, path.posix.basename(normalised))
-    yield* Effect.promise(() => fsp.mkdir(dir, { recursive: true }).then(() => fsp.writeFile(local, data)))
+    yield* Effect.tryPromise({ try: () => fsp.mkdir(dir, { recursive: true }).then(() => fsp.writeFile(local, data)), catch: fsError("write", local) })
     return local
   })

@@ -5,13 +5,14 @@
 import type { Effect } from "effect"
 import type { ContainerMount } from "../containers/Containers.js"
 import type { ImageRequest } from "../containers/ImagePolicy.js"
+import type { ImageError } from "../containers/Images.js"
 import type { IdMap } from "../containers/idmap.js"
 import type { PodmanError } from "../containers/Libpod.js"
 import type { BuildError } from "../hub/faults.js"
 import type { Ref } from "../koji/refs.js"
 import type { RepoInfo, TagInfo } from "../hub/schemas.js"
 import type { BuildrootOptions } from "./config.js"
-import type { BuildLimitExceeded, BuildrootSetupError, RpmbuildFailed } from "./errors.js"
+import type { BuildLimitExceeded, BuildrootSetupError, FsError, RpmbuildFailed } from "./errors.js"
 import type { HubSideError } from "./hubSide.js"
 import type { HostileOutput, TakenRpm } from "./results.js"
 
@@ -35,7 +36,7 @@ export interface BuildrootsOptions {
   /** Size of the /builddir tmpfs of the build container (bounds what a build may write). */
   readonly buildTmpfsSize: string
   /** The bootstrap image for a task and its image id (ImagePolicy through Images). */
-  readonly resolveImage: (request: ImageRequest) => Effect.Effect<{ readonly image: string; readonly id: string }, unknown>
+  readonly resolveImage: (request: ImageRequest) => Effect.Effect<{ readonly image: string; readonly id: string }, ImageError | BuildrootSetupError>
   /** For mock_config.log: the limits the Containers service applies. */
   readonly limitsText: string
 }
@@ -62,7 +63,7 @@ export interface BuildrootRequest {
 }
 
 /** Every failure of a buildroot step. */
-export type BuildrootFailure = BuildrootSetupError | RpmbuildFailed | BuildLimitExceeded | HostileOutput | BuildError | HubSideError | PodmanError
+export type BuildrootFailure = BuildrootSetupError | FsError | RpmbuildFailed | BuildLimitExceeded | HostileOutput | BuildError | HubSideError | PodmanError
 
 /** The packages a build left, checked and copied out (results.ts). */
 export interface Collected {
@@ -93,7 +94,7 @@ export interface Buildroot {
    * The packages rpmbuild left, each checked (results.ts) and copied into `outDir` (mode 0644),
    * within `result_max_size`; binary packages must be of `arches` when given.
    */
-  readonly collect: (options: { readonly outDir: string; readonly arches?: ReadonlySet<string> }) => Effect.Effect<Collected, HostileOutput>
+  readonly collect: (options: { readonly outDir: string; readonly arches?: ReadonlySet<string> }) => Effect.Effect<Collected, HostileOutput | FsError>
   /** Stops log streaming (final flush) and returns every log name uploaded, kojid's `broot.logs`. */
   readonly finishLogs: Effect.Effect<ReadonlyArray<string>>
   /** Logs cut at `log_max_size` (their head and tail were uploaded); known after `finishLogs`. */

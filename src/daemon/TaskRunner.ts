@@ -14,7 +14,8 @@ import type { HubError } from "../hub/HubError.js"
 import { hostApi } from "../hub/HostApi.js"
 import { doneOnRetry, type Session } from "../hub/KojiHub.js"
 import { encodeFault, encodeResponse, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { type DaemonControl, RefuseTask, ServerExit, ServerRestart, type SubtaskOptions, type TaskContext, type TaskHandler, TaskTimeout, type WaitOptions } from "../tasks/handler.js"
+import { type DaemonControl, type SubtaskOptions, type TaskContext, type TaskHandler, type WaitOptions } from "../tasks/handler.js"
+import { RefuseTask, ServerExit, ServerRestart, type TaskError, TaskTimeout } from "../tasks/errors.js"
 import { type HubFiles, taskRelPath } from "../koji/paths.js"
 import { toFault } from "./toFault.js"
 import type { Waker } from "./Waiter.js"
@@ -175,7 +176,7 @@ const acquireWorkdir = (dir: string) =>
   )
 
 /** Runs the handler in its own scope: bind, workdir, run, bounded by task_timeout. */
-const execute = (run: TaskRun): Effect.Effect<XmlRpcValue, unknown> =>
+const execute = (run: TaskRun): Effect.Effect<XmlRpcValue, TaskError> =>
   Effect.scoped(
     Effect.gen(function*() {
       const bound = run.handler.bind(run.request)

@@ -22,7 +22,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Buildroots, buildrootsOptionsFromConfig } from "../buildroot/Buildroots.js"
 import { resultArches } from "../buildroot/config.js"
-import type { BuildrootSetupError } from "../buildroot/errors.js"
+import { BuildrootSetupError } from "../buildroot/errors.js"
 import { localHub } from "../buildroot/hubSide.js"
 import { readRpmHeader } from "../buildroot/rpmHeader.js"
 import { type Config, loadConfig, parseConfigSources } from "../config/AdjutantConfig.js"
@@ -170,7 +170,7 @@ export const localLayerFromSettings = (s: LocalSettings): Layer.Layer<Buildroots
   const inspect = (libpod: Libpod["Type"], image: string) =>
     libpod.imageInspect(image).pipe(
       Effect.map((i) => ({ image, id: i.Id })),
-      Effect.mapError(() => new LocalBuildError({ message: `the bootstrap image ${image} is not in podman's storage: build it (scripts/build-images.sh) or pull it` }))
+      Effect.mapError(() => new BuildrootSetupError({ message: `the bootstrap image ${image} is not in podman's storage: build it (scripts/build-images.sh) or pull it` }))
     )
   const hub = s.hub
   const buildroots = Layer.unwrapEffect(Effect.gen(function* () {

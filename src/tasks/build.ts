@@ -8,6 +8,7 @@
  * (`tagBuild` subtask, label `tag`). Hub calls, their order and their argument shapes follow
  * the recorded kojid (koji-captures/kojid/build, scratch-build, failed-build, scm-build).
  */
+import { RepoState, stateName } from "../koji/states.js"
 import { Effect, Schema } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { remoteFiles } from "../buildroot/packageList.js"
@@ -75,7 +76,6 @@ export const buildSignature = signature("BuildTask.handler", {
 })
 
 
-const REPO_STATES = ["INIT", "READY", "EXPIRED", "DELETED", "PROBLEM"]
 
 const BuildArchResult = Schema.Struct({
   rpms: Schema.Array(Schema.String),
@@ -116,7 +116,7 @@ export const makeBuildHandler = (options: BuildTaskOptions) => {
         if (typeof repoIdOpt !== "number") return yield* new BuildError({ faultString: `No such repo: ${String(repoIdOpt)}` })
         repoInfo = yield* api.repoInfo(repoIdOpt)
         if (repoInfo === null) return yield* new BuildError({ faultString: `No such repo: ${repoIdOpt}` })
-        const state = REPO_STATES[repoInfo.state] ?? String(repoInfo.state)
+        const state = stateName(RepoState, repoInfo.state)
         if (state !== "READY" && state !== "EXPIRED") {
           return yield* new BuildError({ faultString: `Bad repo: ${repoInfo.id} (${state})` })
         }

@@ -7,6 +7,7 @@
  * is the URL with the commit hash. The hub calls follow the recorded kojid
  * (koji-captures/kojid/scm-build, session 115).
  */
+import type { TaskError } from "./errors.js"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { Effect, Schema } from "effect"
@@ -35,7 +36,7 @@ export type BuildSrpmFromSpec = (
   checkout: ScmCheckout,
   rules: ScmRules,
   taskId: number
-) => Effect.Effect<void, unknown>
+) => Effect.Effect<void, TaskError>
 
 /**
  * The default `build_srpm`: the source command in a checkout container, then `rpmbuild -bs

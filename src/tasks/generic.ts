@@ -7,7 +7,8 @@ import { Duration, Effect, Schema } from "effect"
 import { GenericError } from "../hub/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { AnyValue, defineHandler, Int, Num, optional, required, ServerExit, ServerRestart, signature, type TaskContext, type TaskHandler } from "./handler.js"
+import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
+import { ServerExit, ServerRestart } from "./errors.js"
 import { TaskState, taskStateName } from "../koji/states.js"
 
 const HostRef = Schema.Struct({ id: Schema.Number })

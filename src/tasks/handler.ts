@@ -7,36 +7,13 @@
 import { Duration, Effect, Either, ParseResult, Schema, type Scope } from "effect"
 import type { BuildrootHub } from "../buildroot/hubSide.js"
 import type { Fault } from "../hub/faults.js"
+import type { TaskError } from "./errors.js"
 import type { HubFiles } from "../koji/paths.js"
 import { ParameterError } from "../hub/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import type { Session } from "../hub/KojiHub.js"
 import type * as S from "../hub/schemas.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
-
-// ---------------------------------------------------------------------------------------------
-// Control flow a handler can raise (koji.tasks.RefuseTask / ServerExit / ServerRestart, §2)
-
-/** The handler refuses the task: the daemon calls `host.refuseTask(id, soft=True, msg)` (§4.5). */
-export class RefuseTask extends Schema.TaggedError<RefuseTask>()("RefuseTask", {
-  message: Schema.String
-}) {}
-
-/** The daemon must exit cleanly (the `shutdown` task; koji.tasks.ServerExit). */
-export class ServerExit extends Schema.TaggedError<ServerExit>()("ServerExit", {}) {}
-
-/** The daemon must restart; a task raising it is freed, not failed (koji.tasks.ServerRestart, §4.5). */
-export class ServerRestart extends Schema.TaggedError<ServerRestart>()("ServerRestart", {}) {}
-
-/** A task ran longer than `[adjutant] task_timeout`. */
-export class TaskTimeout extends Schema.TaggedError<TaskTimeout>()("TaskTimeout", {
-  taskId: Schema.Number,
-  seconds: Schema.Number
-}) {
-  override get message(): string {
-    return `Task ${this.taskId} timed out after ${this.seconds} seconds`
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
@@ -263,9 +240,9 @@ export type HostInfo = S.HostInfo
 /** A task handler with its parameters already bound (one per running task). */
 export interface BoundTask {
   /** Runs in the task's scope: containers and files acquired there go when the task ends. */
-  readonly run: (ctx: TaskContext) => Effect.Effect<XmlRpcValue, unknown, Scope.Scope>
+  readonly run: (ctx: TaskContext) => Effect.Effect<XmlRpcValue, TaskError, Scope.Scope>
   /** kojid's `checkHost(hostdata)`, run on the main session before `host.openTask`. */
-  readonly checkHost: ((host: HostInfo, session: Session) => Effect.Effect<boolean, unknown>) | undefined
+  readonly checkHost: ((host: HostInfo, session: Session) => Effect.Effect<boolean, TaskError>) | undefined
 }
 
 /** A registered handler: the shape the TaskManager works with. */
@@ -292,8 +269,8 @@ export const defineHandler = <P>(def: {
   readonly weight: number | ((request: ReadonlyArray<XmlRpcValue>) => number)
   readonly foreground?: boolean
   readonly signature: Signature<P>
-  readonly run: (params: P, ctx: TaskContext) => Effect.Effect<XmlRpcValue, unknown, Scope.Scope>
-  readonly checkHost?: (params: P, host: HostInfo, session: Session) => Effect.Effect<boolean, unknown>
+  readonly run: (params: P, ctx: TaskContext) => Effect.Effect<XmlRpcValue, TaskError, Scope.Scope>
+  readonly checkHost?: (params: P, host: HostInfo, session: Session) => Effect.Effect<boolean, TaskError>
 }): TaskHandler => {
   const weight = def.weight
   const checkHost = def.checkHost

@@ -4,9 +4,11 @@
  * (task results with log and rpm links from `weburl`/`topurl`, the last three changelog
  * entries), sent through `smtphost` from `from_addr`; nil when there is nothing to send.
  */
+import { BuildState, stateName, taskStateName } from "../koji/states.js"
 import { Effect, Schema } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
-import { GenericError, isFault } from "../hub/faults.js"
+import { type Fault, GenericError, isFault } from "../hub/faults.js"
+import type { HubError } from "../hub/HubError.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { Mailer } from "../mail/Mailer.js"
@@ -26,8 +28,6 @@ export const notificationDeps: Effect.Effect<NotificationDeps, never, AdjutantCo
   return { mailer: yield* Mailer, fromAddr: config.kojid.from_addr, topurl: config.kojid.topurl }
 })
 
-const BUILD_STATES = ["BUILDING", "COMPLETE", "DELETED", "FAILED", "CANCELED"] as const
-const TASK_STATES = ["FREE", "OPEN", "CLOSED", "CANCELED", "ASSIGNED", "FAILED"] as const
 
 const Build = Schema.Struct({
   id: Schema.Number,
@@ -139,7 +139,7 @@ interface TaskData {
 const resultText = (v: XmlRpcValue): string => (typeof v === "string" ? v : JSON.stringify(v) ?? "None")
 
 /** kojid's `_getTaskData`: the task and its descendants, with results and output files. */
-const getTaskData = (api: HostApi, taskId: number, data: Map<number, TaskData>): Effect.Effect<void, unknown> =>
+const getTaskData = (api: HostApi, taskId: number, data: Map<number, TaskData>): Effect.Effect<void, Fault | HubError> =>
   Effect.gen(function*() {
     const info = yield* api.getTaskInfo(taskId)
     if (info === null) return
@@ -171,7 +171,7 @@ const getTaskData = (api: HostApi, taskId: number, data: Map<number, TaskData>):
       arch: info.arch ?? "",
       buildArch: info.label ?? "",
       host: host?.name ?? null,
-      state: (TASK_STATES[info.state] ?? String(info.state)).toLowerCase(),
+      state: taskStateName(info.state).toLowerCase(),
       result,
       request: yield* api.getTaskRequest(taskId),
       logs,
@@ -197,7 +197,7 @@ const buildMessage = (deps: NotificationDeps, ctx: TaskContext, recipients: Read
     const buildOwner = pyStr(build.owner_name)
     const draft = pyStr(build.draft ?? false)
     const destTag = pyStr(target?.dest_tag_name ?? null)
-    const status = (BUILD_STATES[build.state] ?? String(build.state)).toLowerCase()
+    const status = stateName(BuildState, build.state).toLowerCase()
     const taskId = build.task_id ?? null
     const taskData = new Map<number, TaskData>()
     if (taskId !== null) yield* getTaskData(api, taskId, taskData)

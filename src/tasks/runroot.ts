@@ -125,7 +125,9 @@ export const runrootHandler = (deps: RunrootDeps) =>
           } else {
             const waiter = yield* ctx.subtask("waitrepo", [p.root, null, null])
             const results = yield* ctx.wait(waiter)
-            repo = yield* Schema.decodeUnknown(RepoInfo)(results.get(waiter))
+            repo = yield* Schema.decodeUnknown(RepoInfo)(results.get(waiter)).pipe(
+              Effect.mapError(() => new GenericError({ faultString: `waitrepo returned an unexpected result: ${JSON.stringify(results.get(waiter) ?? null)}` }))
+            )
           }
         }
         return yield* runInBuildroot(deps, ctx, p, repo, canonArch(brArch), binds)

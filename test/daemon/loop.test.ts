@@ -1,5 +1,8 @@
+import { BuildrootSetupError } from "../../src/buildroot/errors.js"
+import { ScmError } from "../../src/scm/url.js"
+import type { TaskError } from "../../src/tasks/errors.js"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Either, Ref, Schema } from "effect"
+import { Effect, Either, Ref } from "effect"
 import { Readiness } from "../../src/daemon/Readiness.js"
 import { GenericError } from "../../src/hub/faults.js"
 import { decodeResponse } from "../../src/hub/xmlrpc.js"
@@ -85,14 +88,12 @@ describe("TaskManager loop (fake hub, TestClock)", () => {
 
   it.scoped("failing handlers give the fault code of each error kind", () =>
     Effect.gen(function*() {
-      class ScmError extends Schema.TaggedError<ScmError>()("ScmError", { message: Schema.String }) {}
-      class BuildrootSetupError extends Schema.TaggedError<BuildrootSetupError>()("BuildrootSetupError", { message: Schema.String }) {}
-      const failing = (method: string, eff: Effect.Effect<never, unknown>) =>
+      const failing = (method: string, eff: Effect.Effect<never, TaskError>) =>
         defineHandler({ name: method, methods: [method], weight: 1, signature: signature(`${method}.handler`, {}), run: () => eff })
       const handlers = [
         ...genericHandlers,
         failing("fault", Effect.fail(new GenericError({ faultString: "plain koji fault" }))),
-        failing("scm", Effect.fail(new ScmError({ message: "git clone failed" }))),
+        failing("scm", Effect.fail(new ScmError({ reason: "checkout-failed", url: "git://example.com/r.git#abc", message: "git clone failed" }))),
         failing("broot", Effect.fail(new BuildrootSetupError({ message: "dnf failed" }))),
         failing("bug", Effect.die(new TypeError("x is undefined")))
       ]

@@ -1,17 +1,34 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Schema } from "effect"
 import { ActionNotAllowed, BuildError, fromFault, KojiFault, ParameterError } from "../../src/hub/faults.js"
-import { HubError } from "../../src/hub/HubError.js"
-import { domainFaultTable, toFault } from "../../src/daemon/toFault.js"
-import { TaskTimeout } from "../../src/tasks/handler.js"
+import { HubError, LoginError } from "../../src/hub/HubError.js"
+import { BuildLimitExceeded, BuildrootSetupError, RpmbuildFailed, SrpmError } from "../../src/buildroot/errors.js"
+import { HostileOutput } from "../../src/buildroot/results.js"
+import { ConfigError } from "../../src/config/AdjutantConfig.js"
+import { PodmanError } from "../../src/containers/Libpod.js"
+import { UploadError } from "../../src/hub/Uploads.js"
+import { RunrootConfigError } from "../../src/runroot/config.js"
+import { toFault } from "../../src/daemon/toFault.js"
+import { type TaskError, TaskTimeout } from "../../src/tasks/errors.js"
 import { ScmError } from "../../src/scm/url.js"
 import { ImageError } from "../../src/containers/Images.js"
 
-/** A stand-in for any domain error class with the given tag. */
-const domainError = (tag: string) => {
-  class E extends Schema.TaggedError<E>()(tag, { message: Schema.String }) {}
-  return new E({ message: `${tag} happened` })
-}
+/** A real instance of every domain error of a task, with its kojid fault code. */
+const domainErrors: ReadonlyArray<readonly [TaskError, number]> = [
+  [new RpmbuildFailed({ message: "RpmbuildFailed happened", exitCode: 1 }), 1005],
+  [new SrpmError({ message: "SrpmError happened" }), 1005],
+  [new HostileOutput({ file: "x.rpm", message: "HostileOutput happened" }), 1005],
+  [new BuildLimitExceeded({ limit: "task_disk_max", message: "BuildLimitExceeded happened" }), 1005],
+  [new ScmError({ reason: "checkout-failed", url: "git://example.com/r.git", message: "ScmError happened" }), 1005],
+  [new BuildrootSetupError({ message: "BuildrootSetupError happened" }), 1012],
+  [new PodmanError({ operation: "container.create", message: "PodmanError happened" }), 1012],
+  [new ImageError({ reason: "Timeout", image: "img", message: "ImageError happened" }), 1012],
+  [new UploadError({ reason: "Digest", file: "f", message: "UploadError happened" }), 1000],
+  [new ConfigError({ file: "kojid.conf", message: "ConfigError happened" }), 1021],
+  [new RunrootConfigError({ file: "runroot.conf", message: "RunrootConfigError happened" }), 1021],
+  [new LoginError({ method: "login", message: "LoginError happened" }), 1002],
+  [new HubError({ reason: "Connection", method: "host.closeTask", message: "HubError happened" }), 1]
+]
 
 describe("toFault", () => {
   it("koji faults pass through with code and string", () => {
@@ -23,20 +40,20 @@ describe("toFault", () => {
     assert.deepStrictEqual(toFault(Cause.fail(fromFault(1000, "Task 27 is canceled"))), { faultCode: 1000, faultString: "Task 27 is canceled" })
   })
 
-  it("every row of the domain table maps to its code with the error's message", () => {
-    for (const [tag, rule] of Object.entries(domainFaultTable)) {
-      const f = toFault(Cause.fail(domainError(tag)))
-      assert.strictEqual(f.faultCode, rule.faultCode, tag)
-      assert.strictEqual(f.faultString, `${tag} happened`, tag)
+  it("every domain error maps to its code with the error's message", () => {
+    for (const [e, code] of domainErrors) {
+      const f = toFault(Cause.fail(e))
+      assert.strictEqual(f.faultCode, code, e._tag)
+      assert.strictEqual(f.faultString, `${e._tag} happened`, e._tag)
     }
   })
 
   it("the real domain classes map as the table says", () => {
     assert.strictEqual(toFault(Cause.fail(new HubError({ reason: "Connection", method: "host.closeTask", message: "ECONNREFUSED" }))).faultCode, 1)
-    assert.strictEqual(toFault(Cause.fail(domainError("UploadError"))).faultCode, 1000)
+    assert.strictEqual(toFault(Cause.fail(new UploadError({ reason: "Size", file: "f", message: "short" }))).faultCode, 1000)
     const t = toFault(Cause.fail(new TaskTimeout({ taskId: 5, seconds: 10 })))
     assert.deepStrictEqual(t, { faultCode: 1000, faultString: "Task 5 timed out after 10 seconds" })
-    assert.strictEqual(toFault(Cause.fail(domainError("PodmanError"))).faultCode, 1012)
+    assert.strictEqual(toFault(Cause.fail(new PodmanError({ operation: "container.start", message: "gone" }))).faultCode, 1012)
   })
 
   it("ScmError maps by reason as kojid: GenericError for URL and commit-hash problems, BuildError otherwise", () => {
@@ -68,8 +85,9 @@ describe("toFault", () => {
     assert.deepStrictEqual(toFault(Cause.fail(e)), { faultCode: 1012, faultString: "pull timed out" })
   })
 
-  it("unmapped errors and defects are code 1 with the cause's text", () => {
-    const unmapped = toFault(Cause.fail(domainError("SomethingNew")))
+  it("errors outside the task's error union (bugs) and defects are code 1 with the cause's text", () => {
+    class SomethingNew extends Schema.TaggedError<SomethingNew>()("SomethingNew", { message: Schema.String }) {}
+    const unmapped = toFault(Cause.die(new SomethingNew({ message: "SomethingNew happened" })))
     assert.strictEqual(unmapped.faultCode, 1)
     assert.include(unmapped.faultString, "SomethingNew happened")
     const defect = toFault(Cause.die(new TypeError("Cannot read properties of undefined")))

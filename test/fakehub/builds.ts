@@ -23,15 +23,14 @@ import { repoRequestMethods } from "./repoRequests.js"
 import { verifiedHost } from "./sessions.js"
 import type { Signature } from "./signature.js"
 import { assertHost, makeTask, taskCancelHooks } from "./tasks.js"
-import { BuildState } from "../../src/koji/states.js"
+import { BuildState, stateName } from "../../src/koji/states.js"
 import {
   type BuildMeta, type BuildWorld, buildWorld, findTag, lookupPackageId, newEvent, strictTag, targetMethods, worldOf
 } from "./targets.js"
 
 export { BuildState }
 
-const BUILD_STATE_NAMES = ["BUILDING", "COMPLETE", "DELETED", "FAILED", "CANCELED"]
-const stateName = (s: number): string => BUILD_STATE_NAMES[s] ?? String(s)
+const buildStateName = (s: number): string => stateName(BuildState, s)
 
 const nvrOf = (b: { readonly name: string; readonly version: string; readonly release: string }): string =>
   `${b.name}-${b.version}-${b.release}`
@@ -199,7 +198,7 @@ const checkImport = (
     }
   }
   if (binfo.state !== BuildState.BUILDING) {
-    throw new GenericError({ faultString: `Unable to complete build: state is ${stateName(binfo.state)}` })
+    throw new GenericError({ faultString: `Unable to complete build: state is ${buildStateName(binfo.state)}` })
   }
   const srpmName = `${nvrOf(binfo)}.src.rpm`
   const headers: Array<{ readonly rel: string; readonly h: RpmHeaderInfo }> = []
@@ -373,7 +372,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
         if (old.state === BuildState.BUILDING && oldTask === taskId) return old.id
         if (old.state === BuildState.BUILDING) throw new GenericError({ faultString: `Build already in progress (task ${oldTask})` })
         if (old.state !== BuildState.FAILED && old.state !== BuildState.CANCELED) {
-          throw new GenericError({ faultString: `Build already exists (id=${old.id}, state=${stateName(old.state)}): ${pyRepr(data)}` })
+          throw new GenericError({ faultString: `Build already exists (id=${old.id}, state=${buildStateName(old.state)}): ${pyRepr(data)}` })
         }
       }
       const epoch = data["epoch"] === null ? null : toInt(data["epoch"]) ?? null
@@ -417,7 +416,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
       const b = strictBuild(w, a["build_id"])
       const meta = w.buildMeta.get(b.id)
       if (b.state !== BuildState.BUILDING) {
-        throw new GenericError({ faultString: `cannot update build ${b.id}, state: ${stateName(b.state)}` })
+        throw new GenericError({ faultString: `cannot update build ${b.id}, state: ${buildStateName(b.state)}` })
       }
       if (meta?.completionTs !== null && meta?.completionTs !== undefined) {
         throw new GenericError({ faultString: `cannot update build ${b.id}, completed at ${isoTime(meta.completionTs)}` })
@@ -480,7 +479,7 @@ const buildMethodsOwn: ReadonlyArray<readonly [string, MethodDef]> = [
       else if (perm !== undefined && !perms.has(perm)) denied = `tag requires ${perm} permission`
       if (denied !== null && !(isAdmin && force)) throw new ActionNotAllowed({ faultString: denied })
       if (build.state !== BuildState.COMPLETE) {
-        throw new TagError({ faultString: `build ${nvrOf(build)} not complete: state ${stateName(build.state)}` })
+        throw new TagError({ faultString: `build ${nvrOf(build)} not complete: state ${buildStateName(build.state)}` })
       }
       const current = w.tables.tagged.get(tag.id) ?? []
       if (current.includes(build.id) && !force) {
