@@ -3,27 +3,27 @@
  * cycle, in kojid's order: expire buildroots no running task owns (when the previous cycle took
  * nothing), watch running tasks (`host.getHostTasks`: free stale ones, interrupt canceled or
  * reassigned ones, wake waiters, sum the load), heartbeat (`host.updateHost`, every cycle), and
- * take at most one assigned task. Task fibers live in a FiberMap keyed by task id and do their
- * hub calls on their own subsessions, so the heartbeat on the main session never waits on them.
+ * take at most one assigned task. Each step issues its hub calls through `cycleCalls`, which
+ * batches them into one multiCall or sends kojid's exact sequence (`batch_hub_calls`); the
+ * loop's code is the same either way. Task fibers live in RunningTasks and make their hub calls
+ * on their own subsessions, so the heartbeat on the main session never waits on them.
  */
-import { Clock, Duration, Effect, Either, FiberMap, Option, Runtime, Schema, type Scope } from "effect"
-import { Containers } from "../containers/Containers.js"
-import { reap } from "../containers/Reaper.js"
-import { ActionNotAllowed, AuthExpired, type Fault, isAuthFamily, isFault, ParameterError, RetryError } from "../hub/faults.js"
-import { HubError as HubErrorClass, type HubError, type LoginError } from "../hub/HubError.js"
-import { hostApi } from "../hub/HostApi.js"
-import { decodeAs, doneOnRetry, KojiHub, type Kwargs, type Session } from "../hub/KojiHub.js"
-import * as S from "../hub/schemas.js"
+import { Clock, Duration, Effect, Either } from "effect"
+import { ActionNotAllowed, type Fault, isFault, ParameterError } from "../hub/faults.js"
+import type { HubError } from "../hub/HubError.js"
+import { type CycleCalls, cycleCalls, hostApi, type PendingCall } from "../hub/HostApi.js"
+import { doneOnRetry, type Session } from "../hub/KojiHub.js"
 import type { HostInfo, HostTask, OpenHostTask } from "../hub/schemas.js"
-import { decodeCall, Double, encodeFault, type XmlRpcValue } from "../hub/xmlrpc.js"
-import { type DaemonControl } from "../tasks/handler.js"
-import { ACTIVE_BUILDROOT_STATES, BuildrootState, TaskState } from "../koji/states.js"
+import { decodeCall, encodeFault, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { HubFileTree } from "../koji/paths.js"
+import { ACTIVE_BUILDROOT_STATES, BuildrootState, TaskState } from "../koji/states.js"
+import type { DaemonControl, TaskHandler } from "../tasks/handler.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { Readiness } from "./Readiness.js"
-import { serveStatus, type StatusServerError, type StatusSnapshot } from "./StatusServer.js"
-import { type RunnerOptions, type TaskEvents, runTask } from "./TaskRunner.js"
-import { makeLoopWaker, makeWaker, type Waker } from "./Waiter.js"
+import { makeRunningTasks, type RunningTask } from "./RunningTasks.js"
+import { type StatusSnapshot } from "./StatusServer.js"
+import { type RunnerOptions, runTask, type TaskEvents } from "./TaskRunner.js"
+import { makeLoopWaker, makeWaker } from "./Waiter.js"
 
 /** The daemon's options (from kojid.conf and the command line; see `daemonOptionsFromConfig`). */
 export interface DaemonOptions {
@@ -44,12 +44,10 @@ export interface DaemonOptions {
   /** Bound on each hub call made while shutting down. */
   readonly shutdownCallTimeout: Duration.Duration
   /**
-   * Send adjacent calls of a cycle in one `multiCall` each: [host.getHostTasks, host.getHost],
-   * [host.updateHost, host.getTasks] (only when ready) and [host.openTask, host.setTaskWeight];
-   * the logoutChild of task sessions that ended before a cycle rides with the first.
-   * Same calls, same order,
-   * same session and the hub runs them the same way (§1.8), in half the round trips; false
-   * gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
+   * Send the calls of each cycle step in one `multiCall` ([host.getHostTasks, host.getHost,
+   * logoutChild of ended tasks], [host.updateHost, host.getTasks], [host.openTask,
+   * host.setTaskWeight]): same calls, same order, same session, half the round trips (§1.8);
+   * false gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
    */
   readonly batchHubCalls: boolean
   /** `[adjutant] status_listen` (host:port): serve /status and /healthz there; unset = none. */
@@ -65,22 +63,13 @@ export type DaemonResult =
   | { readonly _tag: "Restart" }
   | { readonly _tag: "Exit"; readonly code: number }
 
-/** A running task fiber as the loop tracks it (kojid's `pids` + `subsessions`). */
-interface Running {
-  readonly taskId: number
-  readonly method: string
-  readonly subsessionId: number
-  readonly waker: Waker
-  /** Children this task created with host.subtask that have not ended here. */
-  readonly children: Set<number>
-  /** The fiber has ended (reported or not); the next cycle sends logoutChild and forgets it. */
-  done: boolean
-}
-
 /** What a cycle asks of the loop. */
-type Control = "taken" | "idle" | "restart" | "exit"
+export type Control = "taken" | "idle" | "restart" | "exit"
 
-const describe = (e: unknown): string =>
+type HubFailure = Fault | HubError
+
+/** A hub failure in a log line. */
+export const describe = (e: unknown): string =>
   isFault(e) ? `${e._tag} ${e.faultCode}: ${e.faultString}` : e instanceof Error ? e.message : String(e)
 
 /** The loop's state and steps over one logged-in main session. */
@@ -89,52 +78,19 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   const readiness = yield* Readiness
   const files = yield* HubFileTree
   const api = hostApi(session)
-  const fibers = yield* FiberMap.make<number>()
+  const tasks = yield* makeRunningTasks
   const hostId = yield* api.getID()
-  const sinfo = yield* api.getSessionInfo()
-  const startTs = sinfo.start_ts ?? Date.now() / 1000
-  const running = new Map<number, Running>()
-  /** OPEN tasks we hold (kojid's `self.tasks`): freed at shutdown. */
-  let held = new Set<number>()
+  const startTs = (yield* api.getSessionInfo()).start_ts ?? Date.now() / 1000
+  const calls = (): CycleCalls => cycleCalls(session, options.batchHubCalls)
+  const hostData = { methods: [...registry.methods], maxjobs: options.maxjobs }
   let taskLoad = 0.0
   let hostdata: HostInfo | undefined
   let restartPending = false
   let legacyHostData = false
   /** The last heartbeat the hub accepted (for the status endpoint). */
   let lastBeat: { readonly at: number; readonly ready: boolean } | undefined
-  /** host.getHost's answer when it came in the same multiCall as getHostTasks. */
-  let prefetchedHost: Either.Either<HostInfo, Fault | HubError> | undefined
 
-  /** Two calls in one multiCall; each answer decoded on its own. */
-  const batch2 = <A, IA, B, IB>(
-    first: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<A, IA> },
-    second: { readonly method: string; readonly params?: ReadonlyArray<XmlRpcValue>; readonly kwargs?: Kwargs; readonly schema: Schema.Schema<B, IB> },
-    /** Calls whose answers only matter when they fail (logged). */
-    extra: ReadonlyArray<{ readonly method: string; readonly params: ReadonlyArray<XmlRpcValue> }> = []
-  ) =>
-    Effect.gen(function*() {
-      const results = yield* session.multiCall([first, second, ...extra])
-      for (const [i, call] of extra.entries()) {
-        const r = results[i + 2]
-        if (r !== undefined && Either.isLeft(r)) yield* Effect.logInfo(`${call.method}(${call.params.join(", ")}) failed: ${describe(r.left)}`)
-      }
-      const decode = <X, IX>(r: Either.Either<XmlRpcValue, Fault> | undefined, method: string, schema: Schema.Schema<X, IX>) =>
-        r === undefined
-          ? Effect.either(Effect.fail(new HubErrorClass({ reason: "Decode", method: "multiCall", message: `multiCall: no answer for ${method}` })))
-          : Either.isLeft(r)
-          ? Effect.succeed(Either.left<Fault | HubError>(r.left))
-          : Effect.either(decodeAs(schema, method)(r.right))
-      const a: Either.Either<A, Fault | HubError> = yield* decode(results[0], first.method, first.schema)
-      const b: Either.Either<B, Fault | HubError> = yield* decode(results[1], second.method, second.schema)
-      return [a, b] as const
-    })
-
-  const control: DaemonControl = {
-    startTs,
-    requestRestart: Effect.sync(() => {
-      restartPending = true
-    })
-  }
+  const control: DaemonControl = { startTs, requestRestart: Effect.sync(() => void (restartPending = true)) }
   const mainWaker = yield* makeWaker
   const loopWaker = yield* makeLoopWaker
 
@@ -143,169 +99,163 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   // A child that ended here also wakes its waiting parent at once; the alert of the next cycle
   // would say the same.
   const events: TaskEvents = {
-    subtaskCreated: (parent, child) =>
-      Effect.zipRight(
-        Effect.sync(() => running.get(parent)?.children.add(child)),
-        loopWaker.wake
-      ),
+    subtaskCreated: (parent, child) => Effect.zipRight(Effect.sync(() => tasks.addChild(parent, child)), loopWaker.wake),
     reported: (taskId, outcome) =>
-      Effect.gen(function*() {
-        if (outcome !== "closed" && outcome !== "failed") return
-        for (const entry of running.values()) {
-          if (!entry.children.delete(taskId)) continue
-          yield* Effect.logDebug(`Waking up task ${entry.taskId}: child ${taskId} ended`)
-          yield* entry.waker.wake
-        }
-      })
+      outcome !== "closed" && outcome !== "failed"
+        ? Effect.void
+        : Effect.forEach(tasks.parentsOf(taskId), (entry) =>
+          Effect.zipRight(Effect.logDebug(`Waking up task ${entry.taskId}: child ${taskId} ended`), entry.waker.wake), { discard: true })
   }
 
   /** §5.5 step 1: active buildroots of this host that no running task owns → EXPIRED. */
   const updateBuildroots = Effect.gen(function*() {
-    const brs = yield* api.listBuildroots({ hostID: hostId, state: ACTIVE_BUILDROOT_STATES })
-    for (const br of brs) {
+    for (const br of yield* api.listBuildroots({ hostID: hostId, state: ACTIVE_BUILDROOT_STATES })) {
       const desc = `${br.id}/${br.tag_name ?? ""}/${br.arch ?? ""}`
-      if (br.task_id == null) {
-        yield* Effect.logWarning(`Expiring taskless buildroot: ${desc}`)
-        yield* doneOnRetry(api.setBuildRootState(br.id, BuildrootState.EXPIRED))
-      } else if (!running.has(br.task_id) || running.get(br.task_id)!.done) {
-        yield* Effect.logInfo(`Expiring buildroot: ${desc}`)
-        yield* doneOnRetry(api.setBuildRootState(br.id, BuildrootState.EXPIRED))
-      }
+      const owner = br.task_id == null ? undefined : tasks.get(br.task_id)
+      if (br.task_id != null && owner !== undefined && !owner.done) continue
+      yield* br.task_id == null ? Effect.logWarning(`Expiring taskless buildroot: ${desc}`) : Effect.logInfo(`Expiring buildroot: ${desc}`)
+      yield* doneOnRetry(api.setBuildRootState(br.id, BuildrootState.EXPIRED))
     }
   })
 
-  const logoutChild = (entry: Running) =>
-    session.logoutChild(entry.subsessionId).pipe(
-      Effect.catchAll((e) => Effect.logInfo(`logoutChild(${entry.subsessionId}) failed: ${describe(e)}`))
-    )
+  const logoutFailed = (entry: RunningTask) => (e: HubFailure) => Effect.logInfo(`logoutChild(${entry.subsessionId}) failed: ${describe(e)}`)
 
   /** Interrupts a task fiber (its scope removes containers and the workdir), bounded. */
-  const killTask = (entry: Running, why: string) =>
+  const killTask = (entry: RunningTask, why: string) =>
     Effect.gen(function*() {
       yield* Effect.logInfo(`${why} ${entry.taskId}`)
-      const stopped = yield* FiberMap.remove(fibers, entry.taskId).pipe(Effect.timeoutOption(options.shutdownTimeout))
-      if (Option.isNone(stopped)) yield* Effect.logWarning(`task ${entry.taskId} is still stopping`)
-      yield* logoutChild(entry)
-      running.delete(entry.taskId)
+      if (!(yield* tasks.interrupt(entry.taskId, options.shutdownTimeout))) yield* Effect.logWarning(`task ${entry.taskId} is still stopping`)
+      yield* session.logoutChild(entry.subsessionId).pipe(Effect.catchAll(logoutFailed(entry)))
+      tasks.forget(entry.taskId)
     })
 
-  /** §4.7: watch running tasks. */
+  /** The tasks the hub lists as ours: wake the alerted, sum the load; the ones without a fiber are stale. */
+  const sortHostTasks = (open: ReadonlyArray<OpenHostTask>) =>
+    Effect.gen(function*() {
+      const seen = new Set<number>()
+      const stale: Array<number> = []
+      let load = 0.0
+      for (const t of open) {
+        const entry = tasks.get(t.id)
+        if (entry === undefined) {
+          stale.push(t.id)
+          continue
+        }
+        seen.add(t.id)
+        if (t.alert === true) yield* Effect.zipRight(Effect.logInfo(`Waking up task ${t.id}`), entry.waker.wake)
+        if (t.waiting !== true) load += t.weight
+      }
+      taskLoad = load
+      tasks.setHeld(seen)
+      return { seen, stale }
+    })
+
+  /** A fiber of ours the hub no longer lists as OPEN for us: canceled, reassigned or lingering. */
+  const checkMissing = (entry: RunningTask) =>
+    Effect.gen(function*() {
+      const info = yield* api.getTaskInfo(entry.taskId)
+      if (entry.done) return
+      if (info === null) return yield* Effect.logError(`Invalid task ${entry.taskId}`)
+      if (info.state === TaskState.CANCELED) return yield* killTask(entry, "Killing canceled task")
+      if (info.host_id !== hostId) return yield* killTask(entry, "Killing reassigned task")
+      yield* Effect.logInfo(`Lingering task ${entry.taskId}`)
+    })
+
+  /** §4.7: watch running tasks. Returns the host row when it came with the tasks (batched). */
   const updateTasks = Effect.gen(function*() {
-    let open: ReadonlyArray<OpenHostTask>
-    const loggedOut = new Set<Running>()
-    if (options.batchHubCalls && !restartPending) {
-      // Fibers that ended before this cycle get their logoutChild in the same request.
-      const ended = [...running.values()].filter((e) => e.done)
-      const [tasks, host] = yield* batch2(
-        { method: "host.getHostTasks", schema: Schema.Array(S.OpenHostTask) },
-        { method: "host.getHost", schema: S.HostInfo },
-        ended.map((e) => ({ method: "logoutChild", params: [e.subsessionId] }))
-      )
-      for (const e of ended) loggedOut.add(e)
-      prefetchedHost = host
-      open = yield* tasks
-    } else {
-      open = yield* api.getHostTasks()
-    }
-    const seen = new Set<number>()
-    const stale: Array<number> = []
-    let load = 0.0
-    for (const t of open) {
-      const entry = running.get(t.id)
-      if (entry === undefined) {
-        stale.push(t.id)
-        continue
-      }
-      seen.add(t.id)
-      if (t.alert === true) {
-        yield* Effect.logInfo(`Waking up task ${t.id}`)
-        yield* entry.waker.wake
-      }
-      if (t.waiting !== true) load += t.weight
-    }
-    taskLoad = load
-    held = seen
+    const step = calls()
+    const hostTasks = step.getHostTasks()
+    const host = restartPending ? undefined : step.getHost()
+    const ended = tasks.all().filter((e) => e.done).map((e) => [e, step.logoutChild(e.subsessionId)] as const)
+    const { seen, stale } = yield* Effect.flatMap(hostTasks.await, sortHostTasks)
     if (stale.length > 0) {
       yield* Effect.logInfo(`freeing stale tasks: ${stale.join(", ")}`)
       yield* doneOnRetry(api.freeTasks(stale))
     }
-    for (const entry of [...running.values()]) {
-      if (!entry.done) continue
-      if (!loggedOut.has(entry)) yield* logoutChild(entry)
-      running.delete(entry.taskId)
-      held.delete(entry.taskId)
+    for (const [entry, logout] of ended) {
+      yield* logout.await.pipe(Effect.catchAll(logoutFailed(entry)))
+      tasks.forget(entry.taskId)
     }
-    for (const entry of [...running.values()]) {
-      if (seen.has(entry.taskId)) continue
-      const info = yield* api.getTaskInfo(entry.taskId)
-      if (entry.done) continue
-      if (info === null) {
-        yield* Effect.logError(`Invalid task ${entry.taskId}`)
-      } else if (info.state === TaskState.CANCELED) {
-        yield* killTask(entry, "Killing canceled task")
-      } else if (info.host_id !== hostId) {
-        yield* killTask(entry, "Killing reassigned task")
-      } else {
-        yield* Effect.logInfo(`Lingering task ${entry.taskId}`)
-      }
-    }
+    for (const entry of tasks.all()) if (!seen.has(entry.taskId)) yield* checkMissing(entry)
+    return host
   })
 
   /** §4.3 readyForTask: "restart" once a pending restart finds no task running. */
-  const readyForTask = Effect.gen(function*() {
-    if (restartPending) {
-      if (running.size > 0) {
-        yield* Effect.logInfo("Pending restart")
-        return false as const
+  const readyForTask = (host: PendingCall<HostInfo> | undefined) =>
+    Effect.gen(function*() {
+      if (restartPending) {
+        if (tasks.size() > 0) return yield* Effect.as(Effect.logInfo("Pending restart"), false as const)
+        return "restart" as const
       }
-      return "restart" as const
-    }
-    const prefetched = prefetchedHost
-    prefetchedHost = undefined
-    hostdata = prefetched === undefined ? yield* api.getHost() : yield* prefetched
-    if (!hostdata.enabled) {
-      yield* Effect.logInfo("Host is disabled")
-      return false as const
-    }
-    if (taskLoad > hostdata.capacity) {
-      yield* Effect.logInfo(`Task load (${taskLoad.toFixed(2)}) exceeds capacity (${hostdata.capacity.toFixed(2)})`)
-      return false as const
-    }
-    if (running.size >= options.maxjobs) {
-      yield* Effect.logInfo("Full queue")
-      return false as const
-    }
-    const reasons = yield* readiness.check
-    if (reasons.length > 0) {
-      yield* Effect.logWarning(reasons.join("; "))
-      return false as const
-    }
-    return true as const
-  })
+      const row = yield* (host ?? calls().getHost()).await
+      hostdata = row
+      const why = !row.enabled
+        ? "Host is disabled"
+        : taskLoad > row.capacity
+        ? `Task load (${taskLoad.toFixed(2)}) exceeds capacity (${row.capacity.toFixed(2)})`
+        : tasks.size() >= options.maxjobs
+        ? "Full queue"
+        : undefined
+      if (why !== undefined) return yield* Effect.as(Effect.logInfo(why), false as const)
+      const reasons = yield* readiness.check
+      if (reasons.length > 0) return yield* Effect.as(Effect.logWarning(reasons.join("; ")), false as const)
+      return true as const
+    })
 
-  /** The heartbeat; a 1.34 hub has no `data` keyword (ParameterError) → updateHost + setHostData. */
-  const heartbeat = (ready: boolean) => Effect.tap(heartbeatCalls(ready), () => beaten(ready))
   const beaten = (ready: boolean) => Effect.map(Clock.currentTimeMillis, (at) => void (lastBeat = { at, ready }))
-  const heartbeatCalls = (ready: boolean) => {
-    const data = { methods: [...registry.methods], maxjobs: options.maxjobs }
-    if (legacyHostData) {
-      return Effect.zipRight(api.updateHost(taskLoad, ready), api.setHostData(data))
-    }
-    return api.updateHost(taskLoad, ready, data).pipe(
-      Effect.catchIf(
-        (e): e is ParameterError => e instanceof ParameterError,
-        () =>
-          Effect.gen(function*() {
-            yield* Effect.logInfo("hub has no updateHost data keyword (1.34): using host.setHostData")
-            legacyHostData = true
-            yield* api.updateHost(taskLoad, ready)
-            yield* api.setHostData(data)
-          })
-      )
+
+  /** A 1.34 hub has no updateHost `data` keyword (ParameterError): updateHost, then host.setHostData. */
+  const legacyHeartbeat = (ready: boolean) =>
+    Effect.zipRight(api.updateHost(taskLoad, ready), api.setHostData(hostData)).pipe(Effect.tap(() => beaten(ready)))
+
+  /** The heartbeat and, when ready, host.getTasks (one step). */
+  const heartbeatAndGetTasks = (ready: boolean): Effect.Effect<ReadonlyArray<HostTask>, HubFailure> =>
+    Effect.gen(function*() {
+      if (legacyHostData) {
+        yield* legacyHeartbeat(ready)
+        return ready ? yield* api.getTasks() : []
+      }
+      const step = calls()
+      const beat = step.updateHost(taskLoad, ready, hostData)
+      const assigned = ready ? step.getTasks() : undefined
+      const sent = yield* Effect.either(beat.await)
+      if (Either.isLeft(sent)) {
+        if (!(sent.left instanceof ParameterError)) return yield* Effect.fail(sent.left)
+        yield* Effect.logInfo("hub has no updateHost data keyword (1.34): using host.setHostData")
+        legacyHostData = true
+        yield* legacyHeartbeat(ready)
+      } else {
+        yield* beaten(ready)
+      }
+      return assigned === undefined ? [] : yield* assigned.await
+    })
+
+  /** The request of a task about to be opened: from getTaskInfo, or (batching, when nothing needs it before) from openTask's row. */
+  const requestOf = (task: HostTask, fromOpen: boolean) =>
+    fromOpen
+      ? Effect.succeed<ReadonlyArray<XmlRpcValue> | undefined>([])
+      : Effect.map(api.getTaskInfo(task.id, { request: true }), (info) =>
+        info === null || info.request === undefined || info.request === null ? undefined : Array.isArray(info.request) ? info.request : [info.request])
+
+  /** kojid's checkHost before the open; a request that does not bind fails it. */
+  const hostCheckPasses = (handler: TaskHandler, request: ReadonlyArray<XmlRpcValue>) => {
+    const bound = handler.bind(request)
+    if (Either.isLeft(bound) || hostdata === undefined || bound.right.checkHost === undefined) return Effect.succeed(false)
+    return bound.right.checkHost(hostdata, session).pipe(
+      Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("Error during host check", cause), false))
     )
   }
 
-  /** §4.3 takeTask. */
+  /** setTaskWeight failed with ActionNotAllowed: kojid checks whether the task is still ours and OPEN. */
+  const weightRefused = (task: HostTask, e: ActionNotAllowed) =>
+    Effect.gen(function*() {
+      const again = yield* api.getTaskInfo(task.id)
+      if (again === null || again.host_id !== hostId) return yield* Effect.as(Effect.logWarning(`Task ${task.id} was reassigned`), false)
+      if (again.state !== TaskState.OPEN) return yield* Effect.as(Effect.logWarning(`Task ${task.id} changed state to ${again.state}`), false)
+      return yield* Effect.fail(e)
+    })
+
+  /** §4.3 takeTask: refuse, check, open, weigh, then run the task (in the foreground or a fiber). */
   const takeTask = (task: HostTask) =>
     Effect.gen(function*() {
       yield* Effect.logInfo(`Attempting to take task ${task.id}`)
@@ -315,90 +265,48 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         yield* doneOnRetry(api.refuseTask(task.id, { soft: false, msg: "no handler for method" }))
         return false
       }
-      // Batched, a handler that needs nothing before the open takes its request from openTask's
-      // row (the raw methodCall XML, §12) instead of a getTaskInfo(request=True) round trip.
-      const skipInfo = options.batchHubCalls && !handler.needsRequestBeforeOpen
-      let request: ReadonlyArray<XmlRpcValue> = []
-      if (!skipInfo) {
-        const info = yield* api.getTaskInfo(task.id, { request: true })
-        if (info === null || info.request === undefined || info.request === null) {
-          yield* Effect.logWarning(`Task ${task.id} has no request`)
-          return false
-        }
-        request = Array.isArray(info.request) ? info.request : [info.request]
-      }
-      if (handler.hasCheckHost) {
-        const bound = handler.bind(request)
-        const valid = Either.isLeft(bound) || hostdata === undefined || bound.right.checkHost === undefined
-          ? false
-          : yield* bound.right.checkHost(hostdata, session).pipe(
-            Effect.catchAllCause((cause) => Effect.as(Effect.logWarning("Error during host check", cause), false))
-          )
-        if (!valid) {
-          yield* Effect.logInfo(`Skipping task ${task.id} (${task.method}) due to host check`)
-          if (task.state === TaskState.ASSIGNED) {
-            yield* doneOnRetry(api.refuseTask(task.id, { soft: false, msg: "failed host check" }))
-          }
-          return false
-        }
-      }
-      const weight = handler.weight(request)
-      // Batched, setTaskWeight rides with openTask; when the open gave nil it faults harmlessly.
-      const [opened, weightResult] = options.batchHubCalls
-        ? yield* Effect.flatMap(
-          batch2(
-            { method: "host.openTask", params: [task.id], schema: Schema.NullOr(S.TaskInfo) },
-            { method: "host.setTaskWeight", params: [task.id, new Double(weight)], schema: Schema.Unknown }
-          ),
-          ([o, w]) => Effect.map(o, (row) => [row, w] as const)
-        )
-        : [yield* api.openTask(task.id), undefined] as const
-      if (opened === null) {
-        yield* Effect.logWarning("Could not open")
+      const fromOpen = options.batchHubCalls && !handler.needsRequestBeforeOpen
+      const before = yield* requestOf(task, fromOpen)
+      if (before === undefined) return yield* Effect.as(Effect.logWarning(`Task ${task.id} has no request`), false)
+      if (handler.hasCheckHost && !(yield* hostCheckPasses(handler, before))) {
+        yield* Effect.logInfo(`Skipping task ${task.id} (${task.method}) due to host check`)
+        if (task.state === TaskState.ASSIGNED) yield* doneOnRetry(api.refuseTask(task.id, { soft: false, msg: "failed host check" }))
         return false
       }
-      held.add(task.id)
-      if (skipInfo) {
-        const raw = opened.request
-        const call: Either.Either<ReadonlyArray<XmlRpcValue>, string> = typeof raw === "string"
-          ? Either.mapBoth(decodeCall(raw), { onLeft: (e) => e.message, onRight: (c) => c.params })
-          : Either.left(`request is ${raw === null ? "nil" : typeof raw}`)
-        if (Either.isLeft(call)) {
-          // Opened but unreadable: fail it, as kojid's handler fails on unusable params.
-          const why = `Task ${task.id} has no usable request: ${call.left}`
-          yield* Effect.logWarning(why)
-          yield* doneOnRetry(api.failTask(task.id, encodeFault(1000, why)))
-          held.delete(task.id)
-          return false
-        }
-        request = call.right
+      const step = calls()
+      const opening = step.openTask(task.id)
+      const weighing = step.setTaskWeight(task.id, handler.weight(before))
+      const opened = yield* opening.await
+      if (opened === null) return yield* Effect.as(Effect.logWarning("Could not open"), false)
+      tasks.hold(task.id)
+      const request = fromOpen ? requestFromRow(opened.request) : Either.right(before)
+      if (Either.isLeft(request)) {
+        // Opened but unreadable: fail it, as kojid's handler fails on unusable params.
+        const why = `Task ${task.id} has no usable request: ${request.left}`
+        yield* Effect.logWarning(why)
+        yield* doneOnRetry(api.failTask(task.id, encodeFault(1000, why)))
+        tasks.release(task.id)
+        return false
       }
-      const setWeight: Effect.Effect<unknown, Fault | HubError> = weightResult === undefined
-        ? api.setTaskWeight(task.id, weight)
-        : weightResult
-      const weightSet = yield* doneOnRetry(setWeight).pipe(
+      const weighed = yield* doneOnRetry(weighing.await).pipe(
         Effect.as(true),
-        Effect.catchIf(
-          (e): e is ActionNotAllowed => e instanceof ActionNotAllowed,
-          (e) =>
-            Effect.gen(function*() {
-              const again = yield* api.getTaskInfo(task.id)
-              if (again === null || again.host_id !== hostId) {
-                yield* Effect.logWarning(`Task ${task.id} was reassigned`)
-                return false
-              }
-              if (again.state !== TaskState.OPEN) {
-                yield* Effect.logWarning(`Task ${task.id} changed state to ${again.state}`)
-                return false
-              }
-              return yield* Effect.fail(e)
-            })
-        )
+        Effect.catchIf((e): e is ActionNotAllowed => e instanceof ActionNotAllowed, (e) => weightRefused(task, e))
       )
-      if (!weightSet) {
-        held.delete(task.id)
+      if (!weighed) {
+        tasks.release(task.id)
         return false
       }
+      return yield* startTask(task, handler, request.right)
+    })
+
+  const requestFromRow = (raw: XmlRpcValue | undefined): Either.Either<ReadonlyArray<XmlRpcValue>, string> =>
+    typeof raw === "string"
+      ? Either.mapBoth(decodeCall(raw), { onLeft: (e) => e.message, onRight: (c) => c.params })
+      : Either.left(`request is ${raw === null ? "nil" : typeof raw}`)
+
+  /** Runs an opened task: foreground on the main session, else in a fiber on its own subsession. */
+  const startTask = (task: HostTask, handler: TaskHandler, request: ReadonlyArray<XmlRpcValue>) =>
+    Effect.gen(function*() {
       const base = { taskId: task.id, method: task.method, handler, request, hostId, daemon: control, options: options.runner, files, events }
       if (handler.foreground) {
         yield* Effect.logInfo("running task in foreground")
@@ -406,105 +314,61 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         return outcome === "exit" ? ("exit" as const) : true
       }
       const sub = yield* session.subsession
-      const entry: Running = {
-        taskId: task.id,
-        method: task.method,
-        subsessionId: sub.sessionId,
-        waker: yield* makeWaker,
-        children: new Set(),
-        done: false
-      }
-      running.set(task.id, entry)
-      yield* FiberMap.run(
-        fibers,
-        task.id,
-        runTask({ ...base, session: sub, waker: entry.waker }).pipe(
-          // The task's own session logs out after reporting, as kojid's task process (§13).
-          Effect.zipRight(sub.logout),
-          // Woken after the logout, so the cycle finds the task done (not lingering) and has a
-          // free slot for the next task.
-          Effect.ensuring(Effect.zipRight(
-            Effect.sync(() => {
-              entry.done = true
-            }),
-            loopWaker.wake
-          ))
-        )
-      )
+      // The task's own session logs out after reporting, as kojid's task process (§13); the loop is
+      // woken after the logout, so the cycle finds the task done (not lingering) and has a free slot.
+      yield* tasks.start(task.id, task.method, sub.sessionId, (entry) =>
+        Effect.asVoid(Effect.zipRight(runTask({ ...base, session: sub, waker: entry.waker }), sub.logout)), loopWaker.wake)
       return true
     })
 
-  /** The heartbeat and, when ready, host.getTasks — in one multiCall when batching. */
-  const heartbeatAndGetTasks = (ready: boolean): Effect.Effect<ReadonlyArray<HostTask>, Fault | HubError> =>
-    Effect.gen(function*() {
-      if (!options.batchHubCalls || legacyHostData || !ready) {
-        yield* heartbeat(ready)
-        return ready ? yield* api.getTasks() : []
-      }
-      const data = { methods: [...registry.methods], maxjobs: options.maxjobs }
-      const [beat, tasks] = yield* batch2(
-        { method: "host.updateHost", params: [new Double(taskLoad), ready], kwargs: { data }, schema: Schema.Unknown },
-        { method: "host.getTasks", schema: Schema.Array(S.HostTask) }
-      )
-      if (Either.isLeft(beat)) {
-        if (!(beat.left instanceof ParameterError)) return yield* Effect.fail(beat.left)
-        yield* heartbeat(ready)
-      } else {
-        yield* beaten(ready)
-      }
-      return yield* tasks
-    })
+  /** An assigned task this host will not try to take now (logged as kojid does). */
+  const notTakeable = (task: HostTask): Effect.Effect<boolean> =>
+    tasks.has(task.id)
+      ? Effect.as(Effect.logInfo(`Task ${task.id} reassigned`), true)
+      : task.state !== TaskState.ASSIGNED
+      ? Effect.as(Effect.logError(`Received task ${task.id} is not assigned, state=${task.state}`), true)
+      : task.host_id != null && task.host_id !== hostId
+      ? Effect.as(Effect.logError(`Received task ${task.id} is not ours, host=${task.host_id}`), true)
+      : Effect.succeed(false)
 
   /** §4.3 getNextTask. */
-  const getNextTask = Effect.gen(function*() {
-    const ready = yield* readyForTask
-    if (ready === "restart") return "restart" as const
-    const tasks = yield* heartbeatAndGetTasks(ready)
-    if (!ready) return "idle" as const
-    for (const task of tasks) {
-      if (running.has(task.id)) {
-        yield* Effect.logInfo(`Task ${task.id} reassigned`)
-        continue
+  const getNextTask = (host: PendingCall<HostInfo> | undefined) =>
+    Effect.gen(function*() {
+      const ready = yield* readyForTask(host)
+      if (ready === "restart") return "restart" as const
+      const assigned = yield* heartbeatAndGetTasks(ready)
+      if (!ready) return "idle" as const
+      for (const task of assigned) {
+        if (yield* notTakeable(task)) continue
+        const took = yield* takeTask(task)
+        if (took === "exit") return "exit" as const
+        if (took) return "taken" as const
       }
-      if (task.state !== TaskState.ASSIGNED) {
-        yield* Effect.logError(`Received task ${task.id} is not assigned, state=${task.state}`)
-        continue
-      }
-      if (task.host_id != null && task.host_id !== hostId) {
-        yield* Effect.logError(`Received task ${task.id} is not ours, host=${task.host_id}`)
-        continue
-      }
-      const took = yield* takeTask(task)
-      if (took === "exit") return "exit" as const
-      if (took) return "taken" as const
-    }
-    return "idle" as const
-  })
+      return "idle" as const
+    })
 
   /** One cycle of kojid's main loop. */
-  const cycle = (taken: boolean): Effect.Effect<Control, Fault | HubError> =>
+  const cycle = (taken: boolean): Effect.Effect<Control, HubFailure> =>
     Effect.gen(function*() {
       if (!taken) yield* updateBuildroots
-      yield* updateTasks
-      return yield* getNextTask
+      return yield* getNextTask(yield* updateTasks)
     })
 
   /** kojid's `TaskManager.shutdown`: kill every task, free ours, report not ready; bounded. */
   const shutdown = Effect.gen(function*() {
     yield* Effect.logWarning("Shutting down, please wait...")
-    const ids = new Set([...held, ...[...running.values()].filter((e) => !e.done).map((e) => e.taskId)])
-    yield* FiberMap.clear(fibers).pipe(
-      Effect.timeoutOption(options.shutdownTimeout),
-      Effect.tap((r) => (Option.isNone(r) ? Effect.logWarning("some tasks are still stopping") : Effect.void))
-    )
-    const bounded = <A>(what: string, eff: Effect.Effect<A, Fault | HubError>) =>
+    const ours = tasks.ours()
+    if (!(yield* tasks.interruptAll(options.shutdownTimeout))) yield* Effect.logWarning("some tasks are still stopping")
+    const bounded = <A>(what: string, eff: Effect.Effect<A, HubFailure>) =>
       eff.pipe(
         Effect.timeoutOption(options.shutdownCallTimeout),
         Effect.catchAllCause((cause) => Effect.logWarning(`${what} failed during shutdown`, cause))
       )
-    for (const entry of running.values()) yield* bounded("logoutChild", session.logoutChild(entry.subsessionId))
-    running.clear()
-    yield* bounded("host.freeTasks", api.freeTasks([...ids]))
+    for (const entry of tasks.all()) {
+      yield* bounded("logoutChild", session.logoutChild(entry.subsessionId))
+      tasks.forget(entry.taskId)
+    }
+    yield* bounded("host.freeTasks", api.freeTasks(ours))
     yield* bounded("host.updateHost", api.updateHost(0.0, false))
   })
 
@@ -517,7 +381,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     /** Local task events cut the loop's idle pause short. */
     wakeup: loopWaker,
     /** Ids of running task fibers (for status and tests). */
-    runningTasks: Effect.sync(() => [...running.values()].filter((e) => !e.done).map((e) => e.taskId)),
+    runningTasks: Effect.sync(() => tasks.active().map((e) => e.taskId)),
     /** The daemon's state for the status endpoint. */
     status: Effect.sync((): StatusSnapshot => ({
       host: hostdata?.name ?? "",
@@ -529,7 +393,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       maxjobs: options.maxjobs,
       restartPending,
       lastHeartbeat: lastBeat?.at ?? null,
-      tasks: [...running.values()].filter((e) => !e.done).map((e) => ({ id: e.taskId, method: e.method }))
+      tasks: tasks.active().map((e) => ({ id: e.taskId, method: e.method }))
     })),
     /** True while the last accepted heartbeat is at most three cycles old. */
     healthy: Effect.map(Clock.currentTimeMillis, (now) =>
@@ -540,87 +404,3 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
 /** The task manager of one daemon run. */
 export type TaskManagerApi = Effect.Effect.Success<ReturnType<typeof makeTaskManager>>
 
-/**
- * kojid's main loop with its error policy (§2): AuthExpired → "Session expired", exit 1;
- * other AuthError → exit 1; ServerExit → exit 0; anything else is logged and the loop goes on.
- * Unlike kojid, a RetryError (1009: a call's reply was lost after the hub committed it) does not
- * kill the daemon: the next cycle re-reads the hub's state (a task opened without a fiber is
- * freed as stale), so a flaky network costs a cycle, not a restart.
- */
-export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult> =>
-  Effect.gen(function*() {
-    let taken = false
-    const gap = Duration.toMillis(options.wakeGap ?? defaultWakeGap(options.sleeptime))
-    for (;;) {
-      yield* tm.wakeup.clear
-      const started = yield* Clock.currentTimeMillis
-      const step: Either.Either<Control, Fault | HubError> = yield* Effect.either(tm.cycle(taken))
-      if (Either.isRight(step)) {
-        if (step.right === "restart") {
-          yield* Effect.logWarning("Restarting")
-          return { _tag: "Restart" } as const
-        }
-        if (step.right === "exit") {
-          yield* Effect.logWarning("Exiting")
-          yield* tm.shutdown
-          return { _tag: "Exit", code: 0 } as const
-        }
-        taken = step.right === "taken"
-      } else {
-        const e = step.left
-        if (e instanceof AuthExpired) {
-          yield* Effect.logError("Session expired")
-          yield* tm.shutdown
-          return { _tag: "Exit", code: 1 } as const
-        }
-        if (isFault(e) && isAuthFamily(e) && !(e instanceof RetryError)) {
-          yield* Effect.logError(`Authentication error: ${e.faultString}`)
-          yield* tm.shutdown
-          return { _tag: "Exit", code: 1 } as const
-        }
-        yield* Effect.logError(`cycle failed: ${describe(e)}`)
-        taken = false
-      }
-      if (!taken) yield* tm.wakeup.pause(options.sleeptime, started + gap)
-    }
-  }).pipe(
-    // SIGTERM/SIGINT interrupt the main fiber: shut down as kojid does before the session ends.
-    Effect.onInterrupt(() => tm.shutdown)
-  )
-
-/**
- * One daemon run: log in (exclusive, `force` from --force-lock), remove orphan containers of
- * this host, then the loop until a signal, an exit or a restart. The session is logged out when
- * the run's scope closes.
- */
-export const runDaemon = (
-  options: DaemonOptions
-): Effect.Effect<DaemonResult, Fault | HubError | LoginError | StatusServerError, KojiHub | TaskRegistry | Readiness | Containers | HubFileTree | Scope.Scope> =>
-  Effect.gen(function*() {
-    const hub = yield* KojiHub
-    const session = yield* hub.loginScoped(options.forceLock)
-    const tm = yield* makeTaskManager(session, options)
-    yield* Effect.logInfo(`Starting up: host ${tm.hostId}, session ${session.sessionId}`)
-    // At start no task of ours runs here: every container labelled with this host is an orphan
-    // of an earlier process (its OPEN tasks are freed as stale by the first cycle).
-    const reaped = yield* Effect.either(reap(() => false))
-    if (Either.isLeft(reaped)) yield* Effect.logWarning(`could not reap orphan containers: ${reaped.left.message}`)
-    else if (reaped.right.removed.length > 0) yield* Effect.logInfo(`removed ${reaped.right.removed.length} orphan containers`)
-    if (options.statusListen !== undefined && options.statusListen !== "") yield* serveStatus(options.statusListen, tm.status, tm.healthy)
-    yield* installRestartSignal(tm)
-    return yield* runLoop(tm, options)
-  })
-
-/** SIGUSR1 → graceful restart (kojid: `restart_pending = True`), for the life of the scope. */
-const installRestartSignal = (tm: TaskManagerApi) =>
-  Effect.gen(function*() {
-    const runtime = yield* Effect.runtime<never>()
-    const onUsr1 = () => {
-      const run = Effect.logWarning("Initiating graceful restart").pipe(Effect.zipRight(tm.requestRestart))
-      Runtime.runFork(runtime)(run)
-    }
-    yield* Effect.acquireRelease(
-      Effect.sync(() => process.on("SIGUSR1", onUsr1)),
-      () => Effect.sync(() => process.off("SIGUSR1", onUsr1))
-    )
-  })

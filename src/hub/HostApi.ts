@@ -4,10 +4,10 @@
  * kojid does (koji-captures/kojid), and results decoded with the Schemas of `schemas.ts`.
  * Floats such as task_load and weight go out as `<double>` (`Double`).
  */
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
 import type { Fault } from "./faults.js"
-import type { HubError } from "./HubError.js"
-import type { AnonymousSession, Kwargs } from "./KojiHub.js"
+import { HubError } from "./HubError.js"
+import { type AnonymousSession, type BatchCall, decodeAs, type Kwargs, type Session } from "./KojiHub.js"
 import type { Ref } from "../koji/refs.js"
 import * as S from "./schemas.js"
 import { Double, type XmlRpcStruct, type XmlRpcValue } from "./xmlrpc.js"
@@ -287,3 +287,70 @@ export const hostApi = (session: AnonymousSession) => {
 
 /** The typed API object returned by `hostApi`. */
 export type HostApi = ReturnType<typeof hostApi>
+
+/** A call a cycle step awaits; see `cycleCalls`. */
+export interface PendingCall<A> {
+  /** Its answer: sends the call (with the batch it belongs to) the first time, then remembers. */
+  readonly await: Effect.Effect<A, E>
+}
+
+/**
+ * The calls of one step of the daemon loop, batched or not behind one interface (§1.8). A step
+ * issues its calls up front and awaits their answers where it needs them. Batching, every call
+ * not yet sent goes out in one `multiCall` at the first await (a single call goes out alone);
+ * not batching, each call goes out when it is first awaited — so the hub sees kojid's exact
+ * order, and a call the step never awaits is never sent, as kojid would not have made it.
+ */
+export const cycleCalls = (session: Session, batching: boolean) => {
+  interface Entry {
+    readonly call: BatchCall
+    sent: boolean
+    answer: Either.Either<XmlRpcValue, E> | undefined
+  }
+  const queue: Array<Entry> = []
+
+  const flush = Effect.gen(function*() {
+    const pending = queue.filter((q) => !q.sent)
+    if (pending.length === 0) return
+    for (const q of pending) q.sent = true
+    if (pending.length === 1) {
+      const only = pending[0]!
+      only.answer = yield* Effect.either(session.call(only.call.method, only.call.params ?? [], only.call.kwargs))
+      return
+    }
+    const results = yield* Effect.either(session.multiCall(pending.map((q) => q.call)))
+    pending.forEach((q, i) => {
+      q.answer = Either.isLeft(results)
+        ? Either.left(results.left)
+        : results.right[i] ?? Either.left(new HubError({ reason: "Decode", method: "multiCall", message: `multiCall: no answer for ${q.call.method}` }))
+    })
+  })
+
+  const add = <A, I>(schema: Schema.Schema<A, I>, method: string, params: Params = [], kwargs?: Kwargs): PendingCall<A> => {
+    const entry: Entry = { call: { method, params, kwargs }, sent: false, answer: undefined }
+    if (batching) queue.push(entry)
+    const raw: Effect.Effect<XmlRpcValue, E> = Effect.suspend(() => {
+      if (entry.answer !== undefined) return entry.answer
+      const send = batching
+        ? flush
+        : Effect.map(Effect.either(session.call(method, params, kwargs)), (answer) => void (entry.answer = answer))
+      return Effect.flatMap(send, () => entry.answer ?? Either.left(new HubError({ reason: "Decode", method, message: `no answer for ${method}` })))
+    })
+    return { await: Effect.flatMap(raw, decodeAs(schema, method)) }
+  }
+
+  return {
+    batching,
+    getHostTasks: () => add(Schema.Array(S.OpenHostTask), "host.getHostTasks"),
+    getHost: () => add(S.HostInfo, "host.getHost"),
+    logoutChild: (sessionId: number) => add(Schema.Unknown, "logoutChild", [sessionId]),
+    updateHost: (taskLoad: number, ready: boolean, data: XmlRpcStruct) =>
+      add(Schema.Unknown, "host.updateHost", [new Double(taskLoad), ready], { data }),
+    getTasks: () => add(Schema.Array(S.HostTask), "host.getTasks"),
+    openTask: (taskId: number) => add(Schema.NullOr(S.TaskInfo), "host.openTask", [taskId]),
+    setTaskWeight: (taskId: number, weight: number) => add(Schema.Unknown, "host.setTaskWeight", [taskId, new Double(weight)])
+  }
+}
+
+/** The calls of one loop step. */
+export type CycleCalls = ReturnType<typeof cycleCalls>

@@ -15,7 +15,8 @@ import { Duration, Effect, Layer } from "effect"
 import { Buildroots, type BuildrootsOptions } from "../../src/buildroot/Buildroots.js"
 import { Containers } from "../../src/containers/Containers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
-import { type DaemonOptions, runDaemon } from "../../src/daemon/TaskManager.js"
+import { type DaemonOptions } from "../../src/daemon/TaskManager.js"
+import { runDaemon } from "../../src/daemon/Daemon.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import { TaskRegistry } from "../../src/tasks/TaskRegistry.js"
 import { type FakeHub, startFakeHub } from "../fakehub/FakeHub.js"
@@ -129,7 +130,7 @@ export const daemonOptions = (workdir: string, sleeptime: Duration.DurationInput
   runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(2) },
   shutdownTimeout: Duration.seconds(30),
   shutdownCallTimeout: Duration.seconds(5),
-  batchHubCalls: false
+  batchHubCalls: true
 })
 
 /** Starts the daemon in the background of the scope. */

@@ -92,7 +92,7 @@ describe("hub faults and bad input", () => {
       }
     })), 120_000)
 
-  it.scoped("a hub answering nonsense to host.getTasks: logged, the loop goes on", () =>
+  it.scoped("unbatched (the proxy garbles requests by name), a hub answering nonsense to host.getTasks: logged, the loop goes on", () =>
     Effect.gen(function*() {
       const hub = yield* fakeHub()
       const workdir = yield* tempWorkdir
@@ -146,7 +146,7 @@ describe("hub faults and bad input", () => {
         Containers.layerMemory({ hostName: HOST }),
         quietLogs
       )
-      yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(layer))
+      yield* startDaemon(testOptions(workdir, { batchHubCalls: false })).pipe(Effect.provide(layer))
       yield* until(() => hub.state.task(id)?.state === TaskState.CLOSED, "task closed after the nonsense")
       assert.strictEqual(garbled, 3)
       // The heartbeat went on through the bad answers.

@@ -11,7 +11,8 @@ import { Duration, Effect, Fiber, Layer, Logger, LogLevel, TestClock, type Scope
 import { Containers } from "../../src/containers/Containers.js"
 import type { MemoryContainers } from "../../src/containers/MemoryContainers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
-import { type DaemonOptions, type DaemonResult, runDaemon } from "../../src/daemon/TaskManager.js"
+import { type DaemonOptions, type DaemonResult } from "../../src/daemon/TaskManager.js"
+import { runDaemon } from "../../src/daemon/Daemon.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import type { TaskHandler } from "../../src/tasks/handler.js"
 import { makeRegistry, TaskRegistry } from "../../src/tasks/TaskRegistry.js"
@@ -34,8 +35,8 @@ export const testOptions = (workdir: string, patch: Partial<DaemonOptions> = {})
   runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(30) },
   shutdownTimeout: Duration.seconds(10),
   shutdownCallTimeout: Duration.seconds(5),
-  // kojid's exact one-call-per-request traffic, so tests can inspect each call.
-  batchHubCalls: false,
+  // The production default; tests that compare traffic with the recorded kojid set false.
+  batchHubCalls: true,
   ...patch
 })
 

@@ -82,7 +82,7 @@ export const e2eDaemonOptions = (workdir: string): DaemonOptions => ({
   runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(1) },
   shutdownTimeout: Duration.seconds(30),
   shutdownCallTimeout: Duration.seconds(5),
-  batchHubCalls: false
+  batchHubCalls: true
 })
 
 /** Scm options of these tests: the fixture's image, checkout over loopback (network host). */

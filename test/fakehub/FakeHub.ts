@@ -133,6 +133,11 @@ export interface CallRecord {
   readonly http?: number
   /** What `inject` did, if anything. */
   readonly injected?: InjectAction
+  /**
+   * For a call inside a multiCall: the seq of the multiCall record (which comes first). The
+   * hub runs each inner call as a call of its own (§1.8), so they are listed too.
+   */
+  readonly within?: number
 }
 
 /** A file under <topdir>/work. */
@@ -415,6 +420,20 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
         calls.push({ seq: calls.length + 1, ...r })
       }
 
+      /** The calls of a multiCall as records of their own, each with its answer. */
+      const recordInner = (base: Omit<CallRecord, "seq" | "method" | "params">, within: number, list: XmlRpcValue | undefined, answers: XmlRpcValue) => {
+        if (!Array.isArray(list) || !Array.isArray(answers)) return
+        list.forEach((call, i) => {
+          if (!isStruct(call)) return
+          const answer = answers[i]
+          const params = Array.isArray(call["params"]) ? call["params"] : []
+          const outcome = Array.isArray(answer)
+            ? { result: answer[0] ?? null }
+            : isStruct(answer) ? { fault: { faultCode: Number(answer["faultCode"]), faultString: String(answer["faultString"]) } } : {}
+          record({ ...base, method: String(call["methodName"]), params, ...outcome, within })
+        })
+      }
+
       const send = (res: http.ServerResponse, status: number, body: string, type: string, extra: Record<string, string> = {}): void => {
         const buf = Buffer.from(body, "utf8")
         res.writeHead(status, {
@@ -542,6 +561,7 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
         if (inj.handled) return
         const outcome = dispatch(core, env(req, urlPath, query), methodName, params)
         record({ ...base, ...("value" in outcome ? { result: outcome.value } : { fault: outcome.fault }), ...(inj.action !== undefined ? { injected: inj.action } : {}) })
+        if (methodName === "multiCall" && "value" in outcome) recordInner(base, calls.length, params[0], outcome.value)
         deliver(res, req, outcome, inj.action)
       }
 

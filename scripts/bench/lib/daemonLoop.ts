@@ -12,7 +12,7 @@ export const runDaemonLoop = async (hubUrl: string, host: string, password: stri
   ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
   const { Containers } = await import("../../../src/containers/Containers.js")
   const { Readiness } = await import("../../../src/daemon/Readiness.js")
-  const { runDaemon } = await import("../../../src/daemon/TaskManager.js")
+  const { runDaemon } = await import("../../../src/daemon/Daemon.js")
   const { KojiHub } = await import("../../../src/hub/KojiHub.js")
   const { TaskRegistry } = await import("../../../src/tasks/TaskRegistry.js")
   const { genericHandlers } = await import("../../../src/tasks/generic.js")

@@ -1,0 +1,107 @@
+/**
+ * A daemon run (DESIGN.md §3): log in, reap orphans, serve status, then kojid's main loop over the
+ * TaskManager's cycles with kojid's error policy, until a signal, an exit or a restart.
+ */
+import { Clock, Duration, Effect, Either, Runtime, type Scope } from "effect"
+import type { Containers } from "../containers/Containers.js"
+import { reap } from "../containers/Reaper.js"
+import { AuthExpired, type Fault, isAuthFamily, isFault, RetryError } from "../hub/faults.js"
+import type { HubError, LoginError } from "../hub/HubError.js"
+import { KojiHub } from "../hub/KojiHub.js"
+import type { HubFileTree } from "../koji/paths.js"
+import type { TaskRegistry } from "../tasks/TaskRegistry.js"
+import type { Readiness } from "./Readiness.js"
+import { serveStatus, type StatusServerError } from "./StatusServer.js"
+import { type Control, type DaemonOptions, type DaemonResult, defaultWakeGap, describe, makeTaskManager, type TaskManagerApi } from "./TaskManager.js"
+
+type HubFailure = Fault | HubError
+
+/** The loop's reaction to a failed cycle (§2): an exit code for the session's end, else go on. */
+const failedCycle = (tm: TaskManagerApi, e: HubFailure) =>
+  Effect.gen(function*() {
+    if (e instanceof AuthExpired) {
+      yield* Effect.logError("Session expired")
+      yield* tm.shutdown
+      return { _tag: "Exit", code: 1 } as const
+    }
+    if (isFault(e) && isAuthFamily(e) && !(e instanceof RetryError)) {
+      yield* Effect.logError(`Authentication error: ${e.faultString}`)
+      yield* tm.shutdown
+      return { _tag: "Exit", code: 1 } as const
+    }
+    yield* Effect.logError(`cycle failed: ${describe(e)}`)
+    return undefined
+  })
+
+/**
+ * kojid's main loop with its error policy (§2): AuthExpired → "Session expired", exit 1;
+ * other AuthError → exit 1; ServerExit → exit 0; anything else is logged and the loop goes on.
+ * Unlike kojid, a RetryError (1009: a call's reply was lost after the hub committed it) does not
+ * kill the daemon: the next cycle re-reads the hub's state (a task opened without a fiber is
+ * freed as stale), so a flaky network costs a cycle, not a restart.
+ */
+export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult> =>
+  Effect.gen(function*() {
+    let taken = false
+    const gap = Duration.toMillis(options.wakeGap ?? defaultWakeGap(options.sleeptime))
+    for (;;) {
+      yield* tm.wakeup.clear
+      const started = yield* Clock.currentTimeMillis
+      const step: Either.Either<Control, Fault | HubError> = yield* Effect.either(tm.cycle(taken))
+      if (Either.isLeft(step)) {
+        const end = yield* failedCycle(tm, step.left)
+        if (end !== undefined) return end
+        taken = false
+      } else if (step.right === "restart") {
+        yield* Effect.logWarning("Restarting")
+        return { _tag: "Restart" } as const
+      } else if (step.right === "exit") {
+        yield* Effect.logWarning("Exiting")
+        yield* tm.shutdown
+        return { _tag: "Exit", code: 0 } as const
+      } else {
+        taken = step.right === "taken"
+      }
+      if (!taken) yield* tm.wakeup.pause(options.sleeptime, started + gap)
+    }
+  }).pipe(
+    // SIGTERM/SIGINT interrupt the main fiber: shut down as kojid does before the session ends.
+    Effect.onInterrupt(() => tm.shutdown)
+  )
+
+/**
+ * One daemon run: log in (exclusive, `force` from --force-lock), remove orphan containers of
+ * this host, then the loop until a signal, an exit or a restart. The session is logged out when
+ * the run's scope closes.
+ */
+export const runDaemon = (
+  options: DaemonOptions
+): Effect.Effect<DaemonResult, Fault | HubError | LoginError | StatusServerError, KojiHub | TaskRegistry | Readiness | Containers | HubFileTree | Scope.Scope> =>
+  Effect.gen(function*() {
+    const hub = yield* KojiHub
+    const session = yield* hub.loginScoped(options.forceLock)
+    const tm = yield* makeTaskManager(session, options)
+    yield* Effect.logInfo(`Starting up: host ${tm.hostId}, session ${session.sessionId}`)
+    // At start no task of ours runs here: every container labelled with this host is an orphan
+    // of an earlier process (its OPEN tasks are freed as stale by the first cycle).
+    const reaped = yield* Effect.either(reap(() => false))
+    if (Either.isLeft(reaped)) yield* Effect.logWarning(`could not reap orphan containers: ${reaped.left.message}`)
+    else if (reaped.right.removed.length > 0) yield* Effect.logInfo(`removed ${reaped.right.removed.length} orphan containers`)
+    if (options.statusListen !== undefined && options.statusListen !== "") yield* serveStatus(options.statusListen, tm.status, tm.healthy)
+    yield* installRestartSignal(tm)
+    return yield* runLoop(tm, options)
+  })
+
+/** SIGUSR1 → graceful restart (kojid: `restart_pending = True`), for the life of the scope. */
+const installRestartSignal = (tm: TaskManagerApi) =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const onUsr1 = () => {
+      const run = Effect.logWarning("Initiating graceful restart").pipe(Effect.zipRight(tm.requestRestart))
+      Runtime.runFork(runtime)(run)
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGUSR1", onUsr1)),
+      () => Effect.sync(() => process.off("SIGUSR1", onUsr1))
+    )
+  })
