@@ -9,7 +9,7 @@ import { Effect, Schema } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { gunzipSync } from "node:zlib"
-import { BuildError, BuildrootError } from "../hub/faults.js"
+import { BuildError, BuildrootError } from "../koji/faults.js"
 import type { ExternalRepo } from "../hub/schemas.js"
 import type { XmlRpcStruct, XmlRpcValue } from "../hub/xmlrpc.js"
 

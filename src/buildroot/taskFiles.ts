@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import { BuildError } from "../hub/faults.js"
+import { BuildError } from "../koji/faults.js"
 import { fsError } from "./errors.js"
 import { remoteFiles } from "./packageList.js"
 

@@ -3,10 +3,11 @@ import { readFileSync } from "node:fs"
 import { hostname } from "node:os"
 import { Context, Duration, Effect, Fiber, Layer, Scope, Stream } from "effect"
 import { AdjutantConfig, effectiveUlimits, podmanSocketPath } from "../config/AdjutantConfig.js"
-import { type LogFrame, makeOutputCollector } from "./demux.js"
+import { makeOutputCollector } from "./demux.js"
 import { hostLabelFilter } from "./labels.js"
-import { type ContainerInspect, type ExecOptions, type ExecResult, Libpod, PodmanError } from "./Libpod.js"
-import { layerMemory, type MemoryContainers, type MemoryContainersOptions } from "./MemoryContainers.js"
+import { Libpod, PodmanError } from "./Libpod.js"
+import { makeMemoryContainers, MemoryContainers, type MemoryContainersOptions } from "./MemoryContainers.js"
+import type { Container, ContainersService, OwnedContainer, RunOptions } from "./types.js"
 import {
   clampUlimits,
   type ContainerSpec,
@@ -23,80 +24,20 @@ import {
 
 export type { ContainerMount, ContainerSpec, ContainersOptions, Ulimit } from "./spec.js"
 export type { ExecOptions, ExecResult } from "./Libpod.js"
+export type { Container, ContainersService, OwnedContainer, RunOptions, RunResult } from "./types.js"
 export { PodmanError } from "./Libpod.js"
 export type { LogFrame } from "./demux.js"
 
-/** A created container, removed when the scope that created it closes. */
-export interface Container {
-  readonly id: string
-  readonly name: string
-  /** Fails when the runtime cannot start it (a failed start must not be mistaken for exit 0). */
-  readonly start: Effect.Effect<void, PodmanError>
-  /** The exit code once it stopped; -1 when podman killed it at `timeoutSeconds`. */
-  readonly wait: Effect.Effect<number, PodmanError>
-  /** stdout/stderr frames; with `follow` the stream ends when the container exits. */
-  readonly logs: (options?: { readonly follow?: boolean }) => Stream.Stream<LogFrame, PodmanError>
-  readonly exec: (cmd: ReadonlyArray<string>, options?: ExecOptions) => Effect.Effect<ExecResult, PodmanError>
-  /** Extracts a tar into `path` (created if missing; files owned by the container's user, notes §5.2). */
-  readonly putArchive: (path: string, tar: Uint8Array) => Effect.Effect<void, PodmanError>
-  /** `path` (file or directory) as a tar. */
-  readonly getArchive: (path: string) => Effect.Effect<Uint8Array, PodmanError>
-  /** SIGTERM, then SIGKILL after `timeoutSeconds` (default: the configured stop timeout). */
-  readonly stop: (timeoutSeconds?: number) => Effect.Effect<void, PodmanError>
-  readonly kill: (signal?: string) => Effect.Effect<void, PodmanError>
-  readonly inspect: Effect.Effect<ContainerInspect, PodmanError>
-}
-
-/** Exit code and the whole output of a command run to completion. */
-export interface RunResult extends ExecResult {}
-
-/** Options of `Containers.run`. */
-export interface RunOptions {
-  /** Called with each output frame as it is produced (follows the logs live). */
-  readonly onOutput?: ((frame: LogFrame) => Effect.Effect<void>) | undefined
-  /** Bytes of stdout and of stderr kept in the result, the last ones (default 16 MiB each). */
-  readonly maxOutputBytes?: number | undefined
-  /** Fetch stdout/stderr only when the exit code is not 0 (they are empty otherwise); no effect with `onOutput`. */
-  readonly outputOnFailureOnly?: boolean | undefined
-  /**
-   * Remove the container when this scope closes instead of before `run` returns, so that the
-   * caller can overlap the removal with its own work (e.g. a parallel scope).
-   */
-  readonly removeWith?: Scope.Scope | undefined
-}
-
-/** A container of this host as podman lists it. */
-export interface OwnedContainer {
-  readonly id: string
-  readonly name: string
-  readonly labels: Readonly<Record<string, string>>
-  /** podman's state: created, running, exited, … */
-  readonly state: string
-}
-
 /** Runs task commands in ephemeral podman containers with secure defaults (DESIGN §5). */
-export class Containers extends Context.Tag("Containers")<
-  Containers,
-  {
-    /** The `io.koji.adjutant.host` label value of this daemon. */
-    readonly hostName: string
-    /** Creates (not starts) a container; it is removed — stop, kill, DELETE, bounded — when the scope closes. */
-    readonly create: (spec: ContainerSpec) => Effect.Effect<Container, PodmanError, Scope.Scope>
-    /** create + start + wait + collect output + remove. */
-    readonly run: (spec: ContainerSpec, options?: RunOptions) => Effect.Effect<RunResult, PodmanError>
-    /** Every container labelled with this host, whatever its state. */
-    readonly listOwned: () => Effect.Effect<ReadonlyArray<OwnedContainer>, PodmanError>
-    /** Force-removes a container now (no stop grace period); false if it did not exist. */
-    readonly remove: (idOrName: string) => Effect.Effect<boolean, PodmanError>
-  }
->() {
+export class Containers extends Context.Tag("Containers")<Containers, ContainersService>() {
   /** The real service on `options.socket`; also provides the Libpod client it uses. */
   static layer = (options: ContainersOptions): Layer.Layer<Containers | Libpod> =>
     Layer.effect(Containers, makeContainers(options)).pipe(Layer.provideMerge(Libpod.layer({ socket: options.socket })))
 
   /** In-memory fake recording every create and removal (see MemoryContainers for its state). */
   static layerMemory = (options?: MemoryContainersOptions): Layer.Layer<Containers | MemoryContainers> =>
-    layerMemory(options)
+    Layer.effectContext(Effect.map(makeMemoryContainers(options), ({ service, state }) =>
+      Context.make(Containers, service).pipe(Context.add(MemoryContainers, state))))
 
   /** The real service configured from `[adjutant]` and kojid's `RLIMIT_*` keys. */
   static layerConfig: Layer.Layer<Containers | Libpod, never, AdjutantConfig> = Layer.unwrapEffect(

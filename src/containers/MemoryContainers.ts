@@ -1,5 +1,5 @@
-import { Context, Effect, Layer, Stream } from "effect"
-import { type Container, Containers, type OwnedContainer, type RunOptions, type RunResult } from "./Containers.js"
+import { Context, Effect, Stream } from "effect"
+import type { Container, ContainersService, OwnedContainer, RunOptions, RunResult } from "./types.js"
 import { collectOutput, type LogFrame } from "./demux.js"
 import { containerLabels } from "./labels.js"
 import { type ContainerInspect, type ExecOptions, type ExecResult, PodmanError } from "./Libpod.js"
@@ -58,8 +58,8 @@ const frames = (r: RunResult): ReadonlyArray<LogFrame> => [
 const lift = <A>(v: A | Effect.Effect<A, PodmanError>): Effect.Effect<A, PodmanError> =>
   Effect.isEffect(v) ? v : Effect.succeed(v)
 
-/** The in-memory Containers (`Containers.layerMemory`) plus its recorded state. */
-export const layerMemory = (options: MemoryContainersOptions = {}): Layer.Layer<Containers | MemoryContainers> => {
+/** The in-memory Containers service and its recorded state (`Containers.layerMemory` provides both). */
+export const makeMemoryContainers = (options: MemoryContainersOptions = {}) => {
   const hostName = options.hostName ?? "memory-host"
   const runScript: RunScript = options.run ?? (() => ({ exitCode: 0, stdout: "", stderr: "" }))
   const execScript: ExecScript = options.exec ?? (() => ({ exitCode: 0, stdout: "", stderr: "" }))
@@ -189,8 +189,8 @@ export const layerMemory = (options: MemoryContainersOptions = {}): Layer.Layer<
       live: Effect.sync(() => all.filter((c) => !c.removed)),
       removed: Effect.sync(() => [...removedNames])
     })
-    const service = Containers.of({ hostName, create, run, listOwned, remove })
-    return Context.make(Containers, service).pipe(Context.add(MemoryContainers, state))
+    const service: ContainersService = { hostName, create, run, listOwned, remove }
+    return { service, state }
   })
-  return Layer.effectContext(make)
+  return make
 }

@@ -5,7 +5,7 @@
 import { Clock, Duration, Effect, Either, Runtime, type Scope } from "effect"
 import type { Containers } from "../containers/Containers.js"
 import { reap } from "../containers/Reaper.js"
-import { AuthExpired, type Fault, isAuthFamily, isFault, RetryError } from "../hub/faults.js"
+import { AuthExpired, type Fault, isAuthFamily, isFault, RetryError } from "../koji/faults.js"
 import type { HubError, LoginError } from "../hub/HubError.js"
 import { KojiHub } from "../hub/KojiHub.js"
 import type { HubFileTree } from "../koji/paths.js"

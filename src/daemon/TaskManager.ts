@@ -9,7 +9,7 @@
  * on their own subsessions, so the heartbeat on the main session never waits on them.
  */
 import { Clock, Duration, Effect, Either } from "effect"
-import { ActionNotAllowed, type Fault, isFault, ParameterError } from "../hub/faults.js"
+import { ActionNotAllowed, type Fault, isFault, ParameterError } from "../koji/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import { type CycleCalls, cycleCalls, hostApi, type PendingCall } from "../hub/HostApi.js"
 import { doneOnRetry, type Session } from "../hub/KojiHub.js"

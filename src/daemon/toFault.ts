@@ -6,7 +6,7 @@
  * traceback.
  */
 import { Cause, Option } from "effect"
-import { isFault } from "../hub/faults.js"
+import { isFault } from "../koji/faults.js"
 import { faultFor } from "../scm/url.js"
 import type { TaskError } from "../tasks/errors.js"
 

@@ -5,7 +5,7 @@
  * Floats such as task_load and weight go out as `<double>` (`Double`).
  */
 import { Effect, Either, Schema } from "effect"
-import type { Fault } from "./faults.js"
+import type { Fault } from "../koji/faults.js"
 import { HubError } from "./HubError.js"
 import { type AnonymousSession, type BatchCall, decodeAs, type Kwargs, type Session } from "./KojiHub.js"
 import type { Ref } from "../koji/refs.js"

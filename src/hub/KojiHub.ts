@@ -5,7 +5,7 @@
  * and kojid's retry policy.
  */
 import { Context, Duration, Effect, Either, Layer, ParseResult, Schema, type Scope } from "effect"
-import { type Fault, isFault, ParameterError, ServerOffline } from "./faults.js"
+import { type Fault, isFault, ParameterError, ServerOffline } from "../koji/faults.js"
 import { AdjutantConfig, type Config } from "../config/AdjutantConfig.js"
 import { HubError, LoginError } from "./HubError.js"
 import { forceHttps, hubService, krb5Negotiate, loginPrincipal, type NegotiateProvider, removeEmptyCcache, selectLoginMethod } from "./gssapi.js"

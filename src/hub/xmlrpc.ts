@@ -5,7 +5,7 @@
  * token) because hub responses can be tens of megabytes.
  */
 import { Either, Schema } from "effect"
-import { type Fault, fromFault } from "./faults.js"
+import { type Fault, fromFault } from "../koji/faults.js"
 
 /** Forces <double> encoding of a number (koji sends task_load/weight as doubles). */
 export class Double {

@@ -3,7 +3,7 @@
  * `isMultiLibArch`, `parse_arches`. Pure.
  */
 import { Either } from "effect"
-import { GenericError } from "../hub/faults.js"
+import { GenericError } from "./faults.js"
 import { fnmatch, splitWhitespace } from "./fnmatch.js"
 
 /** `koji.canonArch`: i?86/athlon → i386, ia32e → x86_64, ppc64* → ppc64 (but ppc64le), sparc64*, sparc*, alpha*, arm*h* → armhfp, arm* → arm. */

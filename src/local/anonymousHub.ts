@@ -13,7 +13,7 @@
  */
 import { Clock, Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import * as http from "node:http"
-import { type Fault, GenericError } from "../hub/faults.js"
+import { type Fault, GenericError } from "../koji/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { type Ref } from "../koji/refs.js"
 import { HubError } from "../hub/HubError.js"

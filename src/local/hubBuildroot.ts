@@ -13,7 +13,7 @@ import { Effect } from "effect"
 import { repoUrls } from "../buildroot/config.js"
 import { type BuildrootHub, hubPackageList, localUploads } from "../buildroot/hubSide.js"
 import { nvra, type PackageEntry, remoteFiles } from "../buildroot/packageList.js"
-import { BuildrootError } from "../hub/faults.js"
+import { BuildrootError } from "../koji/faults.js"
 import { RepoState } from "../koji/states.js"
 import type { AnonymousHubError, AnonymousHubService } from "./anonymousHub.js"
 

@@ -9,7 +9,7 @@ import { Either, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { emptyIniDocument, type IniDocument, readIniInto } from "../config/ini.js"
-import { GenericError } from "../hub/faults.js"
+import { GenericError } from "../koji/faults.js"
 
 /** One `[pathN]` section. */
 export interface RunrootPath {

@@ -5,7 +5,7 @@
  * type, and the `source` recorded for the build.
  */
 import { Either, Schema } from "effect"
-import { BuildError, GenericError } from "../hub/faults.js"
+import { BuildError, GenericError } from "../koji/faults.js"
 
 /** kojid's SCM types. */
 export const ScmType = Schema.Literal("CVS", "CVS+SSH", "GIT", "GIT+SSH", "SVN", "SVN+SSH")

@@ -5,7 +5,7 @@
  * injected so the choices are testable.
  */
 import { Either } from "effect"
-import { BuildError } from "../hub/faults.js"
+import { BuildError } from "../koji/faults.js"
 import { canonArch } from "../koji/arch.js"
 import { multiFnmatch, splitWhitespace } from "../koji/fnmatch.js"
 import { pythonTruthy, type XmlRpcValue } from "../hub/xmlrpc.js"

@@ -5,7 +5,7 @@
  * (label `build L,N`, with the chain's target and opts). N-V-Rs are only waited for. No scratch.
  */
 import { Effect, Schema } from "effect"
-import { BuildError, GenericError } from "../hub/faults.js"
+import { BuildError, GenericError } from "../koji/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { isScmUrl } from "../scm/url.js"

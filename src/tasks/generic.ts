@@ -4,7 +4,7 @@
  */
 import { spawn } from "node:child_process"
 import { Duration, Effect, Schema } from "effect"
-import { GenericError } from "../hub/faults.js"
+import { GenericError } from "../koji/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext, type TaskHandler } from "./handler.js"

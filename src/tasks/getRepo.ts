@@ -5,7 +5,7 @@
  * time limit go through Effect's Clock, so tests drive them with the TestClock.
  */
 import { Clock, Duration, Effect, Schema } from "effect"
-import { type Fault, GenericError, ParameterError } from "../hub/faults.js"
+import { type Fault, GenericError, ParameterError } from "../koji/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import { type HostApi, hostApi } from "../hub/HostApi.js"
 import type { AnonymousSession } from "../hub/KojiHub.js"

@@ -6,10 +6,10 @@
  */
 import { Duration, Effect, Either, ParseResult, Schema, type Scope } from "effect"
 import type { BuildrootHub } from "../buildroot/hubSide.js"
-import type { Fault } from "../hub/faults.js"
+import type { Fault } from "../koji/faults.js"
 import type { TaskError } from "./errors.js"
 import type { HubFiles } from "../koji/paths.js"
-import { ParameterError } from "../hub/faults.js"
+import { ParameterError } from "../koji/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import type { Session } from "../hub/KojiHub.js"
 import type * as S from "../hub/schemas.js"

@@ -7,7 +7,7 @@
 import { BuildState, stateName, taskStateName } from "../koji/states.js"
 import { Effect, Schema } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
-import { type Fault, GenericError, isFault } from "../hub/faults.js"
+import { type Fault, GenericError, isFault } from "../koji/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import { hostApi, type HostApi } from "../hub/HostApi.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../hub/xmlrpc.js"

@@ -5,7 +5,7 @@
  * failure is re-raised. Returns nil.
  */
 import { Effect, Schema } from "effect"
-import { GenericError, isFault } from "../hub/faults.js"
+import { GenericError, isFault } from "../koji/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import { defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"
 

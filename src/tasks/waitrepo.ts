@@ -5,7 +5,7 @@
  */
 import { TagRef } from "../koji/refs.js"
 import { Effect, Schema } from "effect"
-import { GenericError } from "../hub/faults.js"
+import { GenericError } from "../koji/faults.js"
 import { hostApi } from "../hub/HostApi.js"
 import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { AnyValue, defineHandler, optional, required, signature, type TaskHandler } from "./handler.js"

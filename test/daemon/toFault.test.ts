@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Cause, Schema } from "effect"
-import { ActionNotAllowed, BuildError, fromFault, KojiFault, ParameterError } from "../../src/hub/faults.js"
+import { ActionNotAllowed, BuildError, fromFault, KojiFault, ParameterError } from "../../src/koji/faults.js"
 import { HubError, LoginError } from "../../src/hub/HubError.js"
 import { BuildLimitExceeded, BuildrootSetupError, RpmbuildFailed, SrpmError } from "../../src/buildroot/errors.js"
 import { HostileOutput } from "../../src/buildroot/results.js"

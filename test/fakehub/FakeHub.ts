@@ -13,7 +13,7 @@ import type { AddressInfo, Socket } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import type * as tls from "node:tls"
-import { GenericError, ParameterError, isFault } from "../../src/hub/faults.js"
+import { GenericError, ParameterError, isFault } from "../../src/koji/faults.js"
 import {
   decodeCall, encodeFault, encodeResponse, isStruct, splitKwargs, type XmlRpcValue
 } from "../../src/hub/xmlrpc.js"

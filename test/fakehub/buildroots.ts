@@ -7,7 +7,7 @@
  * `loadFixture`. The tables are kept per hub (keyed by its topdir) beside the core tables.
  */
 import { BuildrootState } from "../../src/koji/states.js"
-import { ActionNotAllowed, GenericError, ParameterError } from "../../src/hub/faults.js"
+import { ActionNotAllowed, GenericError, ParameterError } from "../../src/koji/faults.js"
 import { Double, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, dbl, isoTime, pyRepr, pyStr, toInt, truthy } from "./context.js"
 import type { MethodDef } from "./methods.js"

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Either, Schema } from "effect"
 import { hostApi } from "../../src/hub/HostApi.js"
-import { isFault } from "../../src/hub/faults.js"
+import { isFault } from "../../src/koji/faults.js"
 import { decodeResponse, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { AnyValue, defineHandler, required, signature } from "../../src/tasks/handler.js"
 import { taskRelPath } from "../../src/koji/paths.js"

@@ -11,7 +11,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { ActionNotAllowed, BuildError, GenericError, TagError } from "../../src/hub/faults.js"
+import { ActionNotAllowed, BuildError, GenericError, TagError } from "../../src/koji/faults.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { parseRpmHeader, type RpmHeaderInfo } from "../../src/buildroot/rpmHeader.js"
 import type { BuildRow } from "./buildroots.js"

@@ -4,7 +4,7 @@
  * does with `context.commit_pending` (koji-protocol.md §1.6).
  */
 import type { IncomingHttpHeaders } from "node:http"
-import { KojiFault } from "../../src/hub/faults.js"
+import { KojiFault } from "../../src/koji/faults.js"
 import { Double, isStruct, pythonTruthy, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import type { Db, SessionRow } from "./state.js"
 

@@ -2,7 +2,7 @@
  * Host reads of the fake hub: `listHosts` as `RootExports.listHosts` (kojihub.py) filters and
  * shapes the `host`/`host_config` rows — what kojid's RestartHostsTask asks for.
  */
-import { GenericError, ParameterError } from "../../src/hub/faults.js"
+import { GenericError, ParameterError } from "../../src/koji/faults.js"
 import { Double, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, asList, dbl, pyRepr, pyStr, pythonError, toInt, truthy } from "./context.js"
 import type { MethodDef } from "./methods.js"

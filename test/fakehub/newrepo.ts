@@ -12,7 +12,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { GenericError, ParameterError } from "../../src/hub/faults.js"
+import { GenericError, ParameterError } from "../../src/koji/faults.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { canonArch } from "../../src/koji/arch.js"
 import { type BuildRow, type BuildrootTables, buildrootTables, type RepoRow, type RpmRow, type TagRow } from "./buildroots.js"

@@ -5,7 +5,7 @@
  * missing and so allowed, as `MissingPolicyOk`). A denial through `host.assertPolicy` is
  * ActionNotAllowed (1004) "policy violation (name): reason".
  */
-import { ActionNotAllowed } from "../../src/hub/faults.js"
+import { ActionNotAllowed } from "../../src/koji/faults.js"
 import { isStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import type { CallContext } from "./context.js"
 import type { MethodDef } from "./methods.js"

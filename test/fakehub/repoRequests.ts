@@ -4,7 +4,7 @@
  * else an active matching request, else a new one; `repo.checkRequest` reports it. Kojira's
  * part — making the repo — is the test's, with `fulfilRequest` / `failRequest`.
  */
-import { GenericError, ParameterError } from "../../src/hub/faults.js"
+import { GenericError, ParameterError } from "../../src/koji/faults.js"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { addRepo } from "./buildroots.js"
 import { assertLogin } from "./sessions.js"

@@ -6,7 +6,7 @@
 import { randomInt } from "node:crypto"
 import {
   ActionNotAllowed, AuthError, AuthExpired, AuthLockError, GenericError, RetryError, SequenceError
-} from "../../src/hub/faults.js"
+} from "../../src/koji/faults.js"
 import { isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, dbl, type HubCore, isoTime, pythonError, pyRepr, truthy } from "./context.js"
 import { AuthType, type HostRow, type SessionRow } from "./state.js"

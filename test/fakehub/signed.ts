@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { GenericError } from "../../src/hub/faults.js"
+import { GenericError } from "../../src/koji/faults.js"
 import { isStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { pyRepr, pythonError, truthy } from "./context.js"
 import type { RpmRow } from "./buildroots.js"

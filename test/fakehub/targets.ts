@@ -5,7 +5,7 @@
  * handlers need beside them. Everything is kept per hub, keyed by its topdir, so a test fills
  * it with the admin helpers below.
  */
-import { GenericError } from "../../src/hub/faults.js"
+import { GenericError } from "../../src/koji/faults.js"
 import type { XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { buildrootTables, type BuildrootTables, type TagRow } from "./buildroots.js"
 import { type CallContext, pyRepr, toInt, truthy } from "./context.js"

@@ -4,7 +4,7 @@
  * FREE/ASSIGNED/OPEN/CLOSED/FAILED/CANCELED, ownership, results, subtasks and the wait protocol.
  */
 import { Either } from "effect"
-import { ActionNotAllowed, GenericError, ParameterError, isFault } from "../../src/hub/faults.js"
+import { ActionNotAllowed, GenericError, ParameterError, isFault } from "../../src/koji/faults.js"
 import { Double, decodeResponse, encodeMethodCall, isStruct, type XmlRpcStruct, type XmlRpcValue } from "../../src/hub/xmlrpc.js"
 import { type CallContext, asList, asNumber, dbl, isoTime, pythonError, pyStr, toInt, truthy } from "./context.js"
 import { getTasksForHost, setRefusal } from "./scheduler.js"

@@ -8,7 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import { readdirSync, readFileSync, statSync } from "node:fs"
 import { join } from "node:path"
-import { faultClasses, KojiFault } from "../../src/hub/faults.js"
+import { faultClasses, KojiFault } from "../../src/koji/faults.js"
 import { decodeCall, decodeResponse, Double, encodeFault, encodeMethodCall, encodeResponse } from "../../src/hub/xmlrpc.js"
 import { CAPTURES_DIR as CAPTURES } from "../support/captures.js"
 

@@ -10,7 +10,7 @@ import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
-import { AuthError } from "../../src/hub/faults.js"
+import { AuthError } from "../../src/koji/faults.js"
 import { HubError, LoginError } from "../../src/hub/HubError.js"
 import {
   forceHttps, getFqdn, hubService, loginPrincipal, type NegotiateProvider, percentFormat, removeEmptyCcache, selectLoginMethod

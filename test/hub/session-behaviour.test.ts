@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Chunk, Context, Duration, Effect, Either, Fiber, Layer, TestClock } from "effect"
-import { GenericError, RetryError } from "../../src/hub/faults.js"
+import { GenericError, RetryError } from "../../src/koji/faults.js"
 import { HostApi, hostApi } from "../../src/hub/HostApi.js"
 import { HubError } from "../../src/hub/HubError.js"
 import { doneOnRetry, type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
 import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
-import { AuthError, AuthLockError } from "../../src/hub/faults.js"
+import { AuthError, AuthLockError } from "../../src/koji/faults.js"
 import { HubError, LoginError } from "../../src/hub/HubError.js"
 import { type HubOptions, KojiHub } from "../../src/hub/KojiHub.js"
 import { startFakeHub } from "../fakehub/FakeHub.js"

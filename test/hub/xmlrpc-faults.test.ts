@@ -1,7 +1,7 @@
 /** Fault documents (§1.4, §2, §4.5): encodeFault → decodeResponse gives the koji class, code and string exactly. */
 import { assert, describe, it } from "@effect/vitest"
 import { Either, FastCheck as fc } from "effect"
-import { type Fault, faultClasses, fromFault, KojiFault, toFaultStruct } from "../../src/hub/faults.js"
+import { type Fault, faultClasses, fromFault, KojiFault, toFaultStruct } from "../../src/koji/faults.js"
 import { decodeResponse, encodeFault, escapeText } from "../../src/hub/xmlrpc.js"
 
 const decodeFault = (doc: string): Fault => {

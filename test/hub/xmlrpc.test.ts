@@ -1,7 +1,7 @@
 /** Encoder output against Python/koji marshaller bytes, and decoder coverage of the dialect (§1.2–1.4, §1.8). */
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { AuthError, GenericError, KojiFault } from "../../src/hub/faults.js"
+import { AuthError, GenericError, KojiFault } from "../../src/koji/faults.js"
 import {
   decodeCall, decodeMultiCallResult, decodeResponse, Double, encodeMethodCall, encodeMultiCall,
   encodeResponse, kwargs, pythonFloatRepr, splitKwargs, type XmlRpcValue

@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as path from "node:path"
-import { GenericError } from "../../src/hub/faults.js"
+import { GenericError } from "../../src/koji/faults.js"
 import { HubError } from "../../src/hub/HubError.js"
 import {
   AnonymousHub, type AnonymousHubError, anonymousHubOptions, type AnonymousHubOptions, classifyAccess, HubAccessError
