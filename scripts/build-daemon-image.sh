@@ -85,6 +85,7 @@ import_tar() {
       --change 'ENV LANG=C.UTF-8' \
       --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'ENV NODE_ENV=production' \
+      --change 'ENV KOJI_ADJUTANT_CONTAINER=yes' \
       --change 'WORKDIR /var/lib/koji-adjutant' \
       --change 'STOPSIGNAL SIGTERM' \
       --change 'LABEL io.koji.adjutant.image=daemon' \

@@ -15,6 +15,11 @@
  * podman look for a file on it (a created, never started container of this same image with the
  * workdir bound), which proves that mounts made here are seen there. A mismatch stops the
  * daemon before it logs in, with one message per path that says what to change.
+ *
+ * Whether to check: KOJI_ADJUTANT_CONTAINER=yes (the image sets it) always checks, and a daemon
+ * that is no container of that podman fails; `no` never checks; unset (`auto`) checks when
+ * /run/.containerenv or /.dockerenv exists, and only warns when the podman has no such container
+ * (sandboxes and CI runners carry /.dockerenv while the daemon runs beside their podman).
  */
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -183,9 +188,16 @@ export const checkPaths = (
   return { errors, warnings }
 }
 
-/** Whether we run in a container: podman's /run/.containerenv, docker's /.dockerenv, or as told. */
-export const runsInContainer = (inContainer: InContainer): boolean =>
-  inContainer === "yes" || (inContainer === "auto" && (existsSync("/run/.containerenv") || existsSync("/.dockerenv")))
+/**
+ * Why we think we run in a container: told so (`yes`, which the image sets), or podman's
+ * /run/.containerenv or docker's /.dockerenv (`auto`); undefined when not.
+ */
+export const containerMarker = (inContainer: InContainer): string | undefined =>
+  inContainer === "yes"
+    ? "KOJI_ADJUTANT_CONTAINER=yes"
+    : inContainer === "no"
+    ? undefined
+    : ["/run/.containerenv", "/.dockerenv"].find((f) => existsSync(f))
 
 const readText = (file: string): string => {
   try {
@@ -279,11 +291,24 @@ const mountsReachHost = (libpod: Effect.Effect.Success<ReturnType<typeof makeLib
 /** Does nothing outside a container; in one, fails with HostPathsError naming every path the host would not see. */
 export const checkHostPaths = (options: HostPathsOptions): Effect.Effect<void, HostPathsError> =>
   Effect.gen(function*() {
-    if (!runsInContainer(options.inContainer)) return
+    const marker = containerMarker(options.inContainer)
+    if (marker === undefined) return
     const libpod = yield* makeLibpod({ socket: options.socket })
     const env = parseContainerEnv(readText("/run/.containerenv"))
     const id = env["id"] ?? containerIdFromMountinfo(readText("/proc/self/mountinfo")) ?? hostname()
-    const own = yield* libpod.request({ operation: "container.inspect", target: id, method: "GET", path: `/containers/${encodeURIComponent(id)}/json` }).pipe(
+    const found = yield* libpod.request({ operation: "container.inspect", target: id, method: "GET", path: `/containers/${encodeURIComponent(id)}/json` }).pipe(
+      Effect.either
+    )
+    if (found._tag === "Left" && options.inContainer === "auto") {
+      // A marker file alone is weak evidence (sandboxes and CI runners carry /.dockerenv): a daemon
+      // that is no container of this podman runs beside it, as on a host. The image says "yes".
+      yield* Effect.logWarning(
+        `${marker} says this may be a container, but the podman behind ${options.socket} has no container ${id} ` +
+          `(${found.left.message}): the container path check is skipped (KOJI_ADJUTANT_CONTAINER=yes requires it, =no silences this)`
+      )
+      return
+    }
+    const own = yield* (found._tag === "Left" ? Effect.fail(found.left) : Effect.succeed(found.right)).pipe(
       Effect.mapError(podmanProblem(
         `cannot find this container (${id}) in the podman behind ${options.socket}; the daemon must run in a container of that podman`
       )),
