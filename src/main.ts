@@ -23,6 +23,7 @@ const { loggerLayer } = await import("./daemon/Logging.js")
 const { daemonOptionsFromConfig } = await import("./daemon/options.js")
 const { Readiness } = await import("./daemon/Readiness.js")
 const { runDaemon } = await import("./daemon/Daemon.js")
+const { checkHostPaths, hostPathsOptions } = await import("./daemon/hostPaths.js")
 const { KojiHub } = await import("./hub/KojiHub.js")
 const { TaskRegistry } = await import("./tasks/TaskRegistry.js")
 const { HubFileTree } = await import("./koji/paths.js")
@@ -52,7 +53,10 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
   Effect.gen(function*() {
     const config = yield* AdjutantConfig
     if (config.flags.skip_main) return { _tag: "Exit", code: 0 } as const
-    return yield* Effect.scoped(runDaemon(daemonOptionsFromConfig(config))).pipe(
+    // Issue 16 — in a container, the paths the host's podman binds must be the host's same paths: checked before login.
+    const inContainer = process.env["KOJI_ADJUTANT_CONTAINER"]
+    return yield* checkHostPaths(hostPathsOptions(config, inContainer)).pipe(
+      Effect.zipRight(Effect.scoped(runDaemon(daemonOptionsFromConfig(config)))),
       Effect.provide(
         Layer.mergeAll(
           KojiHub.layerConfig, TaskRegistry.layerConfig, Readiness.layerConfig,

@@ -31,8 +31,15 @@ const run = (cmd: string, args: ReadonlyArray<string>): Promise<void> =>
 /** The image file beside the mount point. */
 export const diskImageOf = (dir: string): string => `${dir}.img`
 
+// Whether the disk is gone decides, not umount's status: in a container (a writable
+// /run/mount/utab that records the `loop` option) umount unmounts, then fails to detach the loop
+// device the kernel already auto-cleared, and exits 32 ("filesystem was unmounted, but …").
 const unmount = async (dir: string): Promise<void> => {
-  await run("umount", [dir]).catch(() => run("umount", ["-l", dir]))
+  await run("umount", [dir])
+    .catch(() => (isMountPoint(dir) ? run("umount", ["-l", dir]) : undefined))
+    .catch((e: unknown) => {
+      if (isMountPoint(dir)) throw e
+    })
 }
 
 /**
