@@ -2,13 +2,18 @@
  * Uploads to the hub's work area (koji-protocol.md §6): fast `rawUpload` in 1 MiB chunks with
  * adler32 checks, the legacy base64 `uploadFile`, kojid's `uploadWrapper` choice between them,
  * and the incremental log streamer that mirrors growing log files while a command runs.
+ *
+ * A fast upload loses nothing to a flaky hub: a chunk whose request failed is re-sent by the
+ * session's retries (the same bytes at the same offset), a chunk the hub stored wrong or could
+ * not lock is sent again, and when `checkUpload` finds the file missing, short or with the wrong
+ * adler32 the whole file goes up again — where kojid would fail the task.
  */
-import { Duration, Effect, Schedule, Schema, type Scope } from "effect"
+import { Duration, Effect, Either, Schedule, Schema, type Scope } from "effect"
 import { createHash } from "node:crypto"
 import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
 import { adler32, adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
-import { type Fault, GenericError } from "./faults.js"
+import { type Fault, GenericError, LockError } from "./faults.js"
 import { hostApi } from "./HostApi.js"
 import type { HubError } from "./HubError.js"
 import type { Session } from "./KojiHub.js"
@@ -31,6 +36,12 @@ export interface UploadOptions {
   readonly overwrite?: boolean | undefined
   readonly volume?: string | undefined
   readonly blocksize?: number | undefined
+  /** Sends of one chunk whose reply does not match it, or that the hub could not lock (default 4). */
+  readonly chunkTries?: number | undefined
+  /** Whole-file passes when `checkUpload` finds the file wrong (default 3). */
+  readonly filePasses?: number | undefined
+  /** Wait before sending a chunk again after LockError: an earlier send may still hold the file (default 1 s). */
+  readonly lockRetryDelay?: Duration.DurationInput | undefined
 }
 
 /**
@@ -88,10 +99,17 @@ const uploadTarget = (path: string, name: string, options: UploadOptions) =>
     remote: `${path}/${name}`
   })
 
+/** How one pass of a fast upload ended: sent and verified, or refuted by `checkUpload`. */
+type PassOutcome =
+  | { readonly _tag: "Done"; readonly size: number }
+  | { readonly _tag: "Refuted"; readonly error: UploadError }
+
 /**
  * `fastUpload` (§6.1): `rawUpload` chunks at increasing offsets (at least one, even for an
  * empty file), each reply checked for size and adler32, then `checkUpload` — asking the hub for
- * the whole-file adler32 only when some chunk needed a retry — whose size must match.
+ * the whole-file adler32 only when some chunk needed a retry — whose size must match. Unlike
+ * kojid, a chunk stored wrong or refused with LockError is sent again (`chunkTries`), and a file
+ * `checkUpload` refutes is uploaded again from offset 0 (`filePasses`), verified by adler32.
  */
 export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
   session: Session,
@@ -100,46 +118,83 @@ export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options)
-  return yield* Effect.scoped(Effect.gen(function* () {
+  const target = yield* uploadTarget(path, name, options)
+  const passes = Math.max(1, options.filePasses ?? 3)
+  for (let pass = 1; ; pass++) {
+    // A later pass replaces what the hub holds, and always has the whole file checked.
+    const outcome = yield* uploadPass(session, localFile, path, name, target, options, pass > 1)
+    if (outcome._tag === "Done") return outcome.size
+    if (pass >= passes) return yield* Effect.fail(outcome.error)
+    yield* Effect.logWarning(`${outcome.error.message}; uploading ${target.remote} again (pass ${pass + 1} of ${passes})`)
+  }
+})
+
+/** One pass over the file: every chunk sent and acknowledged, then `checkUpload`. */
+const uploadPass = (
+  session: Session,
+  localFile: string,
+  path: string,
+  name: string,
+  target: { readonly blocksize: number; readonly volume: string | undefined; readonly remote: string },
+  options: UploadOptions,
+  again: boolean
+): Effect.Effect<PassOutcome, UploadError | Fault | HubError> =>
+  Effect.scoped(Effect.gen(function* () {
+    const { blocksize, volume, remote } = target
+    const overwrite = again || (options.overwrite ?? true)
+    const chunkTries = Math.max(1, options.chunkTries ?? 4)
+    const lockRetryDelay = options.lockRetryDelay ?? Duration.seconds(1)
     const handle = yield* openLocal(localFile)
     const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
     let offset = 0
     let full = 1
-    let problems = false
+    let problems = again
     let first = true
     while (true) {
       const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
       if (chunk.length === 0 && !first) break
       first = false
-      const reply = yield* session.rawUpload({ path, name, offset, data: chunk, overwrite: options.overwrite ?? true, volume })
-      if (reply.attempts > 1) problems = true
       const sum = adler32(chunk)
       const digest = adler32Hex(sum)
+      for (let tries = 1; ; tries++) {
+        const sent = yield* Effect.either(session.rawUpload({ path, name, offset, data: chunk, overwrite, volume }))
+        if (Either.isLeft(sent)) {
+          // LockError: an earlier send of this file (one the client gave up on) still holds the hub's lock.
+          if (sent.left instanceof LockError && tries < chunkTries) {
+            problems = true
+            yield* Effect.logWarning(`upload of ${remote} at offset ${offset}: ${sent.left.faultString}; sending the chunk again`)
+            yield* Effect.sleep(lockRetryDelay)
+            continue
+          }
+          return yield* Effect.fail(sent.left)
+        }
+        const reply = sent.right
+        if (reply.attempts > 1) problems = true
+        const wrong = reply.size !== chunk.length
+          ? new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${chunk.length}-byte chunk at offset ${offset}` })
+          : reply.hexdigest !== digest
+          ? new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${offset}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` })
+          : undefined
+        if (wrong === undefined) break
+        problems = true
+        if (tries >= chunkTries) return yield* Effect.fail(wrong)
+        yield* Effect.logWarning(`${wrong.message}; sending the chunk again`)
+      }
       // The first chunk's checksum is the running one: computing it again would double the work.
       full = offset === 0 ? sum : adler32Update(full, chunk)
-      if (reply.size !== chunk.length) {
-        return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${chunk.length}-byte chunk at offset ${offset}` }))
-      }
-      if (reply.hexdigest !== digest) {
-        return yield* Effect.fail(new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${offset}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` }))
-      }
       offset += chunk.length
     }
     if (offset !== size) yield* Effect.logWarning(`local file changed size while uploading: ${localFile}, ${size} -> ${offset}`)
     const check = yield* hostApi(session).checkUpload(path, name, { ...(problems ? { verify: "adler32" as const } : {}), ...(volume === undefined ? {} : { volume }) })
-    if (check === null) {
-      return yield* Effect.fail(new UploadError({ reason: "Missing", file: remote, message: `file upload failed: the hub has no ${remote}` }))
-    }
-    if (Number(check.size) !== offset) {
-      return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `uploaded file is wrong length: ${String(check.size)} != ${offset}` }))
-    }
+    const refuted = (reason: "Missing" | "Size" | "Digest", message: string): PassOutcome =>
+      ({ _tag: "Refuted", error: new UploadError({ reason, file: remote, message }) })
+    if (check === null) return refuted("Missing", `file upload failed: the hub has no ${remote}`)
+    if (Number(check.size) !== offset) return refuted("Size", `uploaded file is wrong length: ${String(check.size)} != ${offset}`)
     if (problems && check.hexdigest !== adler32Hex(full)) {
-      return yield* Effect.fail(new UploadError({ reason: "Digest", file: remote, message: `uploaded file has wrong checksum: ${check.hexdigest ?? "(none)"} != ${adler32Hex(full)}` }))
+      return refuted("Digest", `uploaded file has wrong checksum: ${check.hexdigest ?? "(none)"} != ${adler32Hex(full)}`)
     }
-    return offset
+    return { _tag: "Done", size: offset }
   }))
-})
 
 /**
  * Legacy `uploadFile` (§6.2): base64 chunks sent as XML-RPC *strings* with `["sha256", hex]`,
