@@ -156,9 +156,9 @@ export interface KojiHubService {
 
 /** Koji hub sessions. */
 export class KojiHub extends Context.Tag("koji-adjutant/KojiHub")<KojiHub, KojiHubService>() {
-  /** Sessions over an existing HubTransport; the recovery probe lives in the layer's scope. */
+  /** Sessions over an existing HubTransport. */
   static readonly layer = (options: HubOptions): Layer.Layer<KojiHub, never, HubTransport> =>
-    Layer.scoped(KojiHub, make(options))
+    Layer.effect(KojiHub, make(options))
   /** Sessions and their transport from the same options. */
   static readonly layerWithTransport = (options: HubOptions): Layer.Layer<KojiHub | HubTransport, HubError> =>
     Layer.provideMerge(KojiHub.layer(options), HubTransport.layer(options))
@@ -259,7 +259,6 @@ interface RenewAuth {
 export const make = (options: HubOptions) =>
   Effect.gen(function* () {
     const transport = yield* HubTransport
-    const scope = yield* Effect.scope
     const maxRetries = options.maxRetries ?? 120
     const retryInterval = Duration.seconds(options.retryInterval ?? 60)
     const offlineRetry = options.offlineRetry ?? true
@@ -284,8 +283,7 @@ export const make = (options: HubOptions) =>
       down: false,
       downSince: 0,
       back: Deferred.unsafeMake<void>(FiberId.none),
-      waiting: 0,
-      probing: false
+      waiting: 0
     }
 
     const probeRequest: HubRequest = {
@@ -297,35 +295,25 @@ export const make = (options: HubOptions) =>
       timeout: probeTimeout
     }
 
-    /** While the hub is down and someone waits for it, asks it every probeInterval whether it answers. */
-    const probeLoop: Effect.Effect<void> = Effect.gen(function* () {
-      while (true) {
-        yield* Effect.sleep(probeInterval)
-        if (!health.down || health.waiting === 0) return
-        const probe = yield* Effect.either(observed(sendAndRead(probeRequest)))
-        if (Either.isLeft(probe)) yield* Effect.logDebug(`hub probe: ${probe.left.message}`)
-      }
-    }).pipe(
-      Effect.ensuring(Effect.sync(() => {
-        health.probing = false
-      })),
-      // Forked from wherever a call failed, perhaps an uninterruptible region: the layer's scope must still end it.
-      Effect.interruptible
-    )
+    /**
+     * The probe: while the hub is down, `getAPIVersion` every probeInterval. It runs in the wait
+     * of whoever holds the one probe permit, so one probe goes out however many calls wait, it
+     * needs no fiber of its own, and when its holder stops waiting another waiter takes it over.
+     */
+    const probeSlot = yield* Effect.makeSemaphore(1)
+    const probeLoop: Effect.Effect<never> = probeSlot.withPermits(1)(Effect.forever(Effect.gen(function* () {
+      yield* Effect.sleep(probeInterval)
+      if (!health.down) return
+      const probe = yield* Effect.either(observed(sendAndRead(probeRequest)))
+      if (Either.isLeft(probe)) yield* Effect.logDebug(`hub probe: ${probe.left.message}`)
+    })))
 
-    const ensureProbe: Effect.Effect<void> = Effect.suspend(() => {
-      if (!probing || health.probing || !health.down || health.waiting === 0) return Effect.void
-      health.probing = true
-      return Effect.asVoid(Effect.forkIn(probeLoop, scope))
-    })
-
-    const hubFailed: Effect.Effect<void> = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    const hubFailed: Effect.Effect<void> = Effect.map(Clock.currentTimeMillis, (now) => {
       if (!health.down) {
         health.down = true
         health.downSince = now
       }
       health.failedAt = health.sent
-      return ensureProbe
     })
 
     const hubAnswered = (serial: number): Effect.Effect<void> =>
@@ -356,30 +344,30 @@ export const make = (options: HubOptions) =>
       })
 
     /**
-     * A retry's wait: `interval` at most (kojid's retry_interval or offline_retry_interval), over
-     * at once when the hub answers again; no wait when it already has since this call failed.
+     * Waits for the hub's return (the `back` of now), taking its turn at probing, at most `limit`.
+     * Each side runs interruptible in a fiber of its own, so the race ends at once even when the
+     * waiting call is not interruptible (a release after an interrupt).
      */
-    const retryPause = (interval: Duration.Duration): Effect.Effect<void> =>
+    const awaitBack = (limit: Duration.Duration | undefined, onlyWhileDown: boolean): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (!health.down) return Effect.void
-        const back = health.back
+        if (onlyWhileDown && !health.down) return Effect.void
+        const back = Effect.interruptible(Deferred.await(health.back))
+        const sides: Array<Effect.Effect<void>> = [back]
+        if (probing) sides.push(Effect.interruptible(probeLoop))
+        if (limit !== undefined) sides.push(Effect.interruptible(Effect.sleep(limit)))
         health.waiting++
-        return Effect.zipRight(
-          ensureProbe,
-          // Each side interruptible in its fiber, so the loser ends at once even when the call is not interruptible.
-          Effect.raceFirst(Effect.interruptible(Effect.sleep(interval)), Effect.interruptible(Deferred.await(back)))
-        ).pipe(Effect.ensuring(Effect.sync(() => {
+        return Effect.raceAll(sides).pipe(Effect.ensuring(Effect.sync(() => {
           health.waiting--
         })))
       })
 
-    const recovered: Effect.Effect<void> = Effect.suspend(() => {
-      const back = health.back
-      health.waiting++
-      return Effect.zipRight(ensureProbe, Deferred.await(back)).pipe(Effect.ensuring(Effect.sync(() => {
-        health.waiting--
-      })))
-    })
+    /**
+     * A retry's wait: `interval` at most (kojid's retry_interval or offline_retry_interval), over
+     * at once when the hub answers again; no wait when it already has since this call failed.
+     */
+    const retryPause = (interval: Duration.Duration): Effect.Effect<void> => awaitBack(interval, true)
+
+    const recovered: Effect.Effect<void> = awaitBack(undefined, false)
 
     /**
      * kojid's retry loop (`ClientSession._callMethod`, §1.7): faults are final except ServerOffline
