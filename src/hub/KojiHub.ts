@@ -148,8 +148,9 @@ export interface KojiHubService {
    * Completes at the next "hub is back": the first answer of the hub (a value or a fault other
    * than ServerOffline) to a request sent after a call failed with a connection error, an HTTP
    * error, a timeout, an unreadable answer or ServerOffline. Never completes while the hub keeps
-   * answering. Calls waiting to retry wake at the same moment; while anyone awaits this, a failed
-   * call starts the probe. The daemon loop races its idle pause with it to send its heartbeat at once.
+   * answering. Calls waiting to retry wake at the same moment; whoever awaits this takes its turn
+   * at probing while the hub is down. The daemon loop races its idle pause with it to send its
+   * heartbeat at once.
    */
   readonly recovered: Effect.Effect<void>
 }

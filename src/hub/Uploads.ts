@@ -1,5 +1,5 @@
 /**
- * Uploads to the hub's work area (koji-protocol.md §6): fast `rawUpload` in 1 MiB chunks with
+ * Uploads to the hub's work area (koji-protocol.md §6): fast `rawUpload` in 8 MiB chunks with
  * adler32 checks, the legacy base64 `uploadFile`, kojid's `uploadWrapper` choice between them,
  * and the incremental log streamer that mirrors growing log files while a command runs.
  *
@@ -10,9 +10,10 @@
  */
 import { Duration, Effect, Either, Schedule, Schema, type Scope } from "effect"
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
-import { adler32, adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
+import { adler32Combine, adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
 import { type Fault, GenericError, LockError } from "./faults.js"
 import { hostApi } from "./HostApi.js"
 import type { HubError } from "./HubError.js"
@@ -25,8 +26,16 @@ export class UploadError extends Schema.TaggedError<UploadError>()("UploadError"
   message: Schema.String
 }) {}
 
-/** koji's `upload_blocksize` default. */
+/** koji's `upload_blocksize` default: the chunk of the legacy `uploadFile`, whose base64 XML grows with it. */
 export const UPLOAD_BLOCKSIZE = 1048576
+/**
+ * The chunk of a fast upload: 8 MiB where kojid sends 1 MiB. The hub's rawUpload has no cap and
+ * reads the body in 64 KiB pieces, so its memory does not grow with the chunk; every chunk is a
+ * round trip and a call (session lock, callnum, reply, digest check), which 8 MiB makes an eighth
+ * as many of — against a remote hub the round trips dominate (scripts/bench/upload measures 1 and
+ * 8 MiB). The cost: a chunk re-sent after a fault is 8 MiB, and an upload holds two chunks.
+ */
+export const FAST_UPLOAD_BLOCKSIZE = 8 * 1048576
 /** Chunk size of kojid's incremental log upload. */
 export const LOG_CHUNK_SIZE = 65536
 
@@ -35,6 +44,7 @@ export interface UploadOptions {
   /** Truncate/replace an existing file (default true, as kojid's uploadWrapper). */
   readonly overwrite?: boolean | undefined
   readonly volume?: string | undefined
+  /** Chunk size: FAST_UPLOAD_BLOCKSIZE for `rawUpload`, UPLOAD_BLOCKSIZE for the legacy `uploadFile`. */
   readonly blocksize?: number | undefined
   /** Sends of one chunk whose reply does not match it, or that the hub could not lock (default 4). */
   readonly chunkTries?: number | undefined
@@ -64,10 +74,40 @@ export const checkUploadTarget = (path: string, name: string): Effect.Effect<voi
 const localError = (file: string) => (cause: unknown) =>
   new UploadError({ reason: "LocalFile", file, message: `cannot read ${file}: ${cause instanceof Error ? cause.message : String(cause)}` })
 
-const openLocal = (file: string) =>
+/** A local file open for reading, and its size when it was opened. */
+interface LocalFile {
+  readonly fd: number
+  readonly size: number
+}
+
+/**
+ * Opens a local file for the scope. open, fstat and close are synchronous: each is one cheap
+ * system call on the builder's own disk, where a trip through libuv's thread pool costs more
+ * than the call — per small file, more than its upload (scripts/bench/upload). Reads stay
+ * asynchronous and overlap the hub calls.
+ */
+const openLocal = (file: string): Effect.Effect<LocalFile, UploadError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.tryPromise({ try: () => fsp.open(file, "r"), catch: localError(file) }),
-    (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+    Effect.try({
+      try: () => {
+        const fd = fs.openSync(file, "r")
+        try {
+          return { fd, size: fs.fstatSync(fd).size }
+        } catch (e) {
+          fs.closeSync(fd)
+          throw e
+        }
+      },
+      catch: localError(file)
+    }),
+    ({ fd }) =>
+      Effect.sync(() => {
+        try {
+          fs.closeSync(fd)
+        } catch {
+          // Only a descriptor that is already closed fails to close: nothing to release.
+        }
+      })
   )
 
 const PROBE_BYTES = 64 * 1024
@@ -78,23 +118,38 @@ const PROBE_BYTES = 64 * 1024
  * a fresh zeroed 1 MiB block per read — two per small file — cost more than the hub calls
  * when a task uploads a repodata directory (scripts/bench/createrepo).
  */
-const readAt = (handle: fsp.FileHandle, file: string, position: number, length: number, size: number) =>
-  Effect.tryPromise({
-    try: async () => {
-      const want = Math.min(length, size > position ? size - position : PROBE_BYTES)
-      const buffer = Buffer.allocUnsafe(want)
-      const { bytesRead } = await handle.read(buffer, 0, want, position)
-      return buffer.subarray(0, bytesRead)
-    },
-    catch: localError(file)
+const readAt = (local: LocalFile, file: string, position: number, length: number) =>
+  Effect.async<Buffer, UploadError>((resume) => {
+    const want = Math.min(length, local.size > position ? local.size - position : PROBE_BYTES)
+    const buffer = Buffer.allocUnsafe(want)
+    fs.read(local.fd, buffer, 0, want, position, (error, bytesRead) => {
+      resume(error === null ? Effect.succeed(buffer.subarray(0, bytesRead)) : Effect.fail(localError(file)(error)))
+    })
+  })
+
+const ADLER32_SLICE = 256 * 1024
+
+/**
+ * A chunk's adler32, in 256 KiB slices with a turn of the event loop between them. It runs while
+ * the chunk's request is in flight, and an 8 MiB body does not fit in the socket's buffers: summed
+ * in one go (9 ms) it would hold the rest of the body back from the hub for as long.
+ */
+const adler32Yielding = (bytes: Uint8Array): Effect.Effect<number> =>
+  Effect.gen(function* () {
+    let sum = 1
+    for (let at = 0; at < bytes.length; at += ADLER32_SLICE) {
+      if (at > 0) yield* Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
+      sum = adler32Update(sum, bytes.subarray(at, at + ADLER32_SLICE))
+    }
+    return sum
   })
 
 const volumeOf = (volume: string | undefined): string | undefined => (volume === undefined || volume === "DEFAULT" ? undefined : volume)
 
 /** What every whole-file upload starts with: the target checked, then its chunk size, volume and `path/name`. */
-const uploadTarget = (path: string, name: string, options: UploadOptions) =>
+const uploadTarget = (path: string, name: string, options: UploadOptions, defaultBlocksize: number) =>
   Effect.as(checkUploadTarget(path, name), {
-    blocksize: options.blocksize ?? UPLOAD_BLOCKSIZE,
+    blocksize: options.blocksize ?? defaultBlocksize,
     volume: volumeOf(options.volume),
     remote: `${path}/${name}`
   })
@@ -118,7 +173,7 @@ export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  const target = yield* uploadTarget(path, name, options)
+  const target = yield* uploadTarget(path, name, options, FAST_UPLOAD_BLOCKSIZE)
   const passes = Math.max(1, options.filePasses ?? 3)
   for (let pass = 1; ; pass++) {
     // A later pass replaces what the hub holds, and always has the whole file checked.
@@ -144,45 +199,62 @@ const uploadPass = (
     const overwrite = again || (options.overwrite ?? true)
     const chunkTries = Math.max(1, options.chunkTries ?? 4)
     const lockRetryDelay = options.lockRetryDelay ?? Duration.seconds(1)
-    const handle = yield* openLocal(localFile)
-    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
+    const local = yield* openLocal(localFile)
+    const size = local.size
+    const send = (offset: number, chunk: Uint8Array) =>
+      Effect.either(session.rawUpload({ path, name, offset, data: chunk, overwrite, volume }))
     let offset = 0
     let full = 1
     let problems = again
-    let first = true
+    // At least one chunk, even for an empty file.
+    let chunk = yield* readAt(local, localFile, 0, blocksize)
     while (true) {
-      const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
-      if (chunk.length === 0 && !first) break
-      first = false
-      const sum = adler32(chunk)
+      // One call is in flight per session; while it is, this chunk's adler32 is computed and the
+      // next chunk read, so neither costs time of its own (scripts/bench/upload).
+      const at = offset
+      const current = chunk
+      const [firstSend, [sum, next]] = yield* Effect.all([
+        send(at, current),
+        Effect.zipRight(
+          Effect.yieldNow(),
+          Effect.all([
+            adler32Yielding(current),
+            current.length === 0 ? Effect.succeed(current) : readAt(local, localFile, at + current.length, blocksize)
+          ])
+        )
+      ], { concurrency: 2 })
       const digest = adler32Hex(sum)
+      let sent = firstSend
       for (let tries = 1; ; tries++) {
-        const sent = yield* Effect.either(session.rawUpload({ path, name, offset, data: chunk, overwrite, volume }))
         if (Either.isLeft(sent)) {
           // LockError: an earlier send of this file (one the client gave up on) still holds the hub's lock.
           if (sent.left instanceof LockError && tries < chunkTries) {
             problems = true
-            yield* Effect.logWarning(`upload of ${remote} at offset ${offset}: ${sent.left.faultString}; sending the chunk again`)
+            yield* Effect.logWarning(`upload of ${remote} at offset ${at}: ${sent.left.faultString}; sending the chunk again`)
             yield* Effect.sleep(lockRetryDelay)
+            sent = yield* send(at, current)
             continue
           }
           return yield* Effect.fail(sent.left)
         }
         const reply = sent.right
         if (reply.attempts > 1) problems = true
-        const wrong = reply.size !== chunk.length
-          ? new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${chunk.length}-byte chunk at offset ${offset}` })
+        const wrong = reply.size !== current.length
+          ? new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${current.length}-byte chunk at offset ${at}` })
           : reply.hexdigest !== digest
-          ? new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${offset}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` })
+          ? new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${at}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` })
           : undefined
         if (wrong === undefined) break
         problems = true
         if (tries >= chunkTries) return yield* Effect.fail(wrong)
         yield* Effect.logWarning(`${wrong.message}; sending the chunk again`)
+        sent = yield* send(at, current)
       }
-      // The first chunk's checksum is the running one: computing it again would double the work.
-      full = offset === 0 ? sum : adler32Update(full, chunk)
-      offset += chunk.length
+      // The whole file's adler32 from the chunks' (zlib's adler32_combine): no second pass over the bytes.
+      full = at === 0 ? sum : adler32Combine(full, sum, current.length)
+      offset += current.length
+      if (next.length === 0) break
+      chunk = next
     }
     if (offset !== size) yield* Effect.logWarning(`local file changed size while uploading: ${localFile}, ${size} -> ${offset}`)
     const check = yield* hostApi(session).checkUpload(path, name, { ...(problems ? { verify: "adler32" as const } : {}), ...(volume === undefined ? {} : { volume }) })
@@ -208,15 +280,14 @@ export const uploadFileLegacy = Effect.fn("Uploads.uploadFileLegacy")(function* 
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options)
+  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options, UPLOAD_BLOCKSIZE)
   const api = hostApi(session)
   return yield* Effect.scoped(Effect.gen(function* () {
-    const handle = yield* openLocal(localFile)
-    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
+    const local = yield* openLocal(localFile)
     const whole = createHash("sha256")
     let offset = 0
     while (true) {
-      const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
+      const chunk = yield* readAt(local, localFile, offset, blocksize)
       whole.update(chunk)
       const last = chunk.length === 0
       const digest = last ? whole.digest("hex") : createHash("sha256").update(chunk).digest("hex")
@@ -352,10 +423,10 @@ export const streamLogs = (
     let finishing = false
 
     /** Sends `[from, to)` of the open file to the hub at `at`. */
-    const sendRange = (f: StreamedLog, handle: fsp.FileHandle, from: number, to: number, at: number, size: number) =>
+    const sendRange = (f: StreamedLog, local: LocalFile, from: number, to: number, at: number) =>
       Effect.gen(function* () {
         for (let pos = from; pos < to;) {
-          const chunk = yield* readAt(handle, f.local, pos, Math.min(chunkSize, to - pos), size)
+          const chunk = yield* readAt(local, f.local, pos, Math.min(chunkSize, to - pos))
           if (chunk.length === 0) return pos
           yield* sendChunk(f, at + (pos - from), chunk)
           pos += chunk.length
@@ -379,12 +450,12 @@ export const streamLogs = (
         const limit = cut === undefined ? size : cut.head
         if (cursor.position >= limit && (cut === undefined || !finishing || cursor.tailSent)) return
         yield* Effect.scoped(Effect.gen(function* () {
-          const handle = yield* openLocal(f.local)
-          cursor.position = yield* sendRange(f, handle, cursor.position, limit, cursor.position, size)
+          const local = yield* openLocal(f.local)
+          cursor.position = yield* sendRange(f, local, cursor.position, limit, cursor.position)
           if (cut === undefined || !finishing || cursor.tailSent || cursor.position < cut.head) return
           const note = new TextEncoder().encode(truncationNote(f.remote, cut.cut, maxBytes))
           yield* sendChunk(f, cut.head, note)
-          yield* sendRange(f, handle, size - cut.tail, size, cut.head + note.length, size)
+          yield* sendRange(f, local, size - cut.tail, size, cut.head + note.length)
           cursor.tailSent = true
           yield* Effect.logWarning(`${f.remote} is ${size} bytes: only its first ${cut.head} and last ${cut.tail} bytes were uploaded (log_max_size)`)
         }))

@@ -9,7 +9,7 @@ import { Context, Effect, Either, Layer } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type HubOptions, KojiHub, type Session } from "../../src/hub/KojiHub.js"
-import { fastUpload, UploadError } from "../../src/hub/Uploads.js"
+import { FAST_UPLOAD_BLOCKSIZE, fastUpload, UploadError } from "../../src/hub/Uploads.js"
 import { type FakeHubOptions, startFakeHub } from "../fakehub/FakeHub.js"
 import { type FaultSchedule, startFaultProxy } from "../support/faultProxy.js"
 import { tempDir } from "../support/tls.js"
@@ -49,11 +49,21 @@ const offsets = (requests: ReadonlyArray<{ readonly method: string; readonly url
   requests.filter((r) => r.method === "rawUpload").map((r) => Number(new URL(r.url, "http://x").searchParams.get("offset")))
 
 describe("fast upload under hub faults", () => {
+  it.live("by default a file goes up in 8 MiB chunks (FAST_UPLOAD_BLOCKSIZE), one call each, while the next is read", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const { fake, proxy, session, file } = yield* setup()
+      const data = pattern(17 * MiB + 3, 9)
+      yield* fastUpload(session, file("h.rpm", data), "cli-build/f8", "h.rpm")
+      assert.deepStrictEqual(offsets(proxy.requests), [0, FAST_UPLOAD_BLOCKSIZE, 2 * FAST_UPLOAD_BLOCKSIZE])
+      assert.strictEqual(FAST_UPLOAD_BLOCKSIZE, 8 * MiB)
+      assert.isTrue(fake.state.upload("cli-build/f8/h.rpm")!.equals(data))
+    })))
+
   it.live("a chunk whose reply was lost is sent again, and checkUpload verifies the whole file's adler32", () =>
     Effect.scoped(Effect.gen(function*() {
       const { fake, proxy, session, file } = yield* setup({ rules: [{ match: "rawUpload", kind: "resetAfter", skip: 1, times: 1 }] })
       const data = pattern(3 * MiB + 17, 1)
-      yield* fastUpload(session, file("a.rpm", data), "cli-build/f1", "a.rpm")
+      yield* fastUpload(session, file("a.rpm", data), "cli-build/f1", "a.rpm", { blocksize: MiB })
       assert.deepStrictEqual(offsets(proxy.requests), [0, MiB, MiB, 2 * MiB, 3 * MiB])
       const check = fake.state.calls.filter((c) => c.method === "checkUpload")
       assert.deepStrictEqual(check.map((c) => c.params), [["cli-build/f1", "a.rpm", { verify: "adler32", __starstar: true }]])
@@ -64,7 +74,7 @@ describe("fast upload under hub faults", () => {
     Effect.scoped(Effect.gen(function*() {
       const { fake, proxy, session, file } = yield* setup({ rules: [{ match: "rawUpload", kind: "hang", skip: 2, times: 1 }] }, { timeout: 1 })
       const data = pattern(3 * MiB, 2)
-      yield* fastUpload(session, file("b.rpm", data), "cli-build/f2", "b.rpm")
+      yield* fastUpload(session, file("b.rpm", data), "cli-build/f2", "b.rpm", { blocksize: MiB })
       assert.deepStrictEqual(offsets(proxy.requests), [0, MiB, 2 * MiB, 2 * MiB])
       assert.isTrue(fake.state.upload("cli-build/f2/b.rpm")!.equals(data))
     })))
@@ -78,7 +88,7 @@ describe("fast upload under hub faults", () => {
       const sizes = [0, 1, 4095, MiB - 1, MiB, MiB + 1, 2 * MiB + 333, 65536, 300_000, 5 * MiB, 17, 3 * MiB]
       for (const [i, size] of sizes.entries()) {
         const data = pattern(size, 100 + i)
-        yield* fastUpload(session, file(`f${i}.log`, data), "cli-build/f3", `f${i}.log`)
+        yield* fastUpload(session, file(`f${i}.log`, data), "cli-build/f3", `f${i}.log`, { blocksize: MiB })
         assert.isTrue(fake.state.upload(`cli-build/f3/f${i}.log`)!.equals(data), `file ${i} (${size} bytes)\n${proxy.summary()}`)
       }
       assert.isAtLeast(proxy.stats().faulted, 5, proxy.summary())
@@ -98,7 +108,7 @@ describe("fast upload under hub faults", () => {
             return session.callAs(schema, method, params, kw)
           })
       }
-      yield* fastUpload(damaging, file("c.rpm", data), "cli-build/f4", "c.rpm")
+      yield* fastUpload(damaging, file("c.rpm", data), "cli-build/f4", "c.rpm", { blocksize: MiB })
       assert.strictEqual(damaged, 2)
       const checks = fake.state.calls.filter((c) => c.method === "checkUpload")
       assert.deepStrictEqual(checks.map((c) => c.params.length), [2, 3], "the second pass asks for the adler32")
@@ -112,7 +122,7 @@ describe("fast upload under hub faults", () => {
         inject: (r) => (r.methodName === "rawUpload" && ++rawUploads === 2 ? { fault: [1001, "[Errno 11] Resource temporarily unavailable"] } : undefined)
       })
       const data = pattern(2 * MiB + 1, 4)
-      yield* fastUpload(session, file("d.rpm", data), "cli-build/f5", "d.rpm", { lockRetryDelay: "50 millis" })
+      yield* fastUpload(session, file("d.rpm", data), "cli-build/f5", "d.rpm", { lockRetryDelay: "50 millis", blocksize: MiB })
       assert.strictEqual(fake.state.calls.filter((c) => c.method === "rawUpload").length, 4)
       assert.strictEqual(fake.state.calls.filter((c) => c.method === "checkUpload")[0]!.params.length, 3, "verified")
       assert.isTrue(fake.state.upload("cli-build/f5/d.rpm")!.equals(data))
@@ -127,11 +137,11 @@ describe("fast upload under hub faults", () => {
         ...session,
         rawUpload: (a) => Effect.map(session.rawUpload(a), (r) => (a.offset === MiB && lies++ <= times ? { ...r, hexdigest: "deadbeef" } : r))
       })
-      yield* fastUpload(lying(1), file("e.rpm", data), "cli-build/f6", "e.rpm")
+      yield* fastUpload(lying(1), file("e.rpm", data), "cli-build/f6", "e.rpm", { blocksize: MiB })
       assert.isTrue(fake.state.upload("cli-build/f6/e.rpm")!.equals(data))
       assert.strictEqual(fake.state.calls.filter((c) => c.method === "checkUpload")[0]!.params.length, 3, "verified")
       lies = 1
-      const result = yield* Effect.either(fastUpload(lying(100), file("g.rpm", data), "cli-build/f7", "g.rpm"))
+      const result = yield* Effect.either(fastUpload(lying(100), file("g.rpm", data), "cli-build/f7", "g.rpm", { blocksize: MiB }))
       assert.isTrue(Either.isLeft(result) && result.left instanceof UploadError && result.left.reason === "Digest", String(result))
       assert.strictEqual(lies - 1, 4, "four sends of the chunk (chunkTries)")
     })))
