@@ -81,6 +81,8 @@ export const runDaemon = (
     const hub = yield* KojiHub
     const session = yield* hub.loginScoped(options.forceLock)
     const tm = yield* makeTaskManager(session, options)
+    // When the hub answers again after a failure, the next cycle (and its heartbeat) goes at once.
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(hub.recovered, tm.wakeup.wake)))
     yield* Effect.logInfo(`Starting up: host ${tm.hostId}, session ${session.sessionId}`)
     // At start no task of ours runs here: every container labelled with this host is an orphan
     // of an earlier process (its OPEN tasks are freed as stale by the first cycle).

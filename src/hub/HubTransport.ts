@@ -53,6 +53,8 @@ export interface HubRequest {
   readonly contentType: "text/xml" | "application/octet-stream"
   /** Send on the login pool (TLS cap, login timeout). */
   readonly login?: boolean | undefined
+  /** Overrides the pool's timeout for this request (the recovery probe's short bound). */
+  readonly timeout?: Duration.DurationInput | undefined
 }
 
 /** A 2xx answer of the hub, body already decompressed. */
@@ -60,6 +62,8 @@ export interface HubResponse {
   readonly status: number
   readonly headers: Readonly<Record<string, string>>
   readonly body: Uint8Array
+  /** True when the request went out twice: the first connection was reset and it was re-sent at once (§1.1). */
+  readonly resent: boolean
 }
 
 /** Default request timeout of koji's client (`DEFAULT_REQUEST_TIMEOUT`, 12 h). */
@@ -73,7 +77,11 @@ export interface HubTransportService {
   readonly baseUrl: string
   /** True when a client certificate file was loaded (kojid then logs in with `sslLogin`). */
   readonly hasClientCert: boolean
-  /** One POST; non-2xx is `HubError("Http")`; a reset kept-alive connection is re-sent once at once (§1.1). */
+  /**
+   * One POST; non-2xx is `HubError("Http")`; a reset kept-alive connection is re-sent once at once
+   * (§1.1). Each request is bounded by its timeout wherever it runs, even in an uninterruptible
+   * region (a scope's release, a shutdown in `onInterrupt`): the wait for the answer is interruptible.
+   */
   readonly send: (request: HubRequest) => Effect.Effect<HubResponse, HubError>
 }
 
@@ -195,7 +203,7 @@ export const make = (options: TransportOptions) =>
     const callTimeout = Duration.seconds(options.timeout ?? DEFAULT_REQUEST_TIMEOUT)
     const loginTimeout = Duration.seconds(options.loginTimeout ?? DEFAULT_AUTH_TIMEOUT)
 
-    const sendOnce = (request: HubRequest): Effect.Effect<HubResponse, HubError> => {
+    const sendOnce = (request: HubRequest, resent: boolean): Effect.Effect<HubResponse, HubError> => {
       const fullUrl = request.query === undefined || request.query.length === 0
         ? request.url
         : `${request.url}?${new URLSearchParams(request.query.map(([k, v]): [string, string] => [k, v])).toString()}`
@@ -207,7 +215,7 @@ export const make = (options: TransportOptions) =>
         "Content-Type": request.contentType,
         "Content-Length": String(request.body.length)
       }
-      const timeout = request.login === true ? loginTimeout : callTimeout
+      const timeout = request.timeout !== undefined ? Duration.decode(request.timeout) : request.login === true ? loginTimeout : callTimeout
       // Straight on node's http over the pooled agents: the HttpClient pipeline (request and
       // response wrappers, a fiber and scope per request) cost more per hub call than the call.
       return Effect.async<{ readonly response: http.IncomingMessage; readonly raw: Uint8Array }, unknown>((resume) => {
@@ -226,6 +234,10 @@ export const make = (options: TransportOptions) =>
         nodeRequest.end(request.body)
         return Effect.sync(() => nodeRequest.destroy())
       }).pipe(
+        // The timeout below runs this in a fiber of its own, which no interruption is pending on;
+        // interruptible there, the timeout cuts a hung request even when the caller is in an
+        // uninterruptible region (login as a scope's acquire, shutdown calls in onInterrupt).
+        Effect.interruptible,
         Effect.mapError((cause) => fromNodeError(request.method, fullUrl, cause)),
         Effect.timeoutFail({
           duration: timeout,
@@ -254,18 +266,18 @@ export const make = (options: TransportOptions) =>
             )
           }
           return decompress(request.method, headers["content-encoding"], raw).pipe(
-            Effect.map((body): HubResponse => ({ status, headers, body }))
+            Effect.map((body): HubResponse => ({ status, headers, body, resent }))
           )
         })
       )
     }
 
     const send = (request: HubRequest): Effect.Effect<HubResponse, HubError> =>
-      sendOnce(request).pipe(
+      sendOnce(request, false).pipe(
         Effect.catchIf(isConnectionReset, (error) =>
           // koji re-sends the identical request once, at once, on a fresh connection (§1.1, §13).
           Effect.logDebug(`re-sending after connection error: ${error.message}`).pipe(
-            Effect.zipRight(sendOnce(request))
+            Effect.zipRight(sendOnce(request, true))
           ))
       )
 

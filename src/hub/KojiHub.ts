@@ -2,9 +2,12 @@
  * KojiHub: sessions with the koji hub exactly as kojid's `ClientSession` keeps them
  * (koji-protocol.md §1.5–1.8, §3): login, exclusive lock, header or URL session auth, a callnum
  * that only ever increases, one call in flight per session, renewal on AuthExpired, subsessions,
- * and kojid's retry policy.
+ * and kojid's retry policy — with one thing kojid lacks: a shared "hub is back" signal. When
+ * the hub stops answering, calls wait to retry as kojid's policy says, a probe asks the hub
+ * every few seconds whether it answers again, and the first answer after the failure wakes
+ * every waiting call at once (and whoever awaits `recovered`, e.g. the daemon loop).
  */
-import { Context, Duration, Effect, Either, Layer, ParseResult, Schema, type Scope } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Either, FiberId, HashSet, Layer, ParseResult, Schema, type Scope } from "effect"
 import { type Fault, isFault, ParameterError, ServerOffline } from "../koji/faults.js"
 import { AdjutantConfig, type Config } from "../config/AdjutantConfig.js"
 import { HubError, LoginError } from "./HubError.js"
@@ -31,6 +34,12 @@ export interface HubOptions extends TransportOptions {
   readonly offlineRetry?: boolean | undefined
   /** Seconds; kojid default 120. */
   readonly offlineRetryInterval?: number | undefined
+  /**
+   * Seconds between probes (an anonymous `getAPIVersion`) while calls wait for a hub that stopped
+   * answering; default 5, never more than retry_interval; 0 turns the probe off. kojid has no
+   * probe: its waiting calls learn that the hub is back only when their own retry_interval ends.
+   */
+  readonly recoveryProbeInterval?: number | undefined
   /** Retry transport errors of calls made without a session (koji `anon_retry`, default false). */
   readonly anonRetry?: boolean | undefined
   /** kojid `use_fast_upload` (default true): `rawUpload`, else legacy `uploadFile` (§6). */
@@ -135,6 +144,15 @@ export interface KojiHubService {
   readonly loginScoped: (force: boolean) => Effect.Effect<Session, Fault | HubError | LoginError, Scope.Scope>
   /** Calls without a session. */
   readonly anonymous: AnonymousSession
+  /**
+   * Completes at the next "hub is back": the first answer of the hub (a value or a fault other
+   * than ServerOffline) to a request sent after a call failed with a connection error, an HTTP
+   * error, a timeout, an unreadable answer or ServerOffline. Never completes while the hub keeps
+   * answering. Calls waiting to retry wake at the same moment; whoever awaits this takes its turn
+   * at probing while the hub is down. The daemon loop races its idle pause with it to send its
+   * heartbeat at once.
+   */
+  readonly recovered: Effect.Effect<void>
 }
 
 /** Koji hub sessions. */
@@ -159,6 +177,16 @@ export const doneOnRetry = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effec
       typeof e === "object" && e !== null && "_tag" in e && e._tag === "RetryError",
     (e) => Effect.logInfo(`RetryError treated as done: ${String((e as { faultString?: unknown }).faultString)}`)
   ) as Effect.Effect<A | void, Exclude<E, { readonly _tag: "RetryError" }>, R> // catchIf cannot narrow the error union by tag itself
+
+/**
+ * Runs a hub call interruptibly wherever it runs, so a caller's `Effect.timeout` bounds it even
+ * in an uninterruptible region (a scope's acquire or release, a shutdown in `onInterrupt`:
+ * `timeout` runs it in a fiber of its own). The one exception is a fiber that is already being
+ * interrupted: there an interruptible region would end the call before it starts, so it runs to
+ * its end, each request still bounded by the transport's timeout.
+ */
+const interruptibleCall = <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.descriptorWith((fiber) => (HashSet.size(fiber.interruptors) > 0 ? self : Effect.interruptible(self)))
 
 /** `sinfo` as the login calls return it (§1.5). */
 const SessionInfo = Schema.Struct({
@@ -236,6 +264,9 @@ export const make = (options: HubOptions) =>
     const retryInterval = Duration.seconds(options.retryInterval ?? 60)
     const offlineRetry = options.offlineRetry ?? true
     const offlineRetryInterval = Duration.seconds(options.offlineRetryInterval ?? 120)
+    const probing = (options.recoveryProbeInterval ?? 5) > 0
+    const probeInterval = Duration.millis(Math.max(50, 1000 * Math.min(options.recoveryProbeInterval ?? 5, options.retryInterval ?? 60)))
+    const probeTimeout = Duration.seconds(Math.min(30, options.timeout ?? 30))
     const baseUrl = transport.baseUrl
     // gssapi_login switches the client to https for the login and every later call (§3.2).
     const gssapiBaseUrl = forceHttps(baseUrl)
@@ -243,10 +274,108 @@ export const make = (options: HubOptions) =>
     const sessionBaseUrl = (loginMethod: LoginMethod): string => (loginMethod === "gssapi" ? gssapiBaseUrl : baseUrl)
 
     /**
+     * Whether the hub answers, for all sessions of this service. `sent` numbers the requests;
+     * `failedAt` is `sent` when a request last failed, so an answer to a request sent before that
+     * failure (a reply that was already on its way) is not taken for the hub's return.
+     */
+    const health = {
+      sent: 0,
+      failedAt: 0,
+      down: false,
+      downSince: 0,
+      back: Deferred.unsafeMake<void>(FiberId.none),
+      waiting: 0
+    }
+
+    const probeRequest: HubRequest = {
+      method: "getAPIVersion",
+      url: baseUrl,
+      headers: {},
+      body: new TextEncoder().encode(encodeMethodCall("getAPIVersion", [])),
+      contentType: "text/xml",
+      timeout: probeTimeout
+    }
+
+    /**
+     * The probe: while the hub is down, `getAPIVersion` every probeInterval. It runs in the wait
+     * of whoever holds the one probe permit, so one probe goes out however many calls wait, it
+     * needs no fiber of its own, and when its holder stops waiting another waiter takes it over.
+     */
+    const probeSlot = yield* Effect.makeSemaphore(1)
+    const probeLoop: Effect.Effect<never> = probeSlot.withPermits(1)(Effect.forever(Effect.gen(function* () {
+      yield* Effect.sleep(probeInterval)
+      if (!health.down) return
+      const probe = yield* Effect.either(observed(sendAndRead(probeRequest)))
+      if (Either.isLeft(probe)) yield* Effect.logDebug(`hub probe: ${probe.left.message}`)
+    })))
+
+    const hubFailed: Effect.Effect<void> = Effect.map(Clock.currentTimeMillis, (now) => {
+      if (!health.down) {
+        health.down = true
+        health.downSince = now
+      }
+      health.failedAt = health.sent
+    })
+
+    const hubAnswered = (serial: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (!health.down || serial <= health.failedAt) return Effect.void
+        health.down = false
+        const back = health.back
+        health.back = Deferred.unsafeMake<void>(FiberId.none)
+        const waiting = health.waiting
+        return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          Effect.zipRight(
+            Deferred.succeed(back, undefined),
+            Effect.logInfo(`the hub answers again after ${Duration.format(Duration.millis(now - health.downSince))}` +
+              (waiting > 0 ? `; ${waiting} waiting ${waiting === 1 ? "call retries" : "calls retry"} now` : ""))
+          ))
+      })
+
+    /** One request, with what it tells about the hub's health noted. */
+    const observed = <E extends HubError | LoginError>(
+      attempt: Effect.Effect<Either.Either<XmlRpcValue, Fault>, E>
+    ): Effect.Effect<Either.Either<XmlRpcValue, Fault>, E> =>
+      Effect.suspend(() => {
+        const serial = ++health.sent
+        return Effect.tapBoth(attempt, {
+          onSuccess: (outcome) => (Either.isLeft(outcome) && outcome.left instanceof ServerOffline ? hubFailed : hubAnswered(serial)),
+          onFailure: (error) => (error._tag === "HubError" && error.reason !== "Certificate" ? hubFailed : Effect.void)
+        })
+      })
+
+    /**
+     * Waits for the hub's return (the `back` of now), taking its turn at probing, at most `limit`.
+     * Each side runs interruptible in a fiber of its own, so the race ends at once even when the
+     * waiting call is not interruptible (a release after an interrupt).
+     */
+    const awaitBack = (limit: Duration.Duration | undefined, onlyWhileDown: boolean): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (onlyWhileDown && !health.down) return Effect.void
+        const back = Effect.interruptible(Deferred.await(health.back))
+        const sides: Array<Effect.Effect<void>> = [back]
+        if (probing) sides.push(Effect.interruptible(probeLoop))
+        if (limit !== undefined) sides.push(Effect.interruptible(Effect.sleep(limit)))
+        health.waiting++
+        return Effect.raceAll(sides).pipe(Effect.ensuring(Effect.sync(() => {
+          health.waiting--
+        })))
+      })
+
+    /**
+     * A retry's wait: `interval` at most (kojid's retry_interval or offline_retry_interval), over
+     * at once when the hub answers again; no wait when it already has since this call failed.
+     */
+    const retryPause = (interval: Duration.Duration): Effect.Effect<void> => awaitBack(interval, true)
+
+    const recovered: Effect.Effect<void> = awaitBack(undefined, false)
+
+    /**
      * kojid's retry loop (`ClientSession._callMethod`, §1.7): faults are final except ServerOffline
      * with offline_retry (sleep, reset the counter, forever); transport errors are retried up to
      * max_retries, the first retry at once and later ones after retry_interval; certificate
-     * errors and calls without a session are not retried.
+     * errors and calls without a session are not retried. Every wait ends early when the hub
+     * answers again (`retryPause`); each retry still counts against max_retries.
      */
     const withRetries = <E extends HubError | LoginError>(
       method: string,
@@ -260,14 +389,14 @@ export const make = (options: HubOptions) =>
         while (true) {
           tries++
           attempts++
-          const result = yield* Effect.either(attempt)
+          const result = yield* Effect.either(observed(attempt))
           if (Either.isRight(result)) {
             const outcome = result.right
             if (Either.isRight(outcome)) return { value: outcome.right, attempts }
             const fault = outcome.left
             if (fault instanceof ServerOffline && offlineRetry) {
               yield* Effect.logWarning(`hub offline (${fault.faultString}); retrying ${method} in ${Duration.format(offlineRetryInterval)}`)
-              yield* Effect.sleep(offlineRetryInterval)
+              yield* retryPause(offlineRetryInterval)
               tries = 0
               continue
             }
@@ -276,7 +405,7 @@ export const make = (options: HubOptions) =>
           const error = result.left
           if (error._tag === "LoginError" || error.reason === "Certificate" || !retry || tries > maxRetries) return yield* Effect.fail(error)
           yield* Effect.logWarning(`Try #${tries} for call ${callnum ?? "-"} (${method}) failed: ${error.message}`)
-          if (tries > 1) yield* Effect.sleep(retryInterval)
+          if (tries > 1) yield* retryPause(retryInterval)
         }
       })
 
@@ -290,8 +419,11 @@ export const make = (options: HubOptions) =>
       login
     })
 
-    const sendAndRead = (request: HubRequest) =>
-      transport.send(request).pipe(Effect.flatMap((response) => readResponse(request.method, response.body)))
+    const sendAndRead = (request: HubRequest, resends?: { count: number }) =>
+      transport.send(request).pipe(Effect.flatMap((response) => {
+        if (response.resent && resends !== undefined) resends.count++
+        return readResponse(request.method, response.body)
+      }))
 
     const multiCallResult = (method: string) => (value: XmlRpcValue) => {
       const decoded = decodeMultiCallResult(value)
@@ -305,7 +437,7 @@ export const make = (options: HubOptions) =>
 
     const anonymousCall = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) => {
       const request = xmlRequest(baseUrl, method, withKwargs(params, kw), {}, undefined, false)
-      return withRetries(method, undefined, options.anonRetry === true, sendAndRead(request)).pipe(Effect.map((r) => r.value))
+      return interruptibleCall(withRetries(method, undefined, options.anonRetry === true, sendAndRead(request))).pipe(Effect.map((r) => r.value))
     }
 
     const anonymous: AnonymousSession = {
@@ -329,7 +461,7 @@ export const make = (options: HubOptions) =>
       const url = loginMethod === "sslLogin" ? `${baseUrl}/ssllogin` : baseUrl
       const request = xmlRequest(url, loginMethod, withKwargs(positional, kw), renew?.headers ?? {}, renew?.query, loginMethod === "sslLogin")
       // Not logged in while this runs, so koji does not retry it (anon_retry is off, §1.7).
-      return withRetries(loginMethod, undefined, false, sendAndRead(request)).pipe(
+      return interruptibleCall(withRetries(loginMethod, undefined, false, sendAndRead(request))).pipe(
         Effect.mapError((error): Fault | HubError | LoginError =>
           error._tag === "HubError" && error.reason === "Http" && error.status === 403 && loginMethod === "sslLogin"
             ? new LoginError({
@@ -358,7 +490,7 @@ export const make = (options: HubOptions) =>
     const gssapiLoginCall = (
       renew: RenewAuth | undefined
     ): Effect.Effect<SessionInfo, Fault | HubError | LoginError> =>
-      Effect.gen(function* () {
+      interruptibleCall(Effect.gen(function* () {
         const principal = yield* loginPrincipal(options.krbPrincipal, options.hostPrincipalFormat)
         const url = `${gssapiBaseUrl}/ssllogin`
         const credentials = { principal, keytab: options.keytab, ccache: options.ccache, service: hubService(gssapiBaseUrl) }
@@ -395,7 +527,7 @@ export const make = (options: HubOptions) =>
           const error = result.left
           if (error._tag === "HubError" && isConnectionReset(error) && tries < maxTries) {
             yield* Effect.logInfo(`Try #${tries} for call sslLogin (GSSAPI) failed: ${error.message}`)
-            yield* Effect.sleep(retryInterval)
+            yield* retryPause(retryInterval)
             continue
           }
           if (error._tag === "HubError" && error.reason === "Http" && error.status === 401) {
@@ -408,7 +540,7 @@ export const make = (options: HubOptions) =>
           }
           return yield* Effect.fail(error)
         }
-      })
+      }))
 
     const makeSession = (loginMethod: LoginMethod, sinfo: SessionInfo): Effect.Effect<Session & { readonly markExclusive: () => void }> =>
       Effect.gen(function* () {
@@ -462,24 +594,30 @@ export const make = (options: HubOptions) =>
           if (fresh["header-auth"] === true) state.headerAuth = true
         })
 
-        /** Runs one logical call: fresh callnum, retries re-send the identical bytes (§1.6). */
+        /**
+         * Runs one logical call: fresh callnum, retries re-send the identical bytes (§1.6).
+         * `attempts` counts the sends, the transport's immediate re-send after a reset included.
+         */
         const once = (build: (a: ReturnType<typeof auth>) => HubRequest) =>
           Effect.suspend(() => {
             const a = auth()
             const request = build(a)
-            return withRetries(request.method, a.callnum, true, sendAndRead(request))
+            const resends = { count: 0 }
+            return withRetries(request.method, a.callnum, true, sendAndRead(request, resends)).pipe(
+              Effect.map((r) => ({ value: r.value, attempts: r.attempts + resends.count }))
+            )
           })
 
         /** One call with renewal on AuthExpired and then exactly one more try (§3.5). */
         const serialized = (build: (a: ReturnType<typeof auth>) => HubRequest) =>
-          lock.withPermits(1)(
+          interruptibleCall(lock.withPermits(1)(
             once(build).pipe(
               Effect.catchIf(
                 (e): e is Fault => e._tag === "AuthExpired",
                 (expired) => renew(expired).pipe(Effect.zipRight(once(build)))
               )
             )
-          )
+          ))
 
         const callRaw = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) => {
           const encodedParams = withKwargs(params, kw)
@@ -589,8 +727,10 @@ export const make = (options: HubOptions) =>
       const session = yield* makeSession(loginMethod, sinfo)
       yield* Effect.annotateCurrentSpan({ sessionId: session.sessionId, loginMethod })
       // A builder must take the exclusive lock before any other call (§3.4); without it the
-      // session is useless, so it is closed again rather than left open on the hub.
-      yield* session.call("exclusiveSession", [], { force }).pipe(Effect.tapError(() => session.logout))
+      // session is useless, so it is closed again rather than left open on the hub. The hub does
+      // not whitelist exclusiveSession for retries: a lost reply makes the retry a RetryError,
+      // but the first send committed the lock, and taking it twice would be harmless anyway.
+      yield* doneOnRetry(session.call("exclusiveSession", [], { force })).pipe(Effect.tapError(() => session.logout))
       session.markExclusive()
       const echo = yield* session.call("echo", ["OK"])
       if (!Array.isArray(echo) || echo.length !== 1 || echo[0] !== "OK") {
@@ -606,7 +746,8 @@ export const make = (options: HubOptions) =>
     return KojiHub.of({
       login,
       loginScoped: (force) => Effect.acquireRelease(login(force), (s) => s.logout),
-      anonymous
+      anonymous,
+      recovered
     })
   })
 

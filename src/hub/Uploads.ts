@@ -1,14 +1,20 @@
 /**
- * Uploads to the hub's work area (koji-protocol.md §6): fast `rawUpload` in 1 MiB chunks with
+ * Uploads to the hub's work area (koji-protocol.md §6): fast `rawUpload` in 8 MiB chunks with
  * adler32 checks, the legacy base64 `uploadFile`, kojid's `uploadWrapper` choice between them,
  * and the incremental log streamer that mirrors growing log files while a command runs.
+ *
+ * A fast upload loses nothing to a flaky hub: a chunk whose request failed is re-sent by the
+ * session's retries (the same bytes at the same offset), a chunk the hub stored wrong or could
+ * not lock is sent again, and when `checkUpload` finds the file missing, short or with the wrong
+ * adler32 the whole file goes up again — where kojid would fail the task.
  */
-import { Duration, Effect, Schedule, Schema, type Scope } from "effect"
+import { Duration, Effect, Either, Schedule, Schema, type Scope } from "effect"
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as nodePath from "node:path"
-import { adler32, adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
-import { type Fault, GenericError } from "../koji/faults.js"
+import { adler32Combine, adler32Hex, adler32Hexdigest, adler32Update } from "./adler32.js"
+import { type Fault, GenericError, LockError } from "../koji/faults.js"
 import { hostApi } from "./HostApi.js"
 import type { HubError } from "./HubError.js"
 import type { Session } from "./KojiHub.js"
@@ -20,8 +26,16 @@ export class UploadError extends Schema.TaggedError<UploadError>()("UploadError"
   message: Schema.String
 }) {}
 
-/** koji's `upload_blocksize` default. */
+/** koji's `upload_blocksize` default: the chunk of the legacy `uploadFile`, whose base64 XML grows with it. */
 export const UPLOAD_BLOCKSIZE = 1048576
+/**
+ * The chunk of a fast upload: 8 MiB where kojid sends 1 MiB. The hub's rawUpload has no cap and
+ * reads the body in 64 KiB pieces, so its memory does not grow with the chunk; every chunk is a
+ * round trip and a call (session lock, callnum, reply, digest check), which 8 MiB makes an eighth
+ * as many of — against a remote hub the round trips dominate (scripts/bench/upload measures 1 and
+ * 8 MiB). The cost: a chunk re-sent after a fault is 8 MiB, and an upload holds two chunks.
+ */
+export const FAST_UPLOAD_BLOCKSIZE = 8 * 1048576
 /** Chunk size of kojid's incremental log upload. */
 export const LOG_CHUNK_SIZE = 65536
 
@@ -30,7 +44,14 @@ export interface UploadOptions {
   /** Truncate/replace an existing file (default true, as kojid's uploadWrapper). */
   readonly overwrite?: boolean | undefined
   readonly volume?: string | undefined
+  /** Chunk size: FAST_UPLOAD_BLOCKSIZE for `rawUpload`, UPLOAD_BLOCKSIZE for the legacy `uploadFile`. */
   readonly blocksize?: number | undefined
+  /** Sends of one chunk whose reply does not match it, or that the hub could not lock (default 4). */
+  readonly chunkTries?: number | undefined
+  /** Whole-file passes when `checkUpload` finds the file wrong (default 3). */
+  readonly filePasses?: number | undefined
+  /** Wait before sending a chunk again after LockError: an earlier send may still hold the file (default 1 s). */
+  readonly lockRetryDelay?: Duration.DurationInput | undefined
 }
 
 /**
@@ -53,10 +74,40 @@ export const checkUploadTarget = (path: string, name: string): Effect.Effect<voi
 const localError = (file: string) => (cause: unknown) =>
   new UploadError({ reason: "LocalFile", file, message: `cannot read ${file}: ${cause instanceof Error ? cause.message : String(cause)}` })
 
-const openLocal = (file: string) =>
+/** A local file open for reading, and its size when it was opened. */
+interface LocalFile {
+  readonly fd: number
+  readonly size: number
+}
+
+/**
+ * Opens a local file for the scope. open, fstat and close are synchronous: each is one cheap
+ * system call on the builder's own disk, where a trip through libuv's thread pool costs more
+ * than the call — per small file, more than its upload (scripts/bench/upload). Reads stay
+ * asynchronous and overlap the hub calls.
+ */
+const openLocal = (file: string): Effect.Effect<LocalFile, UploadError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.tryPromise({ try: () => fsp.open(file, "r"), catch: localError(file) }),
-    (handle) => Effect.promise(() => handle.close().catch(() => undefined))
+    Effect.try({
+      try: () => {
+        const fd = fs.openSync(file, "r")
+        try {
+          return { fd, size: fs.fstatSync(fd).size }
+        } catch (e) {
+          fs.closeSync(fd)
+          throw e
+        }
+      },
+      catch: localError(file)
+    }),
+    ({ fd }) =>
+      Effect.sync(() => {
+        try {
+          fs.closeSync(fd)
+        } catch {
+          // Only a descriptor that is already closed fails to close: nothing to release.
+        }
+      })
   )
 
 const PROBE_BYTES = 64 * 1024
@@ -67,31 +118,53 @@ const PROBE_BYTES = 64 * 1024
  * a fresh zeroed 1 MiB block per read — two per small file — cost more than the hub calls
  * when a task uploads a repodata directory (scripts/bench/createrepo).
  */
-const readAt = (handle: fsp.FileHandle, file: string, position: number, length: number, size: number) =>
-  Effect.tryPromise({
-    try: async () => {
-      const want = Math.min(length, size > position ? size - position : PROBE_BYTES)
-      const buffer = Buffer.allocUnsafe(want)
-      const { bytesRead } = await handle.read(buffer, 0, want, position)
-      return buffer.subarray(0, bytesRead)
-    },
-    catch: localError(file)
+const readAt = (local: LocalFile, file: string, position: number, length: number) =>
+  Effect.async<Buffer, UploadError>((resume) => {
+    const want = Math.min(length, local.size > position ? local.size - position : PROBE_BYTES)
+    const buffer = Buffer.allocUnsafe(want)
+    fs.read(local.fd, buffer, 0, want, position, (error, bytesRead) => {
+      resume(error === null ? Effect.succeed(buffer.subarray(0, bytesRead)) : Effect.fail(localError(file)(error)))
+    })
+  })
+
+const ADLER32_SLICE = 256 * 1024
+
+/**
+ * A chunk's adler32, in 256 KiB slices with a turn of the event loop between them. It runs while
+ * the chunk's request is in flight, and an 8 MiB body does not fit in the socket's buffers: summed
+ * in one go (9 ms) it would hold the rest of the body back from the hub for as long.
+ */
+const adler32Yielding = (bytes: Uint8Array): Effect.Effect<number> =>
+  Effect.gen(function* () {
+    let sum = 1
+    for (let at = 0; at < bytes.length; at += ADLER32_SLICE) {
+      if (at > 0) yield* Effect.async<void>((resume) => void setImmediate(() => resume(Effect.void)))
+      sum = adler32Update(sum, bytes.subarray(at, at + ADLER32_SLICE))
+    }
+    return sum
   })
 
 const volumeOf = (volume: string | undefined): string | undefined => (volume === undefined || volume === "DEFAULT" ? undefined : volume)
 
 /** What every whole-file upload starts with: the target checked, then its chunk size, volume and `path/name`. */
-const uploadTarget = (path: string, name: string, options: UploadOptions) =>
+const uploadTarget = (path: string, name: string, options: UploadOptions, defaultBlocksize: number) =>
   Effect.as(checkUploadTarget(path, name), {
-    blocksize: options.blocksize ?? UPLOAD_BLOCKSIZE,
+    blocksize: options.blocksize ?? defaultBlocksize,
     volume: volumeOf(options.volume),
     remote: `${path}/${name}`
   })
 
+/** How one pass of a fast upload ended: sent and verified, or refuted by `checkUpload`. */
+type PassOutcome =
+  | { readonly _tag: "Done"; readonly size: number }
+  | { readonly _tag: "Refuted"; readonly error: UploadError }
+
 /**
  * `fastUpload` (§6.1): `rawUpload` chunks at increasing offsets (at least one, even for an
  * empty file), each reply checked for size and adler32, then `checkUpload` — asking the hub for
- * the whole-file adler32 only when some chunk needed a retry — whose size must match.
+ * the whole-file adler32 only when some chunk needed a retry — whose size must match. Unlike
+ * kojid, a chunk stored wrong or refused with LockError is sent again (`chunkTries`), and a file
+ * `checkUpload` refutes is uploaded again from offset 0 (`filePasses`), verified by adler32.
  */
 export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
   session: Session,
@@ -100,46 +173,100 @@ export const fastUpload = Effect.fn("Uploads.fastUpload")(function* (
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options)
-  return yield* Effect.scoped(Effect.gen(function* () {
-    const handle = yield* openLocal(localFile)
-    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
+  const target = yield* uploadTarget(path, name, options, FAST_UPLOAD_BLOCKSIZE)
+  const passes = Math.max(1, options.filePasses ?? 3)
+  for (let pass = 1; ; pass++) {
+    // A later pass replaces what the hub holds, and always has the whole file checked.
+    const outcome = yield* uploadPass(session, localFile, path, name, target, options, pass > 1)
+    if (outcome._tag === "Done") return outcome.size
+    if (pass >= passes) return yield* Effect.fail(outcome.error)
+    yield* Effect.logWarning(`${outcome.error.message}; uploading ${target.remote} again (pass ${pass + 1} of ${passes})`)
+  }
+})
+
+/** One pass over the file: every chunk sent and acknowledged, then `checkUpload`. */
+const uploadPass = (
+  session: Session,
+  localFile: string,
+  path: string,
+  name: string,
+  target: { readonly blocksize: number; readonly volume: string | undefined; readonly remote: string },
+  options: UploadOptions,
+  again: boolean
+): Effect.Effect<PassOutcome, UploadError | Fault | HubError> =>
+  Effect.scoped(Effect.gen(function* () {
+    const { blocksize, volume, remote } = target
+    const overwrite = again || (options.overwrite ?? true)
+    const chunkTries = Math.max(1, options.chunkTries ?? 4)
+    const lockRetryDelay = options.lockRetryDelay ?? Duration.seconds(1)
+    const local = yield* openLocal(localFile)
+    const size = local.size
+    const send = (offset: number, chunk: Uint8Array) =>
+      Effect.either(session.rawUpload({ path, name, offset, data: chunk, overwrite, volume }))
     let offset = 0
     let full = 1
-    let problems = false
-    let first = true
+    let problems = again
+    // At least one chunk, even for an empty file.
+    let chunk = yield* readAt(local, localFile, 0, blocksize)
     while (true) {
-      const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
-      if (chunk.length === 0 && !first) break
-      first = false
-      const reply = yield* session.rawUpload({ path, name, offset, data: chunk, overwrite: options.overwrite ?? true, volume })
-      if (reply.attempts > 1) problems = true
-      const sum = adler32(chunk)
+      // One call is in flight per session; while it is, this chunk's adler32 is computed and the
+      // next chunk read, so neither costs time of its own (scripts/bench/upload).
+      const at = offset
+      const current = chunk
+      const [firstSend, [sum, next]] = yield* Effect.all([
+        send(at, current),
+        Effect.zipRight(
+          Effect.yieldNow(),
+          Effect.all([
+            adler32Yielding(current),
+            current.length === 0 ? Effect.succeed(current) : readAt(local, localFile, at + current.length, blocksize)
+          ])
+        )
+      ], { concurrency: 2 })
       const digest = adler32Hex(sum)
-      // The first chunk's checksum is the running one: computing it again would double the work.
-      full = offset === 0 ? sum : adler32Update(full, chunk)
-      if (reply.size !== chunk.length) {
-        return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${chunk.length}-byte chunk at offset ${offset}` }))
+      let sent = firstSend
+      for (let tries = 1; ; tries++) {
+        if (Either.isLeft(sent)) {
+          // LockError: an earlier send of this file (one the client gave up on) still holds the hub's lock.
+          if (sent.left instanceof LockError && tries < chunkTries) {
+            problems = true
+            yield* Effect.logWarning(`upload of ${remote} at offset ${at}: ${sent.left.faultString}; sending the chunk again`)
+            yield* Effect.sleep(lockRetryDelay)
+            sent = yield* send(at, current)
+            continue
+          }
+          return yield* Effect.fail(sent.left)
+        }
+        const reply = sent.right
+        if (reply.attempts > 1) problems = true
+        const wrong = reply.size !== current.length
+          ? new UploadError({ reason: "Size", file: remote, message: `hub stored ${reply.size} bytes of a ${current.length}-byte chunk at offset ${at}` })
+          : reply.hexdigest !== digest
+          ? new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${at}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` })
+          : undefined
+        if (wrong === undefined) break
+        problems = true
+        if (tries >= chunkTries) return yield* Effect.fail(wrong)
+        yield* Effect.logWarning(`${wrong.message}; sending the chunk again`)
+        sent = yield* send(at, current)
       }
-      if (reply.hexdigest !== digest) {
-        return yield* Effect.fail(new UploadError({ reason: "Digest", file: remote, message: `upload checksum failed at offset ${offset}: hub ${reply.hexdigest ?? "(none)"} != local ${digest}` }))
-      }
-      offset += chunk.length
+      // The whole file's adler32 from the chunks' (zlib's adler32_combine): no second pass over the bytes.
+      full = at === 0 ? sum : adler32Combine(full, sum, current.length)
+      offset += current.length
+      if (next.length === 0) break
+      chunk = next
     }
     if (offset !== size) yield* Effect.logWarning(`local file changed size while uploading: ${localFile}, ${size} -> ${offset}`)
     const check = yield* hostApi(session).checkUpload(path, name, { ...(problems ? { verify: "adler32" as const } : {}), ...(volume === undefined ? {} : { volume }) })
-    if (check === null) {
-      return yield* Effect.fail(new UploadError({ reason: "Missing", file: remote, message: `file upload failed: the hub has no ${remote}` }))
-    }
-    if (Number(check.size) !== offset) {
-      return yield* Effect.fail(new UploadError({ reason: "Size", file: remote, message: `uploaded file is wrong length: ${String(check.size)} != ${offset}` }))
-    }
+    const refuted = (reason: "Missing" | "Size" | "Digest", message: string): PassOutcome =>
+      ({ _tag: "Refuted", error: new UploadError({ reason, file: remote, message }) })
+    if (check === null) return refuted("Missing", `file upload failed: the hub has no ${remote}`)
+    if (Number(check.size) !== offset) return refuted("Size", `uploaded file is wrong length: ${String(check.size)} != ${offset}`)
     if (problems && check.hexdigest !== adler32Hex(full)) {
-      return yield* Effect.fail(new UploadError({ reason: "Digest", file: remote, message: `uploaded file has wrong checksum: ${check.hexdigest ?? "(none)"} != ${adler32Hex(full)}` }))
+      return refuted("Digest", `uploaded file has wrong checksum: ${check.hexdigest ?? "(none)"} != ${adler32Hex(full)}`)
     }
-    return offset
+    return { _tag: "Done", size: offset }
   }))
-})
 
 /**
  * Legacy `uploadFile` (§6.2): base64 chunks sent as XML-RPC *strings* with `["sha256", hex]`,
@@ -153,15 +280,14 @@ export const uploadFileLegacy = Effect.fn("Uploads.uploadFileLegacy")(function* 
   name: string = nodePath.basename(localFile),
   options: UploadOptions = {}
 ) {
-  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options)
+  const { blocksize, volume, remote } = yield* uploadTarget(path, name, options, UPLOAD_BLOCKSIZE)
   const api = hostApi(session)
   return yield* Effect.scoped(Effect.gen(function* () {
-    const handle = yield* openLocal(localFile)
-    const size = (yield* Effect.tryPromise({ try: () => handle.stat(), catch: localError(localFile) })).size
+    const local = yield* openLocal(localFile)
     const whole = createHash("sha256")
     let offset = 0
     while (true) {
-      const chunk = yield* readAt(handle, localFile, offset, blocksize, size)
+      const chunk = yield* readAt(local, localFile, offset, blocksize)
       whole.update(chunk)
       const last = chunk.length === 0
       const digest = last ? whole.digest("hex") : createHash("sha256").update(chunk).digest("hex")
@@ -297,10 +423,10 @@ export const streamLogs = (
     let finishing = false
 
     /** Sends `[from, to)` of the open file to the hub at `at`. */
-    const sendRange = (f: StreamedLog, handle: fsp.FileHandle, from: number, to: number, at: number, size: number) =>
+    const sendRange = (f: StreamedLog, local: LocalFile, from: number, to: number, at: number) =>
       Effect.gen(function* () {
         for (let pos = from; pos < to;) {
-          const chunk = yield* readAt(handle, f.local, pos, Math.min(chunkSize, to - pos), size)
+          const chunk = yield* readAt(local, f.local, pos, Math.min(chunkSize, to - pos))
           if (chunk.length === 0) return pos
           yield* sendChunk(f, at + (pos - from), chunk)
           pos += chunk.length
@@ -324,12 +450,12 @@ export const streamLogs = (
         const limit = cut === undefined ? size : cut.head
         if (cursor.position >= limit && (cut === undefined || !finishing || cursor.tailSent)) return
         yield* Effect.scoped(Effect.gen(function* () {
-          const handle = yield* openLocal(f.local)
-          cursor.position = yield* sendRange(f, handle, cursor.position, limit, cursor.position, size)
+          const local = yield* openLocal(f.local)
+          cursor.position = yield* sendRange(f, local, cursor.position, limit, cursor.position)
           if (cut === undefined || !finishing || cursor.tailSent || cursor.position < cut.head) return
           const note = new TextEncoder().encode(truncationNote(f.remote, cut.cut, maxBytes))
           yield* sendChunk(f, cut.head, note)
-          yield* sendRange(f, handle, size - cut.tail, size, cut.head + note.length, size)
+          yield* sendRange(f, local, size - cut.tail, size, cut.head + note.length)
           cursor.tailSent = true
           yield* Effect.logWarning(`${f.remote} is ${size} bytes: only its first ${cut.head} and last ${cut.tail} bytes were uploaded (log_max_size)`)
         }))

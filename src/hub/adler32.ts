@@ -25,6 +25,20 @@ export const adler32Update = (adler: number, bytes: Uint8Array): number => {
   return ((b << 16) | a) >>> 0
 }
 
+/** The adler32 of two pieces one after the other, from theirs and the second's length (zlib's `adler32_combine`). */
+export const adler32Combine = (adler1: number, adler2: number, length2: number): number => {
+  const rem = length2 % MOD
+  let sum1 = adler1 & 0xffff
+  let sum2 = (rem * sum1) % MOD
+  sum1 += (adler2 & 0xffff) + MOD - 1
+  sum2 += ((adler1 >>> 16) & 0xffff) + ((adler2 >>> 16) & 0xffff) + MOD - rem
+  if (sum1 >= MOD) sum1 -= MOD
+  if (sum1 >= MOD) sum1 -= MOD
+  if (sum2 >= 2 * MOD) sum2 -= 2 * MOD
+  if (sum2 >= MOD) sum2 -= MOD
+  return sum2 * 65536 + sum1
+}
+
 /** The adler32 of `bytes` (seed 1) as a number. */
 export const adler32 = (bytes: Uint8Array): number => adler32Update(1, bytes)
 

@@ -165,7 +165,8 @@ describe("hub sessions", () => {
 
   it.effect("HTTP 5xx is retried: first retry at once, then retry_interval sleeps; identical callnum", () =>
     Effect.scoped(Effect.gen(function* () {
-      const { fake, api } = yield* loggedIn({ inject: (r) => (r.methodName === "host.getHost" && r.attempt <= 3 ? { http: 503 } : undefined) })
+      // kojid's timing exactly: without the recovery probe nothing ends a retry_interval early (test/hub/hubFaults.test.ts).
+      const { fake, api } = yield* loggedIn({ inject: (r) => (r.methodName === "host.getHost" && r.attempt <= 3 ? { http: 503 } : undefined) }, { recoveryProbeInterval: 0 })
       const fiber = yield* Effect.fork(api.getHost())
       yield* waitUntil("two attempts", () => callsOf(fake, "host.getHost").length === 2)
       yield* settle
@@ -217,7 +218,8 @@ describe("hub sessions", () => {
 
   it.effect("ServerOffline is retried every offline_retry_interval, beyond max_retries, until the hub is back", () =>
     Effect.scoped(Effect.gen(function* () {
-      const { fake, api } = yield* loggedIn({}, { maxRetries: 1 })
+      // kojid's timing exactly: without the recovery probe nothing ends an offline_retry_interval early.
+      const { fake, api } = yield* loggedIn({}, { maxRetries: 1, recoveryProbeInterval: 0 })
       fake.setOffline(true)
       const offlineCalls = () => fake.state.calls.filter((c) => c.fault?.faultCode === 1014).length
       const fiber = yield* Effect.fork(api.getID())

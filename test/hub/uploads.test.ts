@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { adler32Hexdigest } from "../../src/hub/adler32.js"
 import { hostApi } from "../../src/hub/HostApi.js"
 import { type HubOptions, KojiHub, type Session } from "../../src/hub/KojiHub.js"
-import { fastUpload, streamLogs, UploadError, uploadWrapper } from "../../src/hub/Uploads.js"
+import { fastUpload, streamLogs, UPLOAD_BLOCKSIZE, UploadError, uploadWrapper } from "../../src/hub/Uploads.js"
 import { type FakeHubOptions, startFakeHub } from "../fakehub/FakeHub.js"
 import { tempDir } from "../support/tls.js"
 
@@ -43,13 +43,13 @@ const openTask = (fake: { createTask: (m: string, p: ReadonlyArray<number>, o: {
   })
 
 describe("fast upload", () => {
-  it.scoped("a 3.5 MiB file goes up in four 1 MiB chunks with adler32 checks, then checkUpload; bytes identical", () =>
+  it.scoped("a 3.5 MiB file goes up in four 1 MiB chunks (kojid's upload_blocksize) with adler32 checks, then checkUpload; bytes identical", () =>
     Effect.gen(function* () {
       const { fake, session, dir } = yield* loggedIn()
       const data = pattern(3.5 * 1024 * 1024, 7)
       const local = path.join(dir, "big.rpm")
       fs.writeFileSync(local, data)
-      const sent = yield* fastUpload(session, local, "cli-build/t1", "big.rpm")
+      const sent = yield* fastUpload(session, local, "cli-build/t1", "big.rpm", { blocksize: UPLOAD_BLOCKSIZE })
       assert.strictEqual(sent, data.length)
       const chunks = fake.state.calls.filter((c) => c.method === "rawUpload")
       assert.deepStrictEqual(chunks.map((c) => new URLSearchParams(c.query).get("offset")), ["0", "1048576", "2097152", "3145728"])
