@@ -34,7 +34,7 @@ const { Scm } = await import("./scm/Scm.js")
 const { buildLocalCommand } = await import("./local/buildLocal.js")
 
 type CommandLineFlags = import("./config/AdjutantConfig.js").CommandLineFlags
-type DaemonResult = import("./daemon/TaskManager.js").DaemonResult
+type DaemonResult = import("./daemon/options.js").DaemonResult
 
 /** A daemon run ended with a non-zero exit code (kojid: "Session expired", "Authentication error"). */
 class DaemonExit extends Error {

@@ -12,7 +12,8 @@ import type { HubFileTree } from "../koji/paths.js"
 import type { TaskRegistry } from "../tasks/TaskRegistry.js"
 import type { Readiness } from "./Readiness.js"
 import { serveStatus, type StatusServerError } from "./StatusServer.js"
-import { type Control, type DaemonOptions, type DaemonResult, defaultWakeGap, describe, makeTaskManager, type TaskManagerApi } from "./TaskManager.js"
+import { type Control, describe, makeTaskManager, type TaskManagerApi } from "./TaskManager.js"
+import { type DaemonOptions, type DaemonResult, defaultWakeGap } from "./options.js"
 
 type HubFailure = Fault | HubError
 

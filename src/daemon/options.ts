@@ -1,7 +1,45 @@
-/** DaemonOptions from the effective configuration (kojid.conf, `[adjutant]`, command line). */
+/** The daemon loop's options, and how kojid.conf and the command line make them. */
 import { Duration } from "effect"
 import type { Config } from "../config/AdjutantConfig.js"
-import type { DaemonOptions } from "./TaskManager.js"
+import type { RunnerOptions } from "./TaskRunner.js"
+
+/** The daemon's options (from kojid.conf and the command line; see `daemonOptionsFromConfig`). */
+export interface DaemonOptions {
+  /** kojid `sleeptime`: pause after a cycle that took no task. */
+  readonly sleeptime: Duration.Duration
+  /**
+   * After an idle cycle, a local task event (a subtask created, a task ended) starts the next
+   * cycle at once instead of after `sleeptime`, but no sooner than this after the previous
+   * cycle started. Default: `defaultWakeGap(sleeptime)`.
+   */
+  readonly wakeGap?: Duration.Duration
+  readonly maxjobs: number
+  /** `--force-lock`: `exclusiveSession(force)` at login. */
+  readonly forceLock: boolean
+  readonly runner: RunnerOptions
+  /** Bound on interrupting the task fibers at shutdown (containers are removed meanwhile). */
+  readonly shutdownTimeout: Duration.Duration
+  /** Bound on each hub call made while shutting down. */
+  readonly shutdownCallTimeout: Duration.Duration
+  /**
+   * Send the calls of each cycle step in one `multiCall` ([host.getHostTasks, host.getHost,
+   * logoutChild of ended tasks], [host.updateHost, host.getTasks], [host.openTask,
+   * host.setTaskWeight]): same calls, same order, same session, half the round trips (§1.8);
+   * false gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
+   */
+  readonly batchHubCalls: boolean
+  /** `[adjutant] status_listen` (host:port): serve /status and /healthz there; unset = none. */
+  readonly statusListen?: string
+}
+
+/** The least time between two cycle starts when a wake-up starts the second: sleeptime/10, at most 1 s. */
+export const defaultWakeGap = (sleeptime: Duration.Duration): Duration.Duration =>
+  Duration.min(Duration.millis(Duration.toMillis(sleeptime) / 10), Duration.seconds(1))
+
+/** How a daemon run ended. */
+export type DaemonResult =
+  | { readonly _tag: "Restart" }
+  | { readonly _tag: "Exit"; readonly code: number }
 
 /** The daemon options kojid would use for this config. */
 export const daemonOptionsFromConfig = (config: Config): DaemonOptions => ({

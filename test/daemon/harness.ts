@@ -11,7 +11,7 @@ import { Duration, Effect, Fiber, Layer, Logger, LogLevel, TestClock, type Scope
 import { Containers } from "../../src/containers/Containers.js"
 import type { MemoryContainers } from "../../src/containers/MemoryContainers.js"
 import { Readiness } from "../../src/daemon/Readiness.js"
-import { type DaemonOptions, type DaemonResult } from "../../src/daemon/TaskManager.js"
+import { type DaemonOptions, type DaemonResult } from "../../src/daemon/options.js"
 import { runDaemon } from "../../src/daemon/Daemon.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
 import type { TaskHandler } from "../../src/tasks/handler.js"

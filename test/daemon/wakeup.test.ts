@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Clock, Deferred, Duration, Effect, Fiber, Layer, Option, Schema, TestClock } from "effect"
-import { defaultWakeGap } from "../../src/daemon/TaskManager.js"
+import { defaultWakeGap } from "../../src/daemon/options.js"
 import { makeLoopWaker } from "../../src/daemon/Waiter.js"
 import { hostApi } from "../../src/hub/HostApi.js"
 import { KojiHub } from "../../src/hub/KojiHub.js"
