@@ -2,9 +2,10 @@
  * A daemon run (DESIGN.md §3): log in, reap orphans, serve status, then kojid's main loop over the
  * TaskManager's cycles with kojid's error policy, until a signal, an exit or a restart.
  */
-import { Clock, Duration, Effect, Either, Runtime, type Scope } from "effect"
+import { Clock, Duration, Effect, Either, Layer, Runtime, type Scope } from "effect"
 import type { Containers } from "../containers/Containers.js"
-import { reap } from "../containers/Reaper.js"
+import { ownerOf } from "../containers/labels.js"
+import { type IsOwned, Reaper } from "../containers/Reaper.js"
 import { AuthExpired, type Fault, isAuthFamily, isFault, RetryError } from "../koji/faults.js"
 import type { HubError, LoginError } from "../hub/HubError.js"
 import { KojiHub } from "../hub/KojiHub.js"
@@ -86,10 +87,14 @@ export const runDaemon = (
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(hub.recovered, tm.wakeup.wake)))
     yield* Effect.logInfo(`Starting up: host ${tm.hostId}, session ${session.sessionId}`)
     // At start no task of ours runs here: every container labelled with this host is an orphan
-    // of an earlier process (its OPEN tasks are freed as stale by the first cycle).
-    const reaped = yield* Effect.either(reap(() => false))
-    if (Either.isLeft(reaped)) yield* Effect.logWarning(`could not reap orphan containers: ${reaped.left.message}`)
-    else if (reaped.right.removed.length > 0) yield* Effect.logInfo(`removed ${reaped.right.removed.length} orphan containers`)
+    // of an earlier process (its OPEN tasks are freed as stale by the first cycle). Later passes
+    // (`reaper_interval`) remove what no running task owns, e.g. a container whose removal failed.
+    const isOwned: IsOwned = (labels) =>
+      Effect.map(tm.runningTasks, (ids) => {
+        const taskId = ownerOf(labels)?.taskId
+        return taskId !== undefined && ids.includes(taskId)
+      })
+    yield* Layer.build(Reaper.layer({ interval: options.reaperInterval ?? Duration.zero, isOwned }))
     if (options.statusListen !== undefined && options.statusListen !== "") yield* serveStatus(options.statusListen, tm.status, tm.healthy)
     yield* installRestartSignal(tm)
     return yield* runLoop(tm, options)

@@ -28,6 +28,8 @@ export interface DaemonOptions {
    * false gives kojid's exact one-call-per-request traffic (koji-captures/kojid/idle).
    */
   readonly batchHubCalls: boolean
+  /** `[adjutant] reaper_interval`: time between passes removing containers no running task owns (0: only at start). */
+  readonly reaperInterval?: Duration.Duration
   /** `[adjutant] status_listen` (host:port): serve /status and /healthz there; unset = none. */
   readonly statusListen?: string
 }
@@ -56,5 +58,6 @@ export const daemonOptionsFromConfig = (config: Config): DaemonOptions => ({
   shutdownTimeout: Duration.seconds(config.adjutant.container_stop_timeout + 30),
   shutdownCallTimeout: Duration.seconds(30),
   batchHubCalls: config.adjutant.batch_hub_calls,
+  reaperInterval: Duration.seconds(config.adjutant.reaper_interval),
   ...(config.adjutant.status_listen === "" ? {} : { statusListen: config.adjutant.status_listen })
 })

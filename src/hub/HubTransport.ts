@@ -86,7 +86,7 @@ export interface HubTransportService {
 }
 
 /** The hub connection pools. */
-export class HubTransport extends Context.Tag("koji-adjutant/HubTransport")<HubTransport, HubTransportService>() {
+export class HubTransport extends Context.Tag("HubTransport")<HubTransport, HubTransportService>() {
   /** Production layer from explicit options. */
   static readonly layer = (options: TransportOptions): Layer.Layer<HubTransport, HubError> =>
     Layer.scoped(HubTransport, make(options))

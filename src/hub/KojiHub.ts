@@ -156,7 +156,7 @@ export interface KojiHubService {
 }
 
 /** Koji hub sessions. */
-export class KojiHub extends Context.Tag("koji-adjutant/KojiHub")<KojiHub, KojiHubService>() {
+export class KojiHub extends Context.Tag("KojiHub")<KojiHub, KojiHubService>() {
   /** Sessions over an existing HubTransport. */
   static readonly layer = (options: HubOptions): Layer.Layer<KojiHub, never, HubTransport> =>
     Layer.effect(KojiHub, make(options))

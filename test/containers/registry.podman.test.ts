@@ -27,7 +27,7 @@ import {
 const runnable = podmanInstalled && registryInstalled
 if (!runnable && process.env["KOJI_ADJUTANT_REQUIRE_PODMAN"] === "1") {
   it("registry test prerequisites are installed", () => assert.fail(podmanInstalled ? registrySkipReason : podmanSkipReason))
-} else if (!runnable) console.warn(`registry-podman tests skipped: ${podmanInstalled ? registrySkipReason : podmanSkipReason}`)
+} else if (!runnable) console.warn(`registry.podman tests skipped: ${podmanInstalled ? registrySkipReason : podmanSkipReason}`)
 
 const USER = "adjutant"
 const PASSWORD = "s3cret-" + randomBytes(4).toString("hex")

@@ -25,7 +25,7 @@ const imageId = (ref: string): string =>
 
 if (!runnable && process.env["KOJI_ADJUTANT_REQUIRE_PODMAN"] === "1") {
   it("bootstrap image test prerequisites are installed", () => assert.fail(skipReason))
-} else if (!runnable) console.warn(`images-bootstrap-podman tests skipped: ${skipReason}`)
+} else if (!runnable) console.warn(`images-bootstrap.podman tests skipped: ${skipReason}`)
 
 describe.skipIf(!runnable)("offline bootstrap image (podman)", () => {
   let image: string
