@@ -38,6 +38,50 @@ export interface CacheEntry {
 const fsError = (what: string) => (e: unknown) =>
   new BuildrootSetupError({ message: `buildroot cache: ${what}: ${e instanceof Error ? e.message : String(e)}` })
 
+const readEntry = (dir: string, key: string, warm: boolean) =>
+  Effect.tryPromise({
+    try: async (): Promise<CacheEntry | undefined> => {
+      const d = path.join(dir, key)
+      try {
+        const installed = await fsp.readFile(path.join(d, "installed.tsv"), "utf8")
+        await fsp.access(path.join(d, "meta.json"))
+        const now = new Date()
+        await fsp.utimes(path.join(d, "meta.json"), now, now)
+        return { key, dir: d, root: path.join(d, "root"), installed, warm }
+      } catch {
+        return undefined
+      }
+    },
+    catch: fsError(`reading ${key}`)
+  })
+
+const removeDir = (d: string) =>
+  Effect.promise(() => fsp.rm(d, { recursive: true, force: true })).pipe(
+    Effect.timeout("300 seconds"),
+    Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not remove ${d}`, cause))
+  )
+
+/** Every entry with its meta and last use, oldest first. */
+const listEntries = (dir: string) => Effect.tryPromise({
+  try: async () => {
+    const names = await fsp.readdir(dir).catch(() => [] as Array<string>)
+    const out: Array<{ readonly key: string; readonly meta: CacheMeta; readonly used: number }> = []
+    for (const n of names) {
+      if (n.startsWith(".")) continue
+      try {
+        const metaFile = path.join(dir, n, "meta.json")
+        const [text, st] = await Promise.all([fsp.readFile(metaFile, "utf8"), fsp.stat(metaFile)])
+        out.push({ key: n, meta: JSON.parse(text) as CacheMeta, used: st.mtimeMs })
+      } catch {
+        // An entry without readable meta is a leftover of a crash: it is never used, remove it.
+        out.push({ key: n, meta: { key: n, repoId: -1, tagName: "", brArch: "", installGroup: "", image: "", imageId: "", created: 0 }, used: 0 })
+      }
+    }
+    return out.sort((a, b) => a.used - b.used)
+  },
+  catch: fsError("listing")
+})
+
 /** The buildroot cache under `dir`, holding at most `max` entries (0 = no caching). */
 export const makeCache = (dir: string, max: number) => {
   const inUse = new Map<string, number>()
@@ -52,49 +96,7 @@ export const makeCache = (dir: string, max: number) => {
       return sem
     })
 
-  const readEntry = (key: string, warm: boolean) =>
-    Effect.tryPromise({
-      try: async (): Promise<CacheEntry | undefined> => {
-        const d = path.join(dir, key)
-        try {
-          const installed = await fsp.readFile(path.join(d, "installed.tsv"), "utf8")
-          await fsp.access(path.join(d, "meta.json"))
-          const now = new Date()
-          await fsp.utimes(path.join(d, "meta.json"), now, now)
-          return { key, dir: d, root: path.join(d, "root"), installed, warm }
-        } catch {
-          return undefined
-        }
-      },
-      catch: fsError(`reading ${key}`)
-    })
-
-  const removeDir = (d: string) =>
-    Effect.promise(() => fsp.rm(d, { recursive: true, force: true })).pipe(
-      Effect.timeout("300 seconds"),
-      Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not remove ${d}`, cause))
-    )
-
-  /** Every entry with its meta and last use, oldest first. */
-  const list = Effect.tryPromise({
-    try: async () => {
-      const names = await fsp.readdir(dir).catch(() => [] as Array<string>)
-      const out: Array<{ readonly key: string; readonly meta: CacheMeta; readonly used: number }> = []
-      for (const n of names) {
-        if (n.startsWith(".")) continue
-        try {
-          const metaFile = path.join(dir, n, "meta.json")
-          const [text, st] = await Promise.all([fsp.readFile(metaFile, "utf8"), fsp.stat(metaFile)])
-          out.push({ key: n, meta: JSON.parse(text) as CacheMeta, used: st.mtimeMs })
-        } catch {
-          // An entry without readable meta is a leftover of a crash: it is never used, remove it.
-          out.push({ key: n, meta: { key: n, repoId: -1, tagName: "", brArch: "", installGroup: "", image: "", imageId: "", created: 0 }, used: 0 })
-        }
-      }
-      return out.sort((a, b) => a.used - b.used)
-    },
-    catch: fsError("listing")
-  })
+  const list = listEntries(dir)
 
   /** Drops least recently used entries beyond `max` that no task uses. */
   const evict = Effect.gen(function* () {
@@ -134,7 +136,7 @@ export const makeCache = (dir: string, max: number) => {
       const sem = yield* lockFor(key)
       const entry = yield* sem.withPermits(1)(
         Effect.gen(function* () {
-          const cached = yield* readEntry(key, true)
+          const cached = yield* readEntry(dir, key, true)
           if (cached !== undefined) return cached
           yield* Effect.acquireUseRelease(
             Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
@@ -153,7 +155,7 @@ export const makeCache = (dir: string, max: number) => {
               }),
             () => removeDir(staging)
           )
-          const made = yield* readEntry(key, false)
+          const made = yield* readEntry(dir, key, false)
           if (made === undefined) return yield* new BuildrootSetupError({ message: `buildroot cache: entry ${key} vanished after the fill` })
           return made
         })

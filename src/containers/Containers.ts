@@ -80,105 +80,121 @@ const PID1_EXEC_FAILED = /^ERROR \(catatonit:\d+\): failed to exec pid1: (.*)$/m
 /** Seconds allowed for a forced DELETE beyond the stop timeout before escalating to SIGKILL. */
 const REMOVE_GRACE = Duration.seconds(15)
 
-/** Builds the Containers service over Libpod. */
-export const makeContainers = Effect.fnUntraced(function* (options: ContainersOptions) {
-  const libpod = yield* Libpod
-  const hostLimits = readOwnLimits()
-  const wanted = mergeUlimits(DEFAULT_ULIMITS, options.ulimits)
-  const ulimits: ReadonlyArray<Ulimit> = clampUlimits(wanted, hostLimits)
-  for (const u of ulimits) {
-    const w = wanted.find((x) => x.type === u.type)
-    if (w !== undefined && (w.soft !== u.soft || w.hard !== u.hard)) {
-      yield* Effect.logWarning(
-        `container ulimit ${u.type}=${w.soft}:${w.hard} lowered to ${u.soft}:${u.hard}: ` +
-          "raising a hard limit needs CAP_SYS_RESOURCE (podman caps nproc at 32768)"
-      )
+/** What the service's steps share: the client, the options and the ulimits every container gets. */
+interface Podman {
+  readonly libpod: Libpod["Type"]
+  readonly options: ContainersOptions
+  readonly ulimits: ReadonlyArray<Ulimit>
+}
+
+/** The configured ulimits, lowered to what this process may grant (each lowering warned about). */
+const grantableUlimits = (options: ContainersOptions) =>
+  Effect.gen(function* () {
+    const wanted = mergeUlimits(DEFAULT_ULIMITS, options.ulimits)
+    const ulimits: ReadonlyArray<Ulimit> = clampUlimits(wanted, readOwnLimits())
+    for (const u of ulimits) {
+      const w = wanted.find((x) => x.type === u.type)
+      if (w !== undefined && (w.soft !== u.soft || w.hard !== u.hard)) {
+        yield* Effect.logWarning(
+          `container ulimit ${u.type}=${w.soft}:${w.hard} lowered to ${u.soft}:${u.hard}: ` +
+            "raising a hard limit needs CAP_SYS_RESOURCE (podman caps nproc at 32768)"
+        )
+      }
     }
-  }
-
-  const removeNow = (id: string) => libpod.remove(id, { force: true, timeoutSeconds: 0, volumes: true })
-
-  /** Never fails; bounded: DELETE with the stop timeout, then SIGKILL + DELETE timeout 0. */
-  const release = (id: string, name: string) =>
-    Effect.gen(function* () {
-      const first = yield* libpod.remove(id, { force: true, timeoutSeconds: options.stopTimeout, volumes: true }).pipe(
-        Effect.interruptible,
-        Effect.timeout(Duration.sum(Duration.seconds(options.stopTimeout), REMOVE_GRACE)),
-        Effect.either
-      )
-      if (first._tag === "Right") {
-        yield* Effect.logDebug("container removed")
-        return
-      }
-      yield* Effect.logWarning("container removal failed, killing it", first.left)
-      yield* libpod.kill(id, "SIGKILL").pipe(Effect.interruptible, Effect.timeout(REMOVE_GRACE), Effect.ignore)
-      const second = yield* removeNow(id).pipe(Effect.interruptible, Effect.timeout(REMOVE_GRACE), Effect.either)
-      if (second._tag === "Left") {
-        yield* Effect.logError("container left behind; the reaper removes it at the next pass", second.left)
-      }
-    }).pipe(Effect.annotateLogs({ container: name, containerId: id.slice(0, 12) }))
-
-  // Calls address the container by its (unique) name so that errors name it readably.
-  const makeContainer = (id: string, name: string): Container => ({
-    id,
-    name,
-    start: libpod.start(name),
-    wait: libpod.wait(name),
-    logs: (o) => libpod.logs(name, o),
-    exec: (cmd, o) => libpod.exec(name, cmd, o),
-    putArchive: (path, tar) => libpod.putArchive(name, path, tar),
-    getArchive: (path) => libpod.getArchive(name, path),
-    stop: (timeout) => libpod.stop(name, timeout ?? options.stopTimeout),
-    kill: (signal) => libpod.kill(name, signal),
-    inspect: libpod.inspect(name)
+    return ulimits
   })
 
-  const create = Effect.fn("Containers.create")(function* (spec: ContainerSpec) {
+const removeNow = (p: Podman, id: string) => p.libpod.remove(id, { force: true, timeoutSeconds: 0, volumes: true })
+
+/** Never fails; bounded: DELETE with the stop timeout, then SIGKILL + DELETE timeout 0. */
+const release = (p: Podman, id: string, name: string) =>
+  Effect.gen(function* () {
+    const first = yield* p.libpod.remove(id, { force: true, timeoutSeconds: p.options.stopTimeout, volumes: true }).pipe(
+      Effect.interruptible,
+      Effect.timeout(Duration.sum(Duration.seconds(p.options.stopTimeout), REMOVE_GRACE)),
+      Effect.either
+    )
+    if (first._tag === "Right") {
+      yield* Effect.logDebug("container removed")
+      return
+    }
+    yield* Effect.logWarning("container removal failed, killing it", first.left)
+    yield* p.libpod.kill(id, "SIGKILL").pipe(Effect.interruptible, Effect.timeout(REMOVE_GRACE), Effect.ignore)
+    const second = yield* removeNow(p, id).pipe(Effect.interruptible, Effect.timeout(REMOVE_GRACE), Effect.either)
+    if (second._tag === "Left") {
+      yield* Effect.logError("container left behind; the reaper removes it at the next pass", second.left)
+    }
+  }).pipe(Effect.annotateLogs({ container: name, containerId: id.slice(0, 12) }))
+
+// Calls address the container by its (unique) name so that errors name it readably.
+const makeContainer = ({ libpod, options }: Podman, id: string, name: string): Container => ({
+  id,
+  name,
+  start: libpod.start(name),
+  wait: libpod.wait(name),
+  logs: (o) => libpod.logs(name, o),
+  exec: (cmd, o) => libpod.exec(name, cmd, o),
+  putArchive: (path, tar) => libpod.putArchive(name, path, tar),
+  getArchive: (path) => libpod.getArchive(name, path),
+  stop: (timeout) => libpod.stop(name, timeout ?? options.stopTimeout),
+  kill: (signal) => libpod.kill(name, signal),
+  inspect: libpod.inspect(name)
+})
+
+const create = (p: Podman) =>
+  Effect.fn("Containers.create")(function* (spec: ContainerSpec) {
     const name = containerName(spec, randomBytes(4).toString("hex"))
     const problem = specProblem(spec)
     if (problem !== undefined) {
       return yield* new PodmanError({ operation: "container.create", target: name, message: `invalid container spec for ${name}: ${problem}` })
     }
-    const generator = toSpecGenerator(spec, options, name, ulimits)
+    const generator = toSpecGenerator(spec, p.options, name, p.ulimits)
     const id = yield* Effect.acquireRelease(
-      libpod.containerCreate(generator).pipe(
+      p.libpod.containerCreate(generator).pipe(
         // A transport failure may come after podman created it: remove by name, which we chose.
-        Effect.tapError((e) => (e.status === undefined ? removeNow(name).pipe(Effect.ignore) : Effect.void))
+        Effect.tapError((e) => (e.status === undefined ? removeNow(p, name).pipe(Effect.ignore) : Effect.void))
       ),
-      (id) => release(id, name)
+      (id) => release(p, id, name)
     )
     yield* Effect.annotateCurrentSpan({ container: name })
-    return makeContainer(id, name)
+    return makeContainer(p, id, name)
   })
 
-  const run = Effect.fn("Containers.run")(function* (spec: ContainerSpec, runOptions?: RunOptions) {
+/** Starts the container and waits for its end, collecting its output (followed live with `onOutput`). */
+const startAndCollect = (c: Container, runOptions: RunOptions | undefined) =>
+  Effect.gen(function* () {
+    yield* c.start
+    const onOutput = runOptions?.onOutput
+    const collector = makeOutputCollector(runOptions?.maxOutputBytes ?? DEFAULT_MAX_OUTPUT)
+    let exitCode: number
+    if (onOutput === undefined) {
+      exitCode = yield* c.wait
+      if (exitCode !== 0 || runOptions?.outputOnFailureOnly !== true) {
+        yield* Stream.runForEach(c.logs(), (f) => Effect.sync(() => collector.push(f)))
+      }
+    } else {
+      const follower = yield* c.logs({ follow: true }).pipe(
+        Stream.runForEach((f) => {
+          collector.push(f)
+          return onOutput(f)
+        }),
+        Effect.fork
+      )
+      exitCode = yield* c.wait
+      yield* Fiber.join(follower)
+    }
+    return { exitCode, output: collector.output() }
+  })
+
+const run = (create: ContainersService["create"]) =>
+  Effect.fn("Containers.run")(function* (spec: ContainerSpec, runOptions?: RunOptions) {
     const removeWith = runOptions?.removeWith
     const inScope = <A, E>(body: Effect.Effect<A, E, Scope.Scope>): Effect.Effect<A, E> =>
       removeWith === undefined ? Effect.scoped(body) : Scope.extend(body, removeWith)
     return yield* inScope(
       Effect.gen(function* () {
         const c = yield* create(spec)
-        yield* c.start
-        const onOutput = runOptions?.onOutput
-        const collector = makeOutputCollector(runOptions?.maxOutputBytes ?? DEFAULT_MAX_OUTPUT)
-        let exitCode: number
-        if (onOutput === undefined) {
-          exitCode = yield* c.wait
-          if (exitCode !== 0 || runOptions?.outputOnFailureOnly !== true) {
-            yield* Stream.runForEach(c.logs(), (f) => Effect.sync(() => collector.push(f)))
-          }
-        } else {
-          const follower = yield* c.logs({ follow: true }).pipe(
-            Stream.runForEach((f) => {
-              collector.push(f)
-              return onOutput(f)
-            }),
-            Effect.fork
-          )
-          exitCode = yield* c.wait
-          yield* Fiber.join(follower)
-        }
-        const output = collector.output()
+        const { exitCode, output } = yield* startAndCollect(c, runOptions)
         const execFailure = exitCode !== 0 ? PID1_EXEC_FAILED.exec(output.stderr) : null
         if (execFailure !== null) {
           return yield* new PodmanError({
@@ -194,16 +210,25 @@ export const makeContainers = Effect.fnUntraced(function* (options: ContainersOp
     )
   })
 
-  const listOwned = Effect.fn("Containers.listOwned")(function* () {
-    const found = yield* libpod.list([hostLabelFilter(options.hostName)])
+const listOwned = (p: Podman) =>
+  Effect.fn("Containers.listOwned")(function* () {
+    const found = yield* p.libpod.list([hostLabelFilter(p.options.hostName)])
     return found.map(
       (c): OwnedContainer => ({ id: c.Id, name: c.Names?.[0] ?? c.Id, labels: c.Labels ?? {}, state: c.State })
     )
   })
 
-  const remove = Effect.fn("Containers.remove")(function* (idOrName: string) {
-    return yield* removeNow(idOrName)
+/** Builds the Containers service over Libpod. */
+export const makeContainers = Effect.fnUntraced(function* (options: ContainersOptions) {
+  const p: Podman = { libpod: yield* Libpod, options, ulimits: yield* grantableUlimits(options) }
+  const createContainer = create(p)
+  return Containers.of({
+    hostName: options.hostName,
+    create: createContainer,
+    run: run(createContainer),
+    listOwned: listOwned(p),
+    remove: Effect.fn("Containers.remove")(function* (idOrName: string) {
+      return yield* removeNow(p, idOrName)
+    })
   })
-
-  return Containers.of({ hostName: options.hostName, create, run, listOwned, remove })
 })

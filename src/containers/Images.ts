@@ -366,36 +366,43 @@ const decodeState = Schema.decodeUnknownEither(Schema.parseJson(StateFile))
 // ---------------------------------------------------------------------------------------------
 // The service
 
-/** Builds the Images service. */
-export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
-  const libpod = yield* Libpod
-  const ownedLabel = options.ownedLabel ?? OWNED_IMAGE_LABEL
-  const keepRecent = Duration.toMillis(options.keepRecent ?? Duration.days(1))
-  const pullTimeout = Duration.decode(options.pullTimeout ?? Duration.minutes(30))
-  const insecure = new Set(options.insecure_registries.map((r) => r.toLowerCase()))
-  const configured = configuredImages(options)
+/** What one Images service knows: its options, and what it pulled, used and is pulling. */
+interface ImagesState {
+  readonly options: ImagesOptions
+  readonly libpod: Libpod["Type"]
+  readonly ownedLabel: string
+  readonly keepRecent: number
+  readonly pullTimeout: Duration.Duration
+  readonly insecure: ReadonlySet<string>
+  readonly configured: ReadonlyArray<string>
+  /**
+   * Keyed by reference and id: after a tag moved, the record of the old id stays until GC has
+   * removed that now-dangling image.
+   */
+  readonly pulled: Map<string, PulledRecord>
+  readonly lastUsed: Map<string, number>
+  /** One ensure at a time per reference. */
+  readonly locks: Map<string, Effect.Semaphore>
+}
 
-  // Keyed by reference and id: after a tag moved, the record of the old id stays until GC has
-  // removed that now-dangling image.
-  const pulled = new Map<string, PulledRecord>()
-  const recordKey = (r: PulledRecord) => `${r.reference} ${r.id}`
-  const lastUsed = new Map<string, number>()
-  const locks = new Map<string, Effect.Semaphore>()
+const recordKey = (r: PulledRecord) => `${r.reference} ${r.id}`
 
-  if (options.stateFile !== undefined) {
-    const file = options.stateFile
+const loadState = (st: ImagesState) =>
+  Effect.gen(function* () {
+    const file = st.options.stateFile
+    if (file === undefined) return
     const text = yield* Effect.promise(() => readFile(file, "utf8").catch(() => undefined))
-    if (text !== undefined) {
-      const state = decodeState(text)
-      if (Either.isRight(state)) for (const r of state.right.pulled) pulled.set(recordKey(r), r)
-      else yield* Effect.logWarning(`ignoring unreadable image state ${file}: ${state.left.message}`)
-    }
-  }
+    if (text === undefined) return
+    const state = decodeState(text)
+    if (Either.isRight(state)) for (const r of state.right.pulled) st.pulled.set(recordKey(r), r)
+    else yield* Effect.logWarning(`ignoring unreadable image state ${file}: ${state.left.message}`)
+  })
 
-  const saveState = Effect.suspend(() => {
-    const file = options.stateFile
+const saveState = (st: ImagesState) =>
+  Effect.suspend(() => {
+    const file = st.options.stateFile
     if (file === undefined) return Effect.void
-    const body = JSON.stringify({ pulled: [...pulled.values()] }, null, 1)
+    const body = JSON.stringify({ pulled: [...st.pulled.values()] }, null, 1)
     return Effect.tryPromise(async () => {
       await mkdir(dirname(file), { recursive: true })
       await writeFile(`${file}.tmp`, body)
@@ -406,174 +413,200 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     )
   })
 
-  const lockFor = (key: string) =>
-    Effect.sync(() => {
-      let sem = locks.get(key)
-      if (sem === undefined) {
-        sem = Effect.unsafeMakeSemaphore(1)
-        locks.set(key, sem)
-      }
-      return sem
+const lockFor = (st: ImagesState, key: string) =>
+  Effect.sync(() => {
+    let sem = st.locks.get(key)
+    if (sem === undefined) {
+      sem = Effect.unsafeMakeSemaphore(1)
+      st.locks.set(key, sem)
+    }
+    return sem
+  })
+
+const podmanError = (image: string) => (e: PodmanError) =>
+  new ImageError({ reason: "Podman", image, message: `podman failed while handling image ${image}: ${e.message}` })
+
+const parse = (image: string) =>
+  Either.match(parseImageReference(image), {
+    onLeft: (why) =>
+      Effect.fail(new ImageError({ reason: "InvalidReference", image, message: `image reference ${JSON.stringify(image)} is invalid: ${why}` })),
+    onRight: Effect.succeed
+  })
+
+/** The X-Registry-Auth header of a pull from `registry_auth_file`; none without one. */
+const authHeader = (options: ImagesOptions, ref: ImageReference) => {
+  const file = options.registry_auth_file
+  if (file === "") return Effect.succeed<Record<string, string>>({})
+  return Effect.tryPromise(() => readFile(file, "utf8")).pipe(
+    Effect.mapError(
+      (e) =>
+        new ImageError({
+          reason: "Auth",
+          image: ref.original,
+          message: `cannot read [adjutant] registry_auth_file ${file}: ${e.error instanceof Error ? e.error.message : String(e.error)}`
+        })
+    ),
+    Effect.flatMap((text) =>
+      Either.match(registryAuthHeader(text, ref), {
+        onLeft: (why) => Effect.fail(new ImageError({ reason: "Auth", image: ref.original, message: `[adjutant] registry_auth_file ${file} ${why}` })),
+        onRight: (header): Effect.Effect<Record<string, string>> =>
+          Effect.succeed(header === undefined ? {} : { "X-Registry-Auth": header })
+      })
+    )
+  )
+}
+
+const inspectLocal = (st: ImagesState, reference: string, image: string) =>
+  st.libpod.imageExists(reference).pipe(
+    Effect.flatMap((exists) => (exists ? Effect.map(st.libpod.imageInspect(reference), Option.some) : Effect.succeed(Option.none()))),
+    Effect.mapError(podmanError(image))
+  )
+
+/** What a pull's lines said: the image id, or the registry's error. */
+interface PullOutcome {
+  readonly id: string | undefined
+  readonly error: string | undefined
+}
+
+/** One line of a pull's answer folded in; progress lines go to the task log as they come. */
+const foldPullLine = (onProgress: EnsureOptions["onProgress"]) => (acc: PullOutcome, line: string): Effect.Effect<PullOutcome> => {
+  if (line.trim() === "") return Effect.succeed(acc)
+  const decoded = decodePullLine(line)
+  if (Either.isLeft(decoded)) return Effect.as(Effect.logDebug(`unexpected pull line: ${line}`), acc)
+  const l = decoded.right
+  const progress = l.stream !== undefined && onProgress !== undefined ? onProgress(l.stream.replace(/\s+$/, "")) : Effect.void
+  return Effect.as(progress, {
+    id: l.id ?? (l.images ?? [])[0] ?? acc.id,
+    error: l.error ?? acc.error
+  })
+}
+
+const pull = Effect.fnUntraced(function* (st: ImagesState, ref: ImageReference, onProgress: EnsureOptions["onProgress"]) {
+  const reference = pullReference(ref)
+  const tlsVerify = !st.insecure.has(ref.registry.toLowerCase())
+  const headers = yield* authHeader(st.options, ref)
+  const classify = (text: string) => classifyPullError(ref, text, { tlsVerify, authFile: st.options.registry_auth_file })
+  yield* Effect.logInfo(`pulling ${reference} (tlsVerify=${tlsVerify})`)
+  // Registry failures arrive in-band as an "error" line with status 200; a failed HTTP status
+  // or a broken socket is podman's own problem. Lines are read as they come, so the task log
+  // shows the pull's progress live (the stream is interruptible: a hung registry is bounded
+  // by the timeout below and by the task's cancel).
+  const lines = st.libpod
+    .stream({
+      operation: "image.pull",
+      target: reference,
+      method: "POST",
+      path: "/images/pull",
+      // policy=always: whether to pull at all is decided here, from our own pull policy.
+      query: { reference, tlsVerify, policy: "always" },
+      headers
     })
-
-  const podmanError = (image: string) => (e: PodmanError) =>
-    new ImageError({ reason: "Podman", image, message: `podman failed while handling image ${image}: ${e.message}` })
-
-  const parse = (image: string) =>
-    Either.match(parseImageReference(image), {
-      onLeft: (why) =>
-        Effect.fail(new ImageError({ reason: "InvalidReference", image, message: `image reference ${JSON.stringify(image)} is invalid: ${why}` })),
-      onRight: Effect.succeed
+    .pipe(Stream.mapError(podmanError(ref.original)), Stream.decodeText(), Stream.splitLines)
+  const start: PullOutcome = { id: undefined, error: undefined }
+  const result = yield* Stream.runFoldEffect(lines, start, foldPullLine(onProgress)).pipe(
+    Effect.timeoutFail({
+      duration: st.pullTimeout,
+      onTimeout: () =>
+        new ImageError({
+          reason: "Timeout",
+          image: ref.original,
+          message: `pulling ${reference} from ${ref.registry} took longer than ${Duration.format(st.pullTimeout)}; the registry or network is too slow`
+        })
     })
+  )
+  if (result.error !== undefined) return yield* Effect.fail(classify(result.error))
+  if (result.id === undefined) return yield* Effect.fail(classify("the pull ended without an image id"))
+  const record = { reference, id: result.id, at: Date.now() }
+  st.pulled.set(recordKey(record), record)
+  yield* saveState(st)
+  return result.id
+})
 
-  const authHeader = (ref: ImageReference) => {
-    const file = options.registry_auth_file
-    if (file === "") return Effect.succeed<Record<string, string>>({})
-    return Effect.tryPromise(() => readFile(file, "utf8")).pipe(
-      Effect.mapError(
-        (e) =>
-          new ImageError({
-            reason: "Auth",
-            image: ref.original,
-            message: `cannot read [adjutant] registry_auth_file ${file}: ${e.error instanceof Error ? e.error.message : String(e.error)}`
-          })
-      ),
-      Effect.flatMap((text) =>
-        Either.match(registryAuthHeader(text, ref), {
-          onLeft: (why) => Effect.fail(new ImageError({ reason: "Auth", image: ref.original, message: `[adjutant] registry_auth_file ${file} ${why}` })),
-          onRight: (header): Effect.Effect<Record<string, string>> =>
-            Effect.succeed(header === undefined ? {} : { "X-Registry-Auth": header })
+/**
+ * The local image when the policy lets it serve (none found: undefined); fails when the image
+ * must not or cannot be pulled (a localhost/ image, policy "never", a name without registry).
+ */
+const fromStore = Effect.fnUntraced(function* (st: ImagesState, ref: ImageReference, policy: PullPolicy) {
+  const image = ref.original
+  const local = ref.registry === "localhost"
+  if (policy !== "always" || local) {
+    const found = yield* inspectLocal(st, localReference(ref), image)
+    if (Option.isSome(found)) return { image, id: found.value.Id, digest: digestFor(found.value, ref), pulled: false }
+    if (local) {
+      return yield* Effect.fail(
+        new ImageError({
+          reason: "NotFound",
+          image,
+          message: `image ${image} is not in podman's image store; localhost/ images are built on this machine (the bootstrap image by scripts/build-images.sh)`
         })
       )
+    }
+    if (policy === "never") {
+      return yield* Effect.fail(
+        new ImageError({
+          reason: "PolicyNever",
+          image,
+          message: `image ${image} is not in podman's image store and the pull policy is "never": pull it by hand (podman pull ${pullReference(ref)}) or change pull_policy`
+        })
+      )
+    }
+  }
+  if (!ref.qualified) {
+    return yield* Effect.fail(
+      new ImageError({
+        reason: "InvalidReference",
+        image,
+        message: `image ${image} names no registry; write it fully qualified (e.g. registry.fedoraproject.org/fedora:40) so the pull does not depend on short-name resolution`
+      })
     )
   }
+  return undefined
+})
 
-  const inspectLocal = (reference: string, image: string) =>
-    libpod.imageExists(reference).pipe(
-      Effect.flatMap((exists) => (exists ? Effect.map(libpod.imageInspect(reference), Option.some) : Effect.succeed(Option.none()))),
-      Effect.mapError(podmanError(image))
-    )
-
-  const pull = Effect.fnUntraced(function* (ref: ImageReference, onProgress: EnsureOptions["onProgress"]) {
-    const reference = pullReference(ref)
-    const tlsVerify = !insecure.has(ref.registry.toLowerCase())
-    const headers = yield* authHeader(ref)
-    const classify = (text: string) => classifyPullError(ref, text, { tlsVerify, authFile: options.registry_auth_file })
-    yield* Effect.logInfo(`pulling ${reference} (tlsVerify=${tlsVerify})`)
-    // Registry failures arrive in-band as an "error" line with status 200; a failed HTTP status
-    // or a broken socket is podman's own problem. Lines are read as they come, so the task log
-    // shows the pull's progress live (the stream is interruptible: a hung registry is bounded
-    // by the timeout below and by the task's cancel).
-    const lines = libpod
-      .stream({
-        operation: "image.pull",
-        target: reference,
-        method: "POST",
-        path: "/images/pull",
-        // policy=always: whether to pull at all is decided here, from our own pull policy.
-        query: { reference, tlsVerify, policy: "always" },
-        headers
-      })
-      .pipe(Stream.mapError(podmanError(ref.original)), Stream.decodeText(), Stream.splitLines)
-    const result = yield* Stream.runFoldEffect(lines, { id: undefined as string | undefined, error: undefined as string | undefined }, (acc, line) => {
-      if (line.trim() === "") return Effect.succeed(acc)
-      const decoded = decodePullLine(line)
-      if (Either.isLeft(decoded)) return Effect.as(Effect.logDebug(`unexpected pull line: ${line}`), acc)
-      const l = decoded.right
-      const progress = l.stream !== undefined && onProgress !== undefined ? onProgress(l.stream.replace(/\s+$/, "")) : Effect.void
-      return Effect.as(progress, {
-        id: l.id ?? (l.images ?? [])[0] ?? acc.id,
-        error: l.error ?? acc.error
-      })
-    }).pipe(
-      Effect.timeoutFail({
-        duration: pullTimeout,
-        onTimeout: () =>
-          new ImageError({
-            reason: "Timeout",
-            image: ref.original,
-            message: `pulling ${reference} from ${ref.registry} took longer than ${Duration.format(pullTimeout)}; the registry or network is too slow`
-          })
+const resolve = Effect.fnUntraced(function* (st: ImagesState, ref: ImageReference, options_: EnsureOptions | undefined) {
+  const image = ref.original
+  const configuredPolicy = options_?.policy ?? st.options.pull_policy
+  // A digest names immutable content: pulling it again can never bring anything new.
+  const policy: PullPolicy = ref.digest !== undefined && configuredPolicy === "always" ? "missing" : configuredPolicy
+  const stored = yield* fromStore(st, ref, policy)
+  if (stored !== undefined) return stored
+  const id = yield* pull(st, ref, options_?.onProgress)
+  const info = yield* st.libpod.imageInspect(id).pipe(Effect.mapError(podmanError(image)))
+  if (ref.digest !== undefined && !digestsOf(info).has(ref.digest)) {
+    return yield* Effect.fail(
+      new ImageError({
+        reason: "DigestMismatch",
+        image,
+        message:
+          `image ${image} is pinned to ${ref.digest}, but ${pullReference(ref)} in registry ${ref.registry} now has ` +
+          `${info.Digest ?? "another digest"}: the tag moved; check the new image and update the pin in the config`
       })
     )
-    if (result.error !== undefined) return yield* Effect.fail(classify(result.error))
-    if (result.id === undefined) return yield* Effect.fail(classify("the pull ended without an image id"))
-    const record = { reference, id: result.id, at: Date.now() }
-    pulled.set(recordKey(record), record)
-    yield* saveState
-    return result.id
-  })
+  }
+  return { image, id: info.Id, digest: digestFor(info, ref), pulled: true }
+})
 
-  const resolve = Effect.fnUntraced(function* (ref: ImageReference, options_: EnsureOptions | undefined) {
-    const image = ref.original
-    const configuredPolicy = options_?.policy ?? options.pull_policy
-    // A digest names immutable content: pulling it again can never bring anything new.
-    const policy: PullPolicy = ref.digest !== undefined && configuredPolicy === "always" ? "missing" : configuredPolicy
-    const local = ref.registry === "localhost"
-    const wanted = localReference(ref)
-    if (policy !== "always" || local) {
-      const found = yield* inspectLocal(wanted, image)
-      if (Option.isSome(found)) return { image, id: found.value.Id, digest: digestFor(found.value, ref), pulled: false }
-      if (local) {
-        return yield* Effect.fail(
-          new ImageError({
-            reason: "NotFound",
-            image,
-            message: `image ${image} is not in podman's image store; localhost/ images are built on this machine (the bootstrap image by scripts/build-images.sh)`
-          })
-        )
-      }
-      if (policy === "never") {
-        return yield* Effect.fail(
-          new ImageError({
-            reason: "PolicyNever",
-            image,
-            message: `image ${image} is not in podman's image store and the pull policy is "never": pull it by hand (podman pull ${pullReference(ref)}) or change pull_policy`
-          })
-        )
-      }
-    }
-    if (!ref.qualified) {
-      return yield* Effect.fail(
-        new ImageError({
-          reason: "InvalidReference",
-          image,
-          message: `image ${image} names no registry; write it fully qualified (e.g. registry.fedoraproject.org/fedora:40) so the pull does not depend on short-name resolution`
-        })
-      )
-    }
-    const id = yield* pull(ref, options_?.onProgress)
-    const info = yield* libpod.imageInspect(id).pipe(Effect.mapError(podmanError(image)))
-    if (ref.digest !== undefined && !digestsOf(info).has(ref.digest)) {
-      return yield* Effect.fail(
-        new ImageError({
-          reason: "DigestMismatch",
-          image,
-          message:
-            `image ${image} is pinned to ${ref.digest}, but ${pullReference(ref)} in registry ${ref.registry} now has ` +
-            `${info.Digest ?? "another digest"}: the tag moved; check the new image and update the pin in the config`
-        })
-      )
-    }
-    return { image, id: info.Id, digest: digestFor(info, ref), pulled: true }
-  })
+type Ensure = Images["Type"]["ensure"]
 
-  const ensure = Effect.fn("Images.ensure")(function* (image: string, options_?: EnsureOptions) {
+const ensure = (st: ImagesState): Ensure =>
+  Effect.fn("Images.ensure")(function* (image: string, options_?: EnsureOptions) {
     const ref = yield* parse(image)
-    const sem = yield* lockFor(ref.original)
-    const result: EnsuredImage = yield* sem.withPermits(1)(resolve(ref, options_))
-    lastUsed.set(ref.original, Date.now())
+    const sem = yield* lockFor(st, ref.original)
+    const result: EnsuredImage = yield* sem.withPermits(1)(resolve(st, ref, options_))
+    st.lastUsed.set(ref.original, Date.now())
     return result
   })
 
-  const forTask = Effect.fn("Images.forTask")(function* (request: ImageRequest, options_?: EnsureOptions) {
-    const choice = selectImage(options, request)
+const forTask = (st: ImagesState, ensure: Ensure) =>
+  Effect.fn("Images.forTask")(function* (request: ImageRequest, options_?: EnsureOptions) {
+    const choice = selectImage(st.options, request)
     yield* Effect.logDebug(`image ${choice.image} (${choice.source}) for tag ${request.tag ?? "-"} arch ${request.arch}`)
     return yield* ensure(choice.image, options_)
   })
 
-  const refresh = Effect.gen(function* () {
-    for (const image of configured) {
+const refresh = (st: ImagesState, ensure: Ensure) =>
+  Effect.gen(function* () {
+    for (const image of st.configured) {
       const ref = parseImageReference(image)
       if (Either.isLeft(ref) || ref.right.digest !== undefined || ref.right.registry === "localhost" || !ref.right.qualified) continue
       yield* ensure(image, { policy: "always" }).pipe(
@@ -583,11 +616,12 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     }
   }).pipe(Effect.withSpan("Images.refresh"))
 
-  const readiness = Effect.gen(function* () {
-    for (const image of configured) {
+const readiness = (st: ImagesState) =>
+  Effect.gen(function* () {
+    for (const image of st.configured) {
       const ref = parseImageReference(image)
       if (Either.isLeft(ref)) continue
-      const exists = yield* libpod.imageExists(localReference(ref.right)).pipe(
+      const exists = yield* st.libpod.imageExists(localReference(ref.right)).pipe(
         Effect.catchAll((e) => Effect.as(Effect.logWarning(`readiness: ${e.message}`), false))
       )
       if (exists) return true
@@ -595,64 +629,113 @@ export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
     return false
   }).pipe(Effect.withSpan("Images.readiness"))
 
-  const gc = Effect.gen(function* () {
+/** The ids of the images GC keeps: those of configured references and of those used recently. */
+const keptIds = (st: ImagesState) =>
+  Effect.gen(function* () {
     const now = Date.now()
-    const keepRefs = [...configured, ...[...lastUsed].filter(([, t]) => now - t < keepRecent).map(([r]) => r)]
+    const keepRefs = [...st.configured, ...[...st.lastUsed].filter(([, t]) => now - t < st.keepRecent).map(([r]) => r)]
     const keepIds = new Set<string>()
     for (const image of keepRefs) {
       const ref = parseImageReference(image)
       if (Either.isLeft(ref)) continue
-      const found = yield* inspectLocal(localReference(ref.right), image).pipe(Effect.orElseSucceed(() => Option.none()))
+      const found = yield* inspectLocal(st, localReference(ref.right), image).pipe(Effect.orElseSucceed(() => Option.none()))
       if (Option.isSome(found)) keepIds.add(found.value.Id)
     }
-    const removed: Array<string> = []
-    const kept: Array<string> = []
-    const remove = (name: string) =>
-      libpod.imageRemove(name).pipe(
-        Effect.as(true),
-        // In use by a container, or already gone: never forced (force would remove containers).
-        Effect.catchAll((e) => Effect.as(Effect.logInfo(`gc keeps ${name}: ${e.message}`), e.status === 404))
-      )
-    const labelled = yield* libpod.imageList({ label: [ownedLabel] }).pipe(
+    return keepIds
+  })
+
+/** What one GC collects into. */
+interface GcRun {
+  readonly keepIds: ReadonlySet<string>
+  readonly removed: Array<string>
+  readonly kept: Array<string>
+}
+
+/** Removes an image by name; in use by a container, or already gone: never forced (force would remove containers). */
+const gcRemove = (st: ImagesState, name: string) =>
+  st.libpod.imageRemove(name).pipe(
+    Effect.as(true),
+    Effect.catchAll((e) => Effect.as(Effect.logInfo(`gc keeps ${name}: ${e.message}`), e.status === 404))
+  )
+
+/** GC of the images carrying our label. */
+const collectLabelled = (st: ImagesState, run: GcRun) =>
+  Effect.gen(function* () {
+    const labelled = yield* st.libpod.imageList({ label: [st.ownedLabel] }).pipe(
       Effect.catchAll((e) => Effect.as(Effect.logWarning(`gc cannot list images: ${e.message}`), []))
     )
     for (const img of labelled) {
-      if (keepIds.has(img.Id)) {
-        kept.push(...(img.RepoTags ?? [img.Id]))
+      if (run.keepIds.has(img.Id)) {
+        run.kept.push(...(img.RepoTags ?? [img.Id]))
         continue
       }
       const names = (img.RepoTags ?? []).filter((t) => !t.startsWith("<none>"))
       for (const name of names.length > 0 ? names : [img.Id]) {
-        if (yield* remove(name)) removed.push(name)
-        else kept.push(name)
+        if (yield* gcRemove(st, name)) run.removed.push(name)
+        else run.kept.push(name)
       }
     }
-    for (const record of [...pulled.values()]) {
-      if (keepIds.has(record.id)) {
-        kept.push(record.reference)
+  })
+
+/** GC of the images we pulled. */
+const collectPulled = (st: ImagesState, run: GcRun) =>
+  Effect.gen(function* () {
+    for (const record of [...st.pulled.values()]) {
+      if (run.keepIds.has(record.id)) {
+        run.kept.push(record.reference)
         continue
       }
-      const current = yield* inspectLocal(record.reference, record.reference).pipe(Effect.orElseSucceed(() => Option.none()))
+      const current = yield* inspectLocal(st, record.reference, record.reference).pipe(Effect.orElseSucceed(() => Option.none()))
       // The tag may have moved since we pulled it: remove our name only if it still is our image,
       // and the old image by id only when nothing else names it.
       const targets: Array<string> = []
       if (Option.isSome(current) && current.value.Id === record.id) targets.push(record.reference)
       else {
-        const old = yield* inspectLocal(record.id, record.id).pipe(Effect.orElseSucceed(() => Option.none()))
+        const old = yield* inspectLocal(st, record.id, record.id).pipe(Effect.orElseSucceed(() => Option.none()))
         if (Option.isSome(old) && (old.value.RepoTags ?? []).length === 0) targets.push(record.id)
       }
       let ok = true
       for (const t of targets) {
-        if (yield* remove(t)) removed.push(t)
+        if (yield* gcRemove(st, t)) run.removed.push(t)
         else ok = false
       }
-      if (ok) pulled.delete(recordKey(record))
-      else kept.push(record.reference)
+      if (ok) st.pulled.delete(recordKey(record))
+      else run.kept.push(record.reference)
     }
-    yield* saveState
-    if (removed.length > 0) yield* Effect.logInfo(`image gc removed ${removed.join(", ")}`)
-    return { removed, kept }
+  })
+
+const gc = (st: ImagesState) =>
+  Effect.gen(function* () {
+    const run: GcRun = { keepIds: yield* keptIds(st), removed: [], kept: [] }
+    yield* collectLabelled(st, run)
+    yield* collectPulled(st, run)
+    yield* saveState(st)
+    if (run.removed.length > 0) yield* Effect.logInfo(`image gc removed ${run.removed.join(", ")}`)
+    return { removed: run.removed, kept: run.kept }
   }).pipe(Effect.withSpan("Images.gc"))
 
-  return Images.of({ ensure, forTask, refresh, gc, readiness, configured })
+/** Builds the Images service. */
+export const makeImages = Effect.fnUntraced(function* (options: ImagesOptions) {
+  const st: ImagesState = {
+    options,
+    libpod: yield* Libpod,
+    ownedLabel: options.ownedLabel ?? OWNED_IMAGE_LABEL,
+    keepRecent: Duration.toMillis(options.keepRecent ?? Duration.days(1)),
+    pullTimeout: Duration.decode(options.pullTimeout ?? Duration.minutes(30)),
+    insecure: new Set(options.insecure_registries.map((r) => r.toLowerCase())),
+    configured: configuredImages(options),
+    pulled: new Map(),
+    lastUsed: new Map(),
+    locks: new Map()
+  }
+  yield* loadState(st)
+  const ensureImage = ensure(st)
+  return Images.of({
+    ensure: ensureImage,
+    forTask: forTask(st, ensureImage),
+    refresh: refresh(st, ensureImage),
+    gc: gc(st),
+    readiness: readiness(st),
+    configured: st.configured
+  })
 })

@@ -247,321 +247,326 @@ const readBody = (req: LibpodRequest, socket: string, res: http.IncomingMessage)
     return Effect.sync(() => res.destroy())
   })
 
+/** The client's connection: the socket and its keep-alive pool. */
+interface Client {
+  readonly socket: string
+  readonly agent: http.Agent
+}
+
+const open = (c: Client, req: LibpodRequest, retry = true): Effect.Effect<http.IncomingMessage, PodmanError> =>
+  Effect.async<http.IncomingMessage, PodmanError>((resume) => {
+    const headers: Record<string, string> = { ...req.headers }
+    let payload: Uint8Array | undefined
+    if (req.json !== undefined) {
+      payload = Buffer.from(JSON.stringify(req.json))
+      headers["content-type"] = "application/json"
+    } else if (req.body !== undefined) {
+      payload = req.body
+      headers["content-type"] = req.contentType ?? "application/octet-stream"
+    }
+    if (payload !== undefined) headers["content-length"] = String(payload.length)
+    const r = http.request({ socketPath: c.socket, agent: c.agent, method: req.method, path: buildPath(req), headers })
+    r.on("response", (res) => resume(Effect.succeed(res)))
+    r.on("error", (e) => {
+      // A pooled socket the server closed meanwhile: the request never reached podman (Node's documented retry case).
+      const reset = "code" in e && (e.code === "ECONNRESET" || e.code === "EPIPE")
+      resume(retry && reset && r.reusedSocket ? open(c, req, false) : Effect.fail(transportError(c.socket, req, e)))
+    })
+    r.end(payload)
+    return Effect.sync(() => r.destroy())
+  })
+
+const request = (c: Client, req: LibpodRequest): Effect.Effect<LibpodResponse, PodmanError> =>
+  Effect.flatMap(open(c, req), (res) =>
+    Effect.flatMap(readBody(req, c.socket, res), (body) => {
+      const status = res.statusCode ?? 0
+      return isError(req, status)
+        ? Effect.fail(apiError(req, status, body))
+        : Effect.succeed({ status, headers: res.headers, body })
+    })
+  )
+
+const stream = (c: Client, req: LibpodRequest): Stream.Stream<Uint8Array, PodmanError> =>
+  Stream.unwrapScoped(
+    Effect.gen(function* () {
+      // destroy() after a complete body leaves the keep-alive socket alone; mid-body it aborts.
+      // The acquire is made interruptible: podman sends no response headers for a followed
+      // log of a silent container until its first line, and an uninterruptible wait there
+      // would make cancelling such a stream hang (open's canceler destroys the request).
+      const res = yield* Effect.acquireRelease(Effect.interruptible(open(c, req)), (r) => Effect.sync(() => r.destroy()))
+      const status = res.statusCode ?? 0
+      if (isError(req, status)) return yield* Effect.fail(apiError(req, status, yield* readBody(req, c.socket, res)))
+      // Not Stream.fromAsyncIterable: its finalizer awaits the pending next() of a silent
+      // response (a quiet pull, the followed logs of a silent container), so interruption
+      // would hang until podman sent more bytes. fromReadable destroys the response instead.
+      return NodeStream.fromReadable<PodmanError, Uint8Array>(() => res, (e) => transportError(c.socket, req, e))
+    })
+  )
+
+const decodeJson = <A, I>(schema: Schema.Schema<A, I>, req: LibpodRequest) => {
+  const decode = Schema.decodeUnknown(Schema.parseJson(schema))
+  return (body: Uint8Array) =>
+    decode(Buffer.from(body).toString("utf8")).pipe(
+      Effect.mapError(
+        (e) =>
+          new PodmanError({
+            operation: req.operation,
+            target: req.target,
+            message: `unexpected response from podman to ${req.operation}: ${e.message}`
+          })
+      )
+    )
+}
+
+const call = <A, I>(c: Client, schema: Schema.Schema<A, I>, req: LibpodRequest) =>
+  Effect.flatMap(request(c, req), (res) => decodeJson(schema, req)(res.body))
+
+const enc = encodeURIComponent
+
+const ping = (c: Client) => request(c, { operation: "ping", method: "GET", path: "/_ping" }).pipe(
+  Effect.asVoid,
+  Effect.withSpan("Libpod.ping")
+)
+
+const version = (c: Client) => call(c, VersionInfo, { operation: "version", method: "GET", path: "/version" }).pipe(
+  Effect.withSpan("Libpod.version")
+)
+
+const imageExists = (c: Client) => Effect.fn("Libpod.imageExists")(function* (image: string) {
+  const res = yield* request(c, {
+    operation: "image.exists",
+    target: image,
+    method: "GET",
+    path: `/images/${enc(image)}/exists`,
+    allowStatus: [404]
+  })
+  return res.status === 204
+})
+
+const imageInspect = (c: Client) => Effect.fn("Libpod.imageInspect")(function* (image: string) {
+  return yield* call(c, ImageInspect, {
+    operation: "image.inspect",
+    target: image,
+    method: "GET",
+    path: `/images/${enc(image)}/json`
+  })
+})
+
+const imageList = (c: Client) => Effect.fn("Libpod.imageList")(function* (
+  filters?: Readonly<Record<string, ReadonlyArray<string>>>
+) {
+  return yield* call(c, Schema.NullOr(Schema.Array(ImageSummary)), {
+    operation: "image.list",
+    method: "GET",
+    path: "/images/json",
+    query: { all: false, filters: filters === undefined ? undefined : JSON.stringify(filters) }
+  }).pipe(Effect.map((l) => l ?? []))
+})
+
+const imageRemove = (c: Client) => Effect.fn("Libpod.imageRemove")(function* (
+  image: string,
+  options?: { readonly force?: boolean }
+) {
+  yield* request(c, {
+    operation: "image.remove",
+    target: image,
+    method: "DELETE",
+    path: `/images/${enc(image)}`,
+    query: { force: options?.force ?? false }
+  })
+})
+
+const containerCreate = (c: Client) => Effect.fn("Libpod.containerCreate")(function* (spec: {
+  readonly name?: string | undefined
+  readonly image?: string | undefined
+}) {
+  const req: LibpodRequest = { operation: "container.create", target: spec.name, method: "POST", path: "/containers/create", json: spec }
+  const res = yield* call(c, CreateResponse, req).pipe(
+    Effect.catchIf(
+      (e) => spec.image !== undefined && /image not known|no such image/i.test(e.message),
+      (e) =>
+        Effect.fail(
+          new PodmanError({
+            ...e,
+            target: spec.image,
+            message:
+              `image ${spec.image} is not in podman's image store (${e.message}): build it with ` +
+              `scripts/build-images.sh, or pull it`
+          })
+        )
+    )
+  )
+  return res.Id
+})
+
+const start = (c: Client) => Effect.fn("Libpod.start")(function* (id: string) {
+  // 304: already running. A failed start must not be ignored: wait would then report 0 (notes §5.2).
+  yield* request(c, { operation: "container.start", target: id, method: "POST", path: `/containers/${enc(id)}/start` })
+})
+
+const wait = (c: Client) => Effect.fn("Libpod.wait")(function* (
+  id: string,
+  options?: { readonly condition?: string; readonly interval?: string }
+) {
+  return yield* call(c, Schema.Number, {
+    operation: "container.wait",
+    target: id,
+    method: "POST",
+    path: `/containers/${enc(id)}/wait`,
+    query: { condition: options?.condition ?? "stopped", interval: options?.interval ?? "10ms" }
+  })
+})
+
+const logs = (c: Client) => (id: string, options?: { readonly follow?: boolean }): Stream.Stream<LogFrame, PodmanError> =>
+  demuxStream(
+    stream(c, {
+      operation: "container.logs",
+      target: id,
+      method: "GET",
+      path: `/containers/${enc(id)}/logs`,
+      query: { stdout: true, stderr: true, follow: options?.follow ?? false }
+    })
+  )
+
+const exec = (c: Client) => Effect.fn("Libpod.exec")(function* (id: string, cmd: ReadonlyArray<string>, options?: ExecOptions) {
+  const created = yield* call(c, Schema.Struct({ Id: Schema.String }), {
+    operation: "container.exec",
+    target: id,
+    method: "POST",
+    path: `/containers/${enc(id)}/exec`,
+    json: {
+      Cmd: cmd,
+      AttachStdout: true,
+      AttachStderr: true,
+      ...(options?.env === undefined ? {} : { Env: Object.entries(options.env).map(([k, v]) => `${k}=${v}`) }),
+      ...(options?.workDir === undefined ? {} : { WorkingDir: options.workDir }),
+      ...(options?.user === undefined ? {} : { User: options.user })
+    }
+  })
+  // Attached start: the exit code is only reliable this way (notes §5.2, "Exec exit codes").
+  const started = yield* request(c, {
+    operation: "exec.start",
+    target: id,
+    method: "POST",
+    path: `/exec/${created.Id}/start`,
+    json: { Detach: false, Tty: false }
+  })
+  const info = yield* call(c, ExecInspect, {
+    operation: "exec.inspect",
+    target: id,
+    method: "GET",
+    path: `/exec/${created.Id}/json`
+  })
+  return { exitCode: info.ExitCode, ...collectOutput(demuxAll(started.body)) }
+})
+
+const putArchive = (c: Client) => Effect.fn("Libpod.putArchive")(function* (id: string, path: string, tar: Uint8Array) {
+  // Without application/x-tar podman reads the body as a form, extracts nothing and says 200 (notes §5.2).
+  yield* request(c, {
+    operation: "container.putArchive",
+    target: id,
+    method: "PUT",
+    path: `/containers/${enc(id)}/archive`,
+    query: { path },
+    body: tar,
+    contentType: "application/x-tar"
+  })
+})
+
+const getArchive = (c: Client) => Effect.fn("Libpod.getArchive")(function* (id: string, path: string) {
+  const res = yield* request(c, {
+    operation: "container.getArchive",
+    target: `${id}:${path}`,
+    method: "GET",
+    path: `/containers/${enc(id)}/archive`,
+    query: { path }
+  })
+  return res.body
+})
+
+const kill = (c: Client) => Effect.fn("Libpod.kill")(function* (id: string, signal?: string) {
+  yield* request(c, {
+    operation: "container.kill",
+    target: id,
+    method: "POST",
+    path: `/containers/${enc(id)}/kill`,
+    query: { signal: signal ?? "SIGKILL" }
+  })
+})
+
+const stop = (c: Client) => Effect.fn("Libpod.stop")(function* (id: string, timeoutSeconds?: number) {
+  yield* request(c, {
+    operation: "container.stop",
+    target: id,
+    method: "POST",
+    path: `/containers/${enc(id)}/stop`,
+    query: { timeout: timeoutSeconds }
+  })
+})
+
+const remove = (c: Client) => Effect.fn("Libpod.remove")(function* (
+  id: string,
+  options?: { readonly force?: boolean; readonly timeoutSeconds?: number; readonly volumes?: boolean }
+) {
+  const res = yield* request(c, {
+    operation: "container.remove",
+    target: id,
+    method: "DELETE",
+    path: `/containers/${enc(id)}`,
+    query: { force: options?.force ?? false, volumes: options?.volumes ?? true, timeout: options?.timeoutSeconds },
+    allowStatus: [404]
+  })
+  return res.status !== 404
+})
+
+const list = (c: Client) => Effect.fn("Libpod.list")(function* (labels: ReadonlyArray<string>) {
+  return yield* call(c, Schema.NullOr(Schema.Array(ContainerSummary)), {
+    operation: "container.list",
+    method: "GET",
+    path: "/containers/json",
+    query: { all: true, filters: JSON.stringify({ label: labels }) }
+  }).pipe(Effect.map((l) => l ?? []))
+})
+
+const inspect = (c: Client) => Effect.fn("Libpod.inspect")(function* (id: string) {
+  return yield* call(c, ContainerInspect, {
+    operation: "container.inspect",
+    target: id,
+    method: "GET",
+    path: `/containers/${enc(id)}/json`
+  })
+})
+
 /** Builds the Libpod service; the connection pool is closed with the scope. */
 export const makeLibpod = Effect.fnUntraced(function* (options: LibpodOptions) {
-  const socket = options.socket
   const agent = yield* Effect.acquireRelease(
     // Idle sockets are dropped after 4 s: a socket-activated service (`--time=5`) closes idle
     // connections after 10 s and exits when idle.
     Effect.sync(() => new http.Agent({ keepAlive: true, maxSockets: 64, timeout: 4000 })),
     (a) => Effect.sync(() => a.destroy())
   )
-
-  const open = (req: LibpodRequest, retry = true): Effect.Effect<http.IncomingMessage, PodmanError> =>
-    Effect.async<http.IncomingMessage, PodmanError>((resume) => {
-      const headers: Record<string, string> = { ...req.headers }
-      let payload: Uint8Array | undefined
-      if (req.json !== undefined) {
-        payload = Buffer.from(JSON.stringify(req.json))
-        headers["content-type"] = "application/json"
-      } else if (req.body !== undefined) {
-        payload = req.body
-        headers["content-type"] = req.contentType ?? "application/octet-stream"
-      }
-      if (payload !== undefined) headers["content-length"] = String(payload.length)
-      const r = http.request({ socketPath: socket, agent, method: req.method, path: buildPath(req), headers })
-      r.on("response", (res) => resume(Effect.succeed(res)))
-      r.on("error", (e) => {
-        // A pooled socket the server closed meanwhile: the request never reached podman (Node's documented retry case).
-        const reset = "code" in e && (e.code === "ECONNRESET" || e.code === "EPIPE")
-        resume(retry && reset && r.reusedSocket ? open(req, false) : Effect.fail(transportError(socket, req, e)))
-      })
-      r.end(payload)
-      return Effect.sync(() => r.destroy())
-    })
-
-  const request = (req: LibpodRequest): Effect.Effect<LibpodResponse, PodmanError> =>
-    Effect.flatMap(open(req), (res) =>
-      Effect.flatMap(readBody(req, socket, res), (body) => {
-        const status = res.statusCode ?? 0
-        return isError(req, status)
-          ? Effect.fail(apiError(req, status, body))
-          : Effect.succeed({ status, headers: res.headers, body })
-      })
-    )
-
-  const stream = (req: LibpodRequest): Stream.Stream<Uint8Array, PodmanError> =>
-    Stream.unwrapScoped(
-      Effect.gen(function* () {
-        // destroy() after a complete body leaves the keep-alive socket alone; mid-body it aborts.
-        // The acquire is made interruptible: podman sends no response headers for a followed
-        // log of a silent container until its first line, and an uninterruptible wait there
-        // would make cancelling such a stream hang (open's canceler destroys the request).
-        const res = yield* Effect.acquireRelease(Effect.interruptible(open(req)), (r) => Effect.sync(() => r.destroy()))
-        const status = res.statusCode ?? 0
-        if (isError(req, status)) return yield* Effect.fail(apiError(req, status, yield* readBody(req, socket, res)))
-        // Not Stream.fromAsyncIterable: its finalizer awaits the pending next() of a silent
-        // response (a quiet pull, the followed logs of a silent container), so interruption
-        // would hang until podman sent more bytes. fromReadable destroys the response instead.
-        return NodeStream.fromReadable<PodmanError, Uint8Array>(() => res, (e) => transportError(socket, req, e))
-      })
-    )
-
-  const decodeJson = <A, I>(schema: Schema.Schema<A, I>, req: LibpodRequest) => {
-    const decode = Schema.decodeUnknown(Schema.parseJson(schema))
-    return (body: Uint8Array) =>
-      decode(Buffer.from(body).toString("utf8")).pipe(
-        Effect.mapError(
-          (e) =>
-            new PodmanError({
-              operation: req.operation,
-              target: req.target,
-              message: `unexpected response from podman to ${req.operation}: ${e.message}`
-            })
-        )
-      )
-  }
-
-  const call = <A, I>(schema: Schema.Schema<A, I>, req: LibpodRequest) =>
-    Effect.flatMap(request(req), (res) => decodeJson(schema, req)(res.body))
-
-  const enc = encodeURIComponent
-
-  const ping = request({ operation: "ping", method: "GET", path: "/_ping" }).pipe(
-    Effect.asVoid,
-    Effect.withSpan("Libpod.ping")
-  )
-
-  const version = call(VersionInfo, { operation: "version", method: "GET", path: "/version" }).pipe(
-    Effect.withSpan("Libpod.version")
-  )
-
-  const imageExists = Effect.fn("Libpod.imageExists")(function* (image: string) {
-    const res = yield* request({
-      operation: "image.exists",
-      target: image,
-      method: "GET",
-      path: `/images/${enc(image)}/exists`,
-      allowStatus: [404]
-    })
-    return res.status === 204
-  })
-
-  const imageInspect = Effect.fn("Libpod.imageInspect")(function* (image: string) {
-    return yield* call(ImageInspect, {
-      operation: "image.inspect",
-      target: image,
-      method: "GET",
-      path: `/images/${enc(image)}/json`
-    })
-  })
-
-  const imageList = Effect.fn("Libpod.imageList")(function* (
-    filters?: Readonly<Record<string, ReadonlyArray<string>>>
-  ) {
-    return yield* call(Schema.NullOr(Schema.Array(ImageSummary)), {
-      operation: "image.list",
-      method: "GET",
-      path: "/images/json",
-      query: { all: false, filters: filters === undefined ? undefined : JSON.stringify(filters) }
-    }).pipe(Effect.map((l) => l ?? []))
-  })
-
-  const imageRemove = Effect.fn("Libpod.imageRemove")(function* (
-    image: string,
-    options?: { readonly force?: boolean }
-  ) {
-    yield* request({
-      operation: "image.remove",
-      target: image,
-      method: "DELETE",
-      path: `/images/${enc(image)}`,
-      query: { force: options?.force ?? false }
-    })
-  })
-
-  const containerCreate = Effect.fn("Libpod.containerCreate")(function* (spec: {
-    readonly name?: string | undefined
-    readonly image?: string | undefined
-  }) {
-    const req: LibpodRequest = { operation: "container.create", target: spec.name, method: "POST", path: "/containers/create", json: spec }
-    const res = yield* call(CreateResponse, req).pipe(
-      Effect.catchIf(
-        (e) => spec.image !== undefined && /image not known|no such image/i.test(e.message),
-        (e) =>
-          Effect.fail(
-            new PodmanError({
-              ...e,
-              target: spec.image,
-              message:
-                `image ${spec.image} is not in podman's image store (${e.message}): build it with ` +
-                `scripts/build-images.sh, or pull it`
-            })
-          )
-      )
-    )
-    return res.Id
-  })
-
-  const start = Effect.fn("Libpod.start")(function* (id: string) {
-    // 304: already running. A failed start must not be ignored: wait would then report 0 (notes §5.2).
-    yield* request({ operation: "container.start", target: id, method: "POST", path: `/containers/${enc(id)}/start` })
-  })
-
-  const wait = Effect.fn("Libpod.wait")(function* (
-    id: string,
-    options?: { readonly condition?: string; readonly interval?: string }
-  ) {
-    return yield* call(Schema.Number, {
-      operation: "container.wait",
-      target: id,
-      method: "POST",
-      path: `/containers/${enc(id)}/wait`,
-      query: { condition: options?.condition ?? "stopped", interval: options?.interval ?? "10ms" }
-    })
-  })
-
-  const logs = (id: string, options?: { readonly follow?: boolean }): Stream.Stream<LogFrame, PodmanError> =>
-    demuxStream(
-      stream({
-        operation: "container.logs",
-        target: id,
-        method: "GET",
-        path: `/containers/${enc(id)}/logs`,
-        query: { stdout: true, stderr: true, follow: options?.follow ?? false }
-      })
-    )
-
-  const exec = Effect.fn("Libpod.exec")(function* (id: string, cmd: ReadonlyArray<string>, options?: ExecOptions) {
-    const created = yield* call(Schema.Struct({ Id: Schema.String }), {
-      operation: "container.exec",
-      target: id,
-      method: "POST",
-      path: `/containers/${enc(id)}/exec`,
-      json: {
-        Cmd: cmd,
-        AttachStdout: true,
-        AttachStderr: true,
-        ...(options?.env === undefined ? {} : { Env: Object.entries(options.env).map(([k, v]) => `${k}=${v}`) }),
-        ...(options?.workDir === undefined ? {} : { WorkingDir: options.workDir }),
-        ...(options?.user === undefined ? {} : { User: options.user })
-      }
-    })
-    // Attached start: the exit code is only reliable this way (notes §5.2, "Exec exit codes").
-    const started = yield* request({
-      operation: "exec.start",
-      target: id,
-      method: "POST",
-      path: `/exec/${created.Id}/start`,
-      json: { Detach: false, Tty: false }
-    })
-    const info = yield* call(ExecInspect, {
-      operation: "exec.inspect",
-      target: id,
-      method: "GET",
-      path: `/exec/${created.Id}/json`
-    })
-    return { exitCode: info.ExitCode, ...collectOutput(demuxAll(started.body)) }
-  })
-
-  const putArchive = Effect.fn("Libpod.putArchive")(function* (id: string, path: string, tar: Uint8Array) {
-    // Without application/x-tar podman reads the body as a form, extracts nothing and says 200 (notes §5.2).
-    yield* request({
-      operation: "container.putArchive",
-      target: id,
-      method: "PUT",
-      path: `/containers/${enc(id)}/archive`,
-      query: { path },
-      body: tar,
-      contentType: "application/x-tar"
-    })
-  })
-
-  const getArchive = Effect.fn("Libpod.getArchive")(function* (id: string, path: string) {
-    const res = yield* request({
-      operation: "container.getArchive",
-      target: `${id}:${path}`,
-      method: "GET",
-      path: `/containers/${enc(id)}/archive`,
-      query: { path }
-    })
-    return res.body
-  })
-
-  const kill = Effect.fn("Libpod.kill")(function* (id: string, signal?: string) {
-    yield* request({
-      operation: "container.kill",
-      target: id,
-      method: "POST",
-      path: `/containers/${enc(id)}/kill`,
-      query: { signal: signal ?? "SIGKILL" }
-    })
-  })
-
-  const stop = Effect.fn("Libpod.stop")(function* (id: string, timeoutSeconds?: number) {
-    yield* request({
-      operation: "container.stop",
-      target: id,
-      method: "POST",
-      path: `/containers/${enc(id)}/stop`,
-      query: { timeout: timeoutSeconds }
-    })
-  })
-
-  const remove = Effect.fn("Libpod.remove")(function* (
-    id: string,
-    options?: { readonly force?: boolean; readonly timeoutSeconds?: number; readonly volumes?: boolean }
-  ) {
-    const res = yield* request({
-      operation: "container.remove",
-      target: id,
-      method: "DELETE",
-      path: `/containers/${enc(id)}`,
-      query: { force: options?.force ?? false, volumes: options?.volumes ?? true, timeout: options?.timeoutSeconds },
-      allowStatus: [404]
-    })
-    return res.status !== 404
-  })
-
-  const list = Effect.fn("Libpod.list")(function* (labels: ReadonlyArray<string>) {
-    return yield* call(Schema.NullOr(Schema.Array(ContainerSummary)), {
-      operation: "container.list",
-      method: "GET",
-      path: "/containers/json",
-      query: { all: true, filters: JSON.stringify({ label: labels }) }
-    }).pipe(Effect.map((l) => l ?? []))
-  })
-
-  const inspect = Effect.fn("Libpod.inspect")(function* (id: string) {
-    return yield* call(ContainerInspect, {
-      operation: "container.inspect",
-      target: id,
-      method: "GET",
-      path: `/containers/${enc(id)}/json`
-    })
-  })
-
+  const c: Client = { socket: options.socket, agent }
   return Libpod.of({
-    socket,
-    request,
-    stream,
-    ping,
-    version,
-    imageExists,
-    imageInspect,
-    imageList,
-    imageRemove,
-    containerCreate,
-    start,
-    wait,
-    logs,
-    exec,
-    putArchive,
-    getArchive,
-    kill,
-    stop,
-    remove,
-    list,
-    inspect
+    socket: c.socket,
+    request: (req) => request(c, req),
+    stream: (req) => stream(c, req),
+    ping: ping(c),
+    version: version(c),
+    imageExists: imageExists(c),
+    imageInspect: imageInspect(c),
+    imageList: imageList(c),
+    imageRemove: imageRemove(c),
+    containerCreate: containerCreate(c),
+    start: start(c),
+    wait: wait(c),
+    logs: logs(c),
+    exec: exec(c),
+    putArchive: putArchive(c),
+    getArchive: getArchive(c),
+    kill: kill(c),
+    stop: stop(c),
+    remove: remove(c),
+    list: list(c),
+    inspect: inspect(c)
   })
 })

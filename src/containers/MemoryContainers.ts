@@ -58,139 +58,156 @@ const frames = (r: RunResult): ReadonlyArray<LogFrame> => [
 const lift = <A>(v: A | Effect.Effect<A, PodmanError>): Effect.Effect<A, PodmanError> =>
   Effect.isEffect(v) ? v : Effect.succeed(v)
 
-/** The in-memory Containers service and its recorded state (`Containers.layerMemory` provides both). */
-export const makeMemoryContainers = (options: MemoryContainersOptions = {}) => {
-  const hostName = options.hostName ?? "memory-host"
-  const runScript: RunScript = options.run ?? (() => ({ exitCode: 0, stdout: "", stderr: "" }))
-  const execScript: ExecScript = options.exec ?? (() => ({ exitCode: 0, stdout: "", stderr: "" }))
-  const make = Effect.sync(() => {
-    const all: Array<MemoryContainer> = []
-    const removedNames: Array<string> = []
-    let counter = 0
+/** One fake service: its scripts and everything it recorded. */
+interface Fake {
+  readonly hostName: string
+  readonly runScript: RunScript
+  readonly execScript: ExecScript
+  readonly options: MemoryContainersOptions
+  readonly all: Array<MemoryContainer>
+  readonly removedNames: Array<string>
+  counter: number
+}
 
-    const find = (idOrName: string) => all.find((c) => !c.removed && (c.id === idOrName || c.name === idOrName))
-    const markRemoved = (c: MemoryContainer) => {
-      if (c.removed) return false
-      c.removed = true
-      c.state = "exited"
-      removedNames.push(c.name)
-      return true
-    }
-    const gone = (operation: string, c: MemoryContainer) =>
-      new PodmanError({ operation, target: c.name, status: 404, message: `${operation} ${c.name} failed: no such container` })
-    const alive = (operation: string, c: MemoryContainer) =>
-      Effect.suspend(() => (c.removed ? Effect.fail(gone(operation, c)) : Effect.void))
+const find = (f: Fake, idOrName: string) => f.all.find((c) => !c.removed && (c.id === idOrName || c.name === idOrName))
 
-    const handle = (c: MemoryContainer): Container => {
-      let result: RunResult | undefined
-      let killedWith: number | undefined
-      const outcome = Effect.suspend(() =>
-        result !== undefined ? Effect.succeed(result) : Effect.tap(lift(runScript(c.spec)), (r) => Effect.sync(() => (result = r)))
-      )
-      return {
-        id: c.id,
-        name: c.name,
-        start: Effect.zipRight(alive("container.start", c), Effect.sync(() => void (c.state = "running"))),
-        wait: Effect.zipRight(
-          alive("container.wait", c),
-          Effect.map(outcome, (r) => {
-            c.state = "exited"
-            return killedWith ?? r.exitCode
-          })
-        ),
-        logs: () => Stream.unwrap(Effect.map(outcome, (r) => Stream.fromIterable(frames(r)))),
-        exec: (cmd, o) =>
-          Effect.zipRight(
-            alive("container.exec", c),
-            Effect.suspend(() => {
-              c.execs.push({ cmd, options: o })
-              return lift(execScript(c.spec, cmd, o))
-            })
-          ),
-        putArchive: (path, tar) => Effect.zipRight(alive("container.putArchive", c), Effect.sync(() => void c.archivesPut.push({ path, tar }))),
-        getArchive: (path) =>
-          Effect.suspend(() => {
-            const tar = options.archive?.(c.spec, path)
-            return tar === undefined
-              ? Effect.fail(new PodmanError({ operation: "container.getArchive", target: `${c.name}:${path}`, status: 404, message: `no such file ${path} in ${c.name}` }))
-              : Effect.succeed(tar)
-          }),
-        stop: () => Effect.sync(() => void (c.state = "exited")),
-        kill: () =>
-          Effect.sync(() => {
-            killedWith = 137
-            c.state = "exited"
-          }),
-        inspect: Effect.sync(
-          (): ContainerInspect => ({
-            Id: c.id,
-            Name: c.name,
-            State: { Status: c.state, Running: c.state === "running", ExitCode: killedWith ?? result?.exitCode ?? 0 },
-            Config: { Labels: containerLabels(hostName, c.spec) }
-          })
-        )
-      }
-    }
+const markRemoved = (f: Fake, c: MemoryContainer) => {
+  if (c.removed) return false
+  c.removed = true
+  c.state = "exited"
+  f.removedNames.push(c.name)
+  return true
+}
 
-    const create = (spec: ContainerSpec) =>
-      Effect.gen(function* () {
-        const problem = specProblem(spec)
-        if (problem !== undefined) {
-          return yield* new PodmanError({ operation: "container.create", message: `invalid container spec: ${problem}` })
-        }
-        const c = yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            counter++
-            const id = counter.toString(16).padStart(64, "0")
-            const record: MemoryContainer = {
-              id,
-              name: containerName(spec, counter.toString(16).padStart(8, "0")),
-              spec,
-              state: "created",
-              removed: false,
-              execs: [],
-              archivesPut: []
-            }
-            all.push(record)
-            return record
-          }),
-          (c) => Effect.sync(() => markRemoved(c))
-        )
-        return handle(c)
+const gone = (operation: string, c: MemoryContainer) =>
+  new PodmanError({ operation, target: c.name, status: 404, message: `${operation} ${c.name} failed: no such container` })
+
+const alive = (operation: string, c: MemoryContainer) =>
+  Effect.suspend(() => (c.removed ? Effect.fail(gone(operation, c)) : Effect.void))
+
+const noSuchFile = (c: MemoryContainer, path: string) =>
+  new PodmanError({ operation: "container.getArchive", target: `${c.name}:${path}`, status: 404, message: `no such file ${path} in ${c.name}` })
+
+const handle = (f: Fake, c: MemoryContainer): Container => {
+  let result: RunResult | undefined
+  let killedWith: number | undefined
+  const outcome = Effect.suspend(() =>
+    result !== undefined ? Effect.succeed(result) : Effect.tap(lift(f.runScript(c.spec)), (r) => Effect.sync(() => (result = r)))
+  )
+  return {
+    id: c.id,
+    name: c.name,
+    start: Effect.zipRight(alive("container.start", c), Effect.sync(() => void (c.state = "running"))),
+    wait: Effect.zipRight(
+      alive("container.wait", c),
+      Effect.map(outcome, (r) => {
+        c.state = "exited"
+        return killedWith ?? r.exitCode
       })
-
-    const run = (spec: ContainerSpec, runOptions?: RunOptions) =>
-      Effect.scoped(
-        Effect.gen(function* () {
-          const c = yield* create(spec)
-          yield* c.start
-          const exitCode = yield* c.wait
-          const output = yield* Stream.runCollect(c.logs())
-          if (runOptions?.onOutput !== undefined) yield* Effect.forEach(output, runOptions.onOutput, { discard: true })
-          return { exitCode, ...collectOutput(output) }
+    ),
+    logs: () => Stream.unwrap(Effect.map(outcome, (r) => Stream.fromIterable(frames(r)))),
+    exec: (cmd, o) =>
+      Effect.zipRight(
+        alive("container.exec", c),
+        Effect.suspend(() => {
+          c.execs.push({ cmd, options: o })
+          return lift(f.execScript(c.spec, cmd, o))
         })
-      )
-
-    const listOwned = () =>
-      Effect.sync(() =>
-        all
-          .filter((c) => !c.removed)
-          .map((c): OwnedContainer => ({ id: c.id, name: c.name, labels: containerLabels(hostName, c.spec), state: c.state }))
-      )
-
-    const remove = (idOrName: string) =>
+      ),
+    putArchive: (path, tar) => Effect.zipRight(alive("container.putArchive", c), Effect.sync(() => void c.archivesPut.push({ path, tar }))),
+    getArchive: (path) =>
+      Effect.suspend(() => {
+        const tar = f.options.archive?.(c.spec, path)
+        return tar === undefined ? Effect.fail(noSuchFile(c, path)) : Effect.succeed(tar)
+      }),
+    stop: () => Effect.sync(() => void (c.state = "exited")),
+    kill: () =>
       Effect.sync(() => {
-        const c = find(idOrName)
-        return c === undefined ? false : markRemoved(c)
+        killedWith = 137
+        c.state = "exited"
+      }),
+    inspect: Effect.sync(
+      (): ContainerInspect => ({
+        Id: c.id,
+        Name: c.name,
+        State: { Status: c.state, Running: c.state === "running", ExitCode: killedWith ?? result?.exitCode ?? 0 },
+        Config: { Labels: containerLabels(f.hostName, c.spec) }
       })
+    )
+  }
+}
 
-    const state = MemoryContainers.of({
-      created: Effect.sync(() => [...all]),
-      live: Effect.sync(() => all.filter((c) => !c.removed)),
-      removed: Effect.sync(() => [...removedNames])
+const create = (f: Fake, spec: ContainerSpec) =>
+  Effect.gen(function* () {
+    const problem = specProblem(spec)
+    if (problem !== undefined) {
+      return yield* new PodmanError({ operation: "container.create", message: `invalid container spec: ${problem}` })
+    }
+    const c = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        f.counter++
+        const id = f.counter.toString(16).padStart(64, "0")
+        const record: MemoryContainer = {
+          id,
+          name: containerName(spec, f.counter.toString(16).padStart(8, "0")),
+          spec,
+          state: "created",
+          removed: false,
+          execs: [],
+          archivesPut: []
+        }
+        f.all.push(record)
+        return record
+      }),
+      (c) => Effect.sync(() => markRemoved(f, c))
+    )
+    return handle(f, c)
+  })
+
+const run = (f: Fake, spec: ContainerSpec, runOptions?: RunOptions) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const c = yield* create(f, spec)
+      yield* c.start
+      const exitCode = yield* c.wait
+      const output = yield* Stream.runCollect(c.logs())
+      if (runOptions?.onOutput !== undefined) yield* Effect.forEach(output, runOptions.onOutput, { discard: true })
+      return { exitCode, ...collectOutput(output) }
     })
-    const service: ContainersService = { hostName, create, run, listOwned, remove }
+  )
+
+/** The in-memory Containers service and its recorded state (`Containers.layerMemory` provides both). */
+export const makeMemoryContainers = (options: MemoryContainersOptions = {}) =>
+  Effect.sync(() => {
+    const f: Fake = {
+      hostName: options.hostName ?? "memory-host",
+      runScript: options.run ?? (() => ({ exitCode: 0, stdout: "", stderr: "" })),
+      execScript: options.exec ?? (() => ({ exitCode: 0, stdout: "", stderr: "" })),
+      options,
+      all: [],
+      removedNames: [],
+      counter: 0
+    }
+    const state = MemoryContainers.of({
+      created: Effect.sync(() => [...f.all]),
+      live: Effect.sync(() => f.all.filter((c) => !c.removed)),
+      removed: Effect.sync(() => [...f.removedNames])
+    })
+    const service: ContainersService = {
+      hostName: f.hostName,
+      create: (spec) => create(f, spec),
+      run: (spec, runOptions) => run(f, spec, runOptions),
+      listOwned: () =>
+        Effect.sync(() =>
+          f.all
+            .filter((c) => !c.removed)
+            .map((c): OwnedContainer => ({ id: c.id, name: c.name, labels: containerLabels(f.hostName, c.spec), state: c.state }))
+        ),
+      remove: (idOrName) =>
+        Effect.sync(() => {
+          const c = find(f, idOrName)
+          return c === undefined ? false : markRemoved(f, c)
+        })
+    }
     return { service, state }
   })
-  return make
-}

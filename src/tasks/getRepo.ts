@@ -99,6 +99,172 @@ export const checkForBuilds = (api: HostApi, tagId: number, builds: ReadonlyArra
     return true
   })
 
+type RequestRow = typeof RequestRow.Type
+
+/** One watch: the tag and conditions, the timing, and what changes while it runs. */
+interface Watch {
+  readonly api: HostApi
+  readonly tag: S.TagInfo
+  readonly nvrs: ReadonlyArray<string>
+  readonly builds: ReadonlyArray<Nvr>
+  readonly minEvent: number | null
+  readonly pauseMs: number
+  readonly timeoutMs: number
+  /** The request `getRepo` left open, for `taskArgs`. */
+  taskRequest: { readonly min_event?: number | null | undefined } | null
+  /** When the waiting started (Clock time), set on the first wait. */
+  start: number | null
+}
+
+const getStart = (w: Watch) =>
+  Effect.gen(function*() {
+    if (w.start === null) w.start = yield* Clock.currentTimeMillis
+    return w.start
+  })
+
+const elapsed = (w: Watch) =>
+  Effect.gen(function*() {
+    return (yield* Clock.currentTimeMillis) - (yield* getStart(w))
+  })
+
+const pause = (w: Watch) => Effect.logDebug("Pausing").pipe(Effect.zipRight(Effect.sleep(Duration.millis(w.pauseMs))))
+
+const timedOut = (w: Watch) => Effect.map(elapsed(w), (ms) => ms > w.timeoutMs)
+
+const request = (w: Watch, ev: number | null) => w.api.repoRequest(w.tag.id, { minEvent: ev, atEvent: null, opts: null })
+
+const checkRepo = (w: Watch, repo: S.RepoInfo) =>
+  Effect.gen(function*() {
+    if (repo.tag_id !== w.tag.id) {
+      yield* Effect.logError(`Got repo for wrong tag, expected ${w.tag.id}, got ${repo.tag_id}`)
+      return false
+    }
+    if (w.minEvent !== null && repo.create_event < w.minEvent) {
+      yield* Effect.logInfo(`Got repo before min event. ${repo.create_event} < ${w.minEvent}`)
+      return false
+    }
+    if (w.builds.length > 0 && !(yield* checkForBuilds(w.api, w.tag.id, w.builds, repo.create_event))) {
+      yield* Effect.logInfo("Got repo without needed builds")
+      return false
+    }
+    return true
+  })
+
+const getRepoNow = (w: Watch) =>
+  Effect.gen(function*() {
+    yield* Effect.logInfo(`Need a repo for ${w.tag.name}`)
+    if (w.builds.length > 0 && !(yield* checkForBuilds(w.api, w.tag.id, w.builds, null))) {
+      yield* Effect.logDebug(`Builds ${w.nvrs.join(", ")} not present in tag ${w.tag.name}`)
+      return null
+    }
+    const check = yield* request(w, w.minEvent)
+    if (check.repo !== null) {
+      yield* Effect.logInfo(`Request yielded repo ${check.repo.id}`)
+      if (yield* checkRepo(w, check.repo)) return check.repo
+    }
+    w.taskRequest = check.request === null ? null : yield* decodeRequest("repo.request", check.request)
+    return null
+  })
+
+const taskArgs = (w: Watch) =>
+  Effect.sync((): ReadonlyArray<XmlRpcValue> => {
+    let ev: number | null = w.minEvent
+    if (ev === null && w.taskRequest !== null) ev = w.taskRequest.min_event ?? null
+    return [w.tag.name, null, [...w.nvrs], ev]
+  })
+
+const waitBuilds = (w: Watch) =>
+  Effect.gen(function*() {
+    yield* getStart(w)
+    yield* Effect.logInfo(`Waiting for nvrs ${w.nvrs.join(", ")} in tag ${w.tag.name}`)
+    for (;;) {
+      if (yield* checkForBuilds(w.api, w.tag.id, w.builds, null)) return
+      if (yield* timedOut(w)) {
+        return yield* new GenericError({
+          faultString: `Unsuccessfully waited ${duration(yield* elapsed(w))} for ${printList(w.nvrs)} to appear in the ${w.tag.name} repo`
+        })
+      }
+      yield* pause(w)
+    }
+  })
+
+/** Logs each watched field of the request that changed since the last check, and notes its new value. */
+const logRequestChanges = (watched: Record<string, unknown>, row: RequestRow) =>
+  Effect.gen(function*() {
+    const current: Readonly<Record<string, unknown>> = row
+    for (const f of Object.keys(watched)) {
+      const now = current[f] ?? null
+      if (watched[f] !== now) {
+        const show = (x: unknown) => (f === "task_state" && typeof x === "number" ? TASK_STATE_NAMES[x] ?? x : x)
+        yield* Effect.logInfo(`Request updated: ${f}: ${String(show(watched[f]))} -> ${String(show(now))}`)
+        watched[f] = now
+      }
+    }
+  })
+
+const waitRequest = (w: Watch, req: RequestRow) =>
+  Effect.gen(function*() {
+    yield* getStart(w)
+    const watched: Record<string, unknown> = {
+      task_id: req.task_id ?? null, task_state: req.task_state ?? null, repo_id: req.repo_id ?? null,
+      active: req.active ?? null, tries: req.tries ?? null
+    }
+    for (;;) {
+      const check = yield* w.api.repoCheckRequest(req.id)
+      const repo = check["repo"]
+      if (repo !== undefined && repo !== null) return repo
+      const row = yield* decodeRequest("repo.checkRequest", check["request"] ?? null)
+      yield* logRequestChanges(watched, row)
+      if (yield* timedOut(w)) {
+        return yield* new GenericError({ faultString: `Unsuccessfully waited ${duration(yield* elapsed(w))} for a new ${w.tag.name} repo` })
+      }
+      if (row.active === false) {
+        if (row.task_id !== undefined && row.task_id !== null) {
+          yield* Effect.logError(`Task ${row.task_id} state is ${TASK_STATE_NAMES[row.task_state ?? -1] ?? row.task_state}`)
+        }
+        return yield* new GenericError({ faultString: "Repo request no longer active" })
+      }
+      yield* pause(w)
+    }
+  })
+
+const decodeRepo = (v: XmlRpcValue) =>
+  Schema.decodeUnknown(S.RepoInfo)(v).pipe(
+    Effect.mapError(() => new GenericError({ faultString: `repo.checkRequest: the hub returned a malformed repo: ${JSON.stringify(v)}` }))
+  )
+
+const waitrepo = (w: Watch) =>
+  Effect.gen(function*() {
+    yield* Effect.logInfo(`Waiting on repo for ${w.tag.name}`)
+    yield* getStart(w)
+    let ev: number | null = w.minEvent
+    let req: RequestRow | null = null
+    for (;;) {
+      if (req !== null) {
+        const repo = yield* decodeRepo(yield* waitRequest(w, req))
+        if (yield* checkRepo(w, repo)) return repo
+        ev = yield* w.api.tagLastChangeEvent(w.tag.id)
+        yield* Effect.logError("Repo request did not satisfy conditions")
+      }
+      if (w.builds.length > 0) {
+        yield* waitBuilds(w)
+        ev = yield* w.api.tagLastChangeEvent(w.tag.id)
+      }
+      const check: S.RepoRequestResult = yield* request(w, ev)
+      if (check.repo !== null) {
+        if (yield* checkRepo(w, check.repo)) return check.repo
+        req = null
+      } else if (check.request !== null) {
+        req = yield* decodeRequest("repo.request", check.request)
+        yield* Effect.logInfo(`Got request: ${req.id}`)
+        if (ev === null) ev = req.min_event ?? null
+      } else {
+        return yield* new GenericError({ faultString: `repo.request for ${w.tag.name} returned neither a repo nor a request` })
+      }
+      yield* pause(w)
+    }
+  })
+
 /** Creates a RepoWatcher: `getTag(tag, strict=True)`, and `tagLastChangeEvent` for `"last"`. */
 export const makeRepoWatcher = (
   session: AnonymousSession,
@@ -117,144 +283,14 @@ export const makeRepoWatcher = (
     const requested = options.minEvent ?? null
     const minEvent = requested === "last" ? yield* api.tagLastChangeEvent(tag.id) : requested
     const timing = options.timing ?? { pause: Duration.seconds(6), timeout: Duration.minutes(120) }
-    const pauseMs = Duration.toMillis(Duration.decode(timing.pause))
-    const timeoutMs = Duration.toMillis(Duration.decode(timing.timeout))
-    let taskRequest: { readonly min_event?: number | null | undefined } | null = null
-    let start: number | null = null
-    const getStart = Effect.gen(function*() {
-      if (start === null) start = yield* Clock.currentTimeMillis
-      return start
-    })
-    const elapsed = Effect.gen(function*() {
-      return (yield* Clock.currentTimeMillis) - (yield* getStart)
-    })
-    const pause = Effect.logDebug("Pausing").pipe(Effect.zipRight(Effect.sleep(Duration.millis(pauseMs))))
-    const timedOut = Effect.map(elapsed, (ms) => ms > timeoutMs)
-
-    const request = (ev: number | null) => api.repoRequest(tag.id, { minEvent: ev, atEvent: null, opts: null })
-
-    const checkRepo = (repo: S.RepoInfo) =>
-      Effect.gen(function*() {
-        if (repo.tag_id !== tag.id) {
-          yield* Effect.logError(`Got repo for wrong tag, expected ${tag.id}, got ${repo.tag_id}`)
-          return false
-        }
-        if (minEvent !== null && repo.create_event < minEvent) {
-          yield* Effect.logInfo(`Got repo before min event. ${repo.create_event} < ${minEvent}`)
-          return false
-        }
-        if (builds.length > 0 && !(yield* checkForBuilds(api, tag.id, builds, repo.create_event))) {
-          yield* Effect.logInfo("Got repo without needed builds")
-          return false
-        }
-        return true
-      })
-
-    const getRepo = Effect.gen(function*() {
-      yield* Effect.logInfo(`Need a repo for ${tag.name}`)
-      if (builds.length > 0 && !(yield* checkForBuilds(api, tag.id, builds, null))) {
-        yield* Effect.logDebug(`Builds ${nvrs.join(", ")} not present in tag ${tag.name}`)
-        return null
-      }
-      const check = yield* request(minEvent)
-      if (check.repo !== null) {
-        yield* Effect.logInfo(`Request yielded repo ${check.repo.id}`)
-        if (yield* checkRepo(check.repo)) return check.repo
-      }
-      taskRequest = check.request === null ? null : yield* decodeRequest("repo.request", check.request)
-      return null
-    })
-
-    const taskArgs = Effect.sync((): ReadonlyArray<XmlRpcValue> => {
-      let ev: number | null = minEvent
-      if (ev === null && taskRequest !== null) ev = taskRequest.min_event ?? null
-      return [tag.name, null, [...nvrs], ev]
-    })
-
-    const waitBuilds = Effect.gen(function*() {
-      yield* getStart
-      yield* Effect.logInfo(`Waiting for nvrs ${nvrs.join(", ")} in tag ${tag.name}`)
-      for (;;) {
-        if (yield* checkForBuilds(api, tag.id, builds, null)) return
-        if (yield* timedOut) {
-          return yield* new GenericError({
-            faultString: `Unsuccessfully waited ${duration(yield* elapsed)} for ${printList(nvrs)} to appear in the ${tag.name} repo`
-          })
-        }
-        yield* pause
-      }
-    })
-
-    const waitRequest = (req: typeof RequestRow.Type) =>
-      Effect.gen(function*() {
-        yield* getStart
-        const watched: Record<string, unknown> = {
-          task_id: req.task_id ?? null, task_state: req.task_state ?? null, repo_id: req.repo_id ?? null,
-          active: req.active ?? null, tries: req.tries ?? null
-        }
-        for (;;) {
-          const check = yield* api.repoCheckRequest(req.id)
-          const repo = check["repo"]
-          if (repo !== undefined && repo !== null) return repo
-          const row = yield* decodeRequest("repo.checkRequest", check["request"] ?? null)
-          for (const f of Object.keys(watched)) {
-            const now = (row as Record<string, unknown>)[f] ?? null
-            if (watched[f] !== now) {
-              const show = (x: unknown) => (f === "task_state" && typeof x === "number" ? TASK_STATE_NAMES[x] ?? x : x)
-              yield* Effect.logInfo(`Request updated: ${f}: ${String(show(watched[f]))} -> ${String(show(now))}`)
-              watched[f] = now
-            }
-          }
-          if (yield* timedOut) {
-            return yield* new GenericError({ faultString: `Unsuccessfully waited ${duration(yield* elapsed)} for a new ${tag.name} repo` })
-          }
-          if (row.active === false) {
-            if (row.task_id !== undefined && row.task_id !== null) {
-              yield* Effect.logError(`Task ${row.task_id} state is ${TASK_STATE_NAMES[row.task_state ?? -1] ?? row.task_state}`)
-            }
-            return yield* new GenericError({ faultString: "Repo request no longer active" })
-          }
-          yield* pause
-        }
-      })
-
-    const decodeRepo = (v: XmlRpcValue) =>
-      Schema.decodeUnknown(S.RepoInfo)(v).pipe(
-        Effect.mapError(() => new GenericError({ faultString: `repo.checkRequest: the hub returned a malformed repo: ${JSON.stringify(v)}` }))
-      )
-
-    const waitrepo = Effect.gen(function*() {
-      yield* Effect.logInfo(`Waiting on repo for ${tag.name}`)
-      yield* getStart
-      let ev: number | null = minEvent
-      let req: typeof RequestRow.Type | null = null
-      for (;;) {
-        if (req !== null) {
-          const repo = yield* decodeRepo(yield* waitRequest(req))
-          if (yield* checkRepo(repo)) return repo
-          ev = yield* api.tagLastChangeEvent(tag.id)
-          yield* Effect.logError("Repo request did not satisfy conditions")
-        }
-        if (builds.length > 0) {
-          yield* waitBuilds
-          ev = yield* api.tagLastChangeEvent(tag.id)
-        }
-        const check: S.RepoRequestResult = yield* request(ev)
-        if (check.repo !== null) {
-          if (yield* checkRepo(check.repo)) return check.repo
-          req = null
-        } else if (check.request !== null) {
-          req = yield* decodeRequest("repo.request", check.request)
-          yield* Effect.logInfo(`Got request: ${req.id}`)
-          if (ev === null) ev = req.min_event ?? null
-        } else {
-          return yield* new GenericError({ faultString: `repo.request for ${tag.name} returned neither a repo nor a request` })
-        }
-        yield* pause
-      }
-    })
-
-    return { tag, nvrs, minEvent, getRepo, taskArgs, waitrepo }
+    const w: Watch = {
+      api, tag, nvrs, builds, minEvent,
+      pauseMs: Duration.toMillis(Duration.decode(timing.pause)),
+      timeoutMs: Duration.toMillis(Duration.decode(timing.timeout)),
+      taskRequest: null,
+      start: null
+    }
+    return { tag, nvrs, minEvent, getRepo: getRepoNow(w), taskArgs: taskArgs(w), waitrepo: waitrepo(w) }
   })
 
 /**
