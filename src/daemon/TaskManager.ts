@@ -19,6 +19,7 @@ import { HubFileTree } from "../koji/paths.js"
 import { ACTIVE_BUILDROOT_STATES, BuildrootState, TaskState } from "../koji/states.js"
 import type { DaemonControl, TaskHandler } from "../tasks/handler.js"
 import { TaskRegistry } from "../tasks/TaskRegistry.js"
+import { version } from "../version.js"
 import { Readiness } from "./Readiness.js"
 import { makeRunningTasks, type RunningTask } from "./RunningTasks.js"
 import { type StatusSnapshot } from "./StatusServer.js"
@@ -82,7 +83,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   const hostId = yield* api.getID()
   const startTs = (yield* api.getSessionInfo()).start_ts ?? Date.now() / 1000
   const calls = (): CycleCalls => cycleCalls(session, options.batchHubCalls)
-  const hostData = { methods: [...registry.methods], maxjobs: options.maxjobs }
+  // kojid sends methods and maxjobs; the hub stores the whole struct as JSON (scheduler_host_data), so version rides along.
+  const hostData = { methods: [...registry.methods], maxjobs: options.maxjobs, version }
   let taskLoad = 0.0
   let hostdata: HostInfo | undefined
   let restartPending = false
@@ -387,6 +389,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       host: hostdata?.name ?? "",
       hostId,
       pid: process.pid,
+      version,
+      node: process.version,
       startTs,
       ready: lastBeat?.ready ?? null,
       taskLoad,
