@@ -32,7 +32,7 @@ const { Images } = await import("./containers/Images.js")
 const { Mailer } = await import("./mail/Mailer.js")
 const { Scm } = await import("./scm/Scm.js")
 const { buildLocalCommand } = await import("./local/buildLocal.js")
-const { currentImage, reexec } = await import("./daemon/reexec.js")
+const { currentImage, nodeExecve, reexec } = await import("./daemon/reexec.js")
 const { runningVersion, version } = await import("./version.js")
 
 type CommandLineFlags = import("./config/AdjutantConfig.js").CommandLineFlags
@@ -74,7 +74,7 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
       ),
       Effect.tap((result) =>
         result._tag === "Restart"
-          ? Effect.flatMap(reexec(currentImage()), (why) => Effect.logWarning(`Restarting in this process, with the code already loaded: ${why}`))
+          ? Effect.flatMap(reexec(currentImage(), nodeExecve()), (why) => Effect.logWarning(`Restarting in this process, with the code already loaded: ${why}`))
           : Effect.void
       ),
       Effect.provide(loggerLayer(config))

@@ -33,12 +33,13 @@ export const nodeExecve = (): Execve | undefined => {
 }
 
 /**
- * Replaces this process with `image`. Returns only when that cannot be done, with the reason
- * (the caller then restarts within this process, as before): a Node without process.execve, or
- * an executable that is gone or not executable (an upgrade that moved node). That is checked
- * first because Node 24 aborts the process when execve(2) itself fails.
+ * Replaces this process with `image` through `execve` (the daemon passes nodeExecve(); there is
+ * no default, so a caller passing undefined never execs by accident). Returns only when that
+ * cannot be done, with the reason (the caller then restarts within this process, as before): a
+ * Node without process.execve, or an executable that is gone or not executable (an upgrade that
+ * moved node). That is checked first because Node 24 aborts the process when execve(2) fails.
  */
-export const reexec = (image: ProcessImage, execve: Execve | undefined = nodeExecve()): Effect.Effect<string> =>
+export const reexec = (image: ProcessImage, execve: Execve | undefined): Effect.Effect<string> =>
   Effect.gen(function*() {
     if (execve === undefined) return `Node ${process.version} has no process.execve (22.15 and later have it)`
     const usable = yield* Effect.try({
