@@ -1,9 +1,9 @@
 /**
  * The `[adjutant] status_listen` endpoint: what kojid never had — a builder an admin or a
  * monitor can ask directly. `GET /status` is the daemon's state as JSON (host, version,
- * readiness, load, running tasks, last heartbeat); `GET /healthz` is 200 while heartbeats reach the hub and 503
- * once the last one is older than three cycles. Read-only, no secrets; bind it to loopback or
- * a management network.
+ * readiness, load, running tasks, last heartbeat); `GET /healthz` is 200 while heartbeats reach
+ * the hub and 503 once the last one is older than three cycles. Read-only, no secrets; bind it
+ * to loopback or a management network.
  */
 import { Effect, Either, Runtime, Schema, type Scope } from "effect"
 import * as http from "node:http"
