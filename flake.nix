@@ -1,7 +1,8 @@
 {
   description = "koji-adjutant: a kojid replacement that runs koji tasks in ephemeral podman containers";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
+  # Node.js 24 LTS (nodejs_24) is in nixpkgs from 25.05 on; 24.11 had only up to 23.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs = { self, nixpkgs }:
     let
@@ -20,7 +21,7 @@
               let base = baseNameOf path; in
               !(builtins.elem base [ "node_modules" "dist" ".git" "result" ]);
           };
-          nodejs = pkgs.nodejs_20;
+          nodejs = pkgs.nodejs_24;
           npmDeps = pkgs.importNpmLock { npmRoot = ./.; };
           npmConfigHook = pkgs.importNpmLock.npmConfigHook;
           npmBuildScript = "build";
@@ -28,7 +29,7 @@
           doCheck = false;
           postInstall = ''
             mkdir -p $out/bin
-            makeWrapper ${pkgs.nodejs_20}/bin/node $out/bin/koji-adjutant \
+            makeWrapper ${pkgs.nodejs_24}/bin/node $out/bin/koji-adjutant \
               --add-flags $out/lib/node_modules/koji-adjutant/dist/main.js \
               --prefix PATH : ${pkgs.lib.makeBinPath [ pkgs.podman ]} \
               --prefix LD_LIBRARY_PATH : ${pkgs.lib.makeLibraryPath [ pkgs.krb5 ]}
@@ -49,7 +50,7 @@
 
       devShells = forAll (pkgs: {
         default = pkgs.mkShell {
-          packages = [ pkgs.nodejs_20 pkgs.podman pkgs.runc pkgs.conmon pkgs.debootstrap pkgs.git pkgs.openssl
+          packages = [ pkgs.nodejs_24 pkgs.podman pkgs.runc pkgs.conmon pkgs.debootstrap pkgs.git pkgs.openssl
                        pkgs.krb5 pkgs.python3 pkgs.pkg-config ];
         };
       });
@@ -87,7 +88,7 @@
             enable = lib.mkEnableOption "koji-adjutant, the koji build host daemon that runs tasks in podman containers";
             package = lib.mkOption {
               type = lib.types.package;
-              default = self.packages.${pkgs.system}.default;
+              default = self.packages.${pkgs.stdenv.hostPlatform.system}.default;
               description = "koji-adjutant package to run.";
             };
             settings = lib.mkOption {

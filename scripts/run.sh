@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's "set up and run" command for a newcomer on a fresh Debian 12 machine, as root.
-# Installs podman + runc and a working containers.conf (scripts/setup-host.sh), the Node
-# packages, builds the daemon, the offline bootstrap image and the offline koji fixture repo,
+# Installs podman + runc and a working containers.conf (scripts/setup-host.sh), Node.js 24
+# where the machine's is older, the Node packages, builds the daemon, the offline bootstrap image and the offline koji fixture repo,
 # makes sure a podman API service is listening, then runs the main job:
 #
 #   ./scripts/run.sh                      build the example package fixture-hello locally

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every koji-adjutant test on a fresh Debian 12 machine, as root: installs podman, runc
-# and the containers.conf these hosts need (scripts/setup-host.sh), the Node packages, builds
+# and the containers.conf these hosts need (scripts/setup-host.sh), Node.js 24 where the
+# machine's is older (scripts/lib/prepare.sh), the Node packages, builds
 # the offline images (scripts/build-images.sh, scripts/build-daemon-image.sh), then type-checks, builds and runs the whole
 # suite, podman tests included (they fail rather than skip here: KOJI_ADJUTANT_REQUIRE_PODMAN).
 set -euo pipefail

@@ -32,6 +32,8 @@ const { Images } = await import("./containers/Images.js")
 const { Mailer } = await import("./mail/Mailer.js")
 const { Scm } = await import("./scm/Scm.js")
 const { buildLocalCommand } = await import("./local/buildLocal.js")
+const { currentImage, nodeExecve, reexec } = await import("./daemon/reexec.js")
+const { runningVersion, version } = await import("./version.js")
 
 type CommandLineFlags = import("./config/AdjutantConfig.js").CommandLineFlags
 type DaemonResult = import("./daemon/options.js").DaemonResult
@@ -45,9 +47,11 @@ class DaemonExit extends Error {
 
 /**
  * One daemon run with a freshly read config and freshly built services. A restart (SIGUSR1 or
- * a `restart` task) runs it again in this process: Node cannot exec(2) itself, and a replacement
- * process would change the PID systemd tracks; rebuilding the whole layer graph re-reads the
- * config and logs in again, which is what kojid's re-exec achieves.
+ * a `restart` task) execs a fresh node in this process once the run's services are released
+ * (containers removed, session logged out), as kojid re-execs itself: same PID, same argv and
+ * environment, and the installed code loaded anew. Where that cannot be done (a Node without
+ * process.execve, node moved away) the run is repeated in this process instead, which re-reads
+ * the config and logs in again but keeps the code already loaded.
  */
 const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effect<DaemonResult, unknown> =>
   Effect.gen(function*() {
@@ -55,7 +59,8 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
     if (config.flags.skip_main) return { _tag: "Exit", code: 0 } as const
     // Issue 16 — in a container, the paths the host's podman binds must be the host's same paths: checked before login.
     const inContainer = process.env["KOJI_ADJUTANT_CONTAINER"]
-    return yield* checkHostPaths(hostPathsOptions(config, inContainer)).pipe(
+    return yield* Effect.logInfo(`${runningVersion()} starting`).pipe(
+      Effect.zipRight(checkHostPaths(hostPathsOptions(config, inContainer))),
       Effect.zipRight(Effect.scoped(runDaemon(daemonOptionsFromConfig(config)))),
       Effect.provide(
         Layer.mergeAll(
@@ -67,11 +72,16 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
           Layer.provideMerge(Containers.layerConfig)
         )
       ),
+      Effect.tap((result) =>
+        result._tag === "Restart"
+          ? Effect.flatMap(reexec(currentImage(), nodeExecve()), (why) => Effect.logWarning(`Restarting in this process, with the code already loaded: ${why}`))
+          : Effect.void
+      ),
       Effect.provide(loggerLayer(config))
     )
   }).pipe(Effect.provide(AdjutantConfig.layer(flags)))
 
-/** The daemon: run, restart in place when asked, exit with kojid's status. */
+/** The daemon: run, restart when asked (runOnce execs; a run repeats here only when it could not), exit with kojid's status. */
 const daemon = (flags: Partial<CommandLineFlags>) =>
   Effect.gen(function*() {
     for (;;) {
@@ -87,7 +97,7 @@ const root = Command.make("koji-adjutant", { flags: kojidOptions }, ({ flags }) 
   Command.withSubcommands([checkConfigCommand, buildLocalCommand])
 )
 
-const cli = Command.run(root, { name: "koji-adjutant", version: "0.1.0" })
+const cli = Command.run(root, { name: "koji-adjutant", version })
 
 // Exit explicitly once the program is done: kept-alive hub connections or a podman socket must
 // not hold a finished daemon (kojid calls sys.exit too). A command that set `process.exitCode`

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import ts from "typescript"
+import ts from "typescript-5"
 
 const ROOT = path.resolve(import.meta.dirname, "..")
 const SRC = path.join(ROOT, "src")

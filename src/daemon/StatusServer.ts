@@ -1,9 +1,9 @@
 /**
  * The `[adjutant] status_listen` endpoint: what kojid never had — a builder an admin or a
- * monitor can ask directly. `GET /status` is the daemon's state as JSON (host, readiness, load,
- * running tasks, last heartbeat); `GET /healthz` is 200 while heartbeats reach the hub and 503
- * once the last one is older than three cycles. Read-only, no secrets; bind it to loopback or
- * a management network.
+ * monitor can ask directly. `GET /status` is the daemon's state as JSON (host, version,
+ * readiness, load, running tasks, last heartbeat); `GET /healthz` is 200 while heartbeats reach
+ * the hub and 503 once the last one is older than three cycles. Read-only, no secrets; bind it
+ * to loopback or a management network.
  */
 import { Effect, Either, Runtime, Schema, type Scope } from "effect"
 import * as http from "node:http"
@@ -14,6 +14,10 @@ export interface StatusSnapshot {
   readonly host: string
   readonly hostId: number
   readonly pid: number
+  /** The running code's version (package.json's, read at start: after an upgrade, the new one only once restarted). */
+  readonly version: string
+  /** The Node.js running it (`process.version`). */
+  readonly node: string
   /** When this daemon run logged in (unix seconds). */
   readonly startTs: number
   /** The last readiness sent with host.updateHost (null before the first heartbeat). */

@@ -19,6 +19,7 @@ import { HubFileTree, type HubFiles } from "../koji/paths.js"
 import { ACTIVE_BUILDROOT_STATES, BuildrootState, TaskState } from "../koji/states.js"
 import type { DaemonControl, TaskHandler } from "../tasks/handler.js"
 import { TaskRegistry, type TaskRegistryService } from "../tasks/TaskRegistry.js"
+import { version } from "../version.js"
 import type { DaemonOptions } from "./options.js"
 import { Readiness } from "./Readiness.js"
 import { makeRunningTasks, type RunningTask, type RunningTasks } from "./RunningTasks.js"
@@ -57,7 +58,7 @@ interface Loop {
   readonly tasks: RunningTasks
   readonly hostId: number
   readonly startTs: number
-  /** The `data` of the heartbeat: the methods we serve and maxjobs. */
+  /** The `data` of the heartbeat: the methods we serve, maxjobs and our version. */
   readonly hostData: XmlRpcStruct
   readonly control: DaemonControl
   readonly mainWaker: Waker
@@ -82,7 +83,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
     session, api, options, registry, tasks, state, loopWaker, startTs, hostId,
     readiness: yield* Readiness,
     files: yield* HubFileTree,
-    hostData: { methods: [...registry.methods], maxjobs: options.maxjobs },
+    // kojid sends methods and maxjobs; the hub stores the struct as JSON (scheduler_host_data), so the version rides along.
+    hostData: { methods: [...registry.methods], maxjobs: options.maxjobs, version },
     control: { startTs, requestRestart: Effect.sync(() => void (state.restartPending = true)) },
     mainWaker: yield* makeWaker,
     // The hub scheduler assigns a new subtask only inside a later host.getTasks, and a parent
@@ -114,6 +116,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       host: loop.state.hostdata?.name ?? "",
       hostId: loop.hostId,
       pid: process.pid,
+      version,
+      node: process.version,
       startTs: loop.startTs,
       ready: loop.state.lastBeat?.ready ?? null,
       taskLoad: loop.state.taskLoad,

@@ -93,7 +93,7 @@ describe.skipIf(!hasNix)("NixOS module", () => {
         types = { nullOr = t: t; oneOf = ts: ts; listOf = t: t; attrsOf = t: t; enum = v: v; submodule = m: m;
                   bool = "bool"; int = "int"; float = "float"; str = "str"; path = "path"; package = "package"; };
       };
-      pkgs = { system = "x86_64-linux"; writeText = name: text: text; coreutils = "/coreutils"; };`
+      pkgs = { stdenv.hostPlatform.system = "x86_64-linux"; writeText = name: text: text; coreutils = "/coreutils"; };`
     const cfg = (configFile: string, extraArgs: string) =>
       `{ enable = true; package = "/pkg"; settings = ${SETTINGS}; configFile = ${configFile}; extraArgs = ${extraArgs}; }`
     const expr = (configFile: string, extraArgs: string) => `{ flake }: let ${stubs}
