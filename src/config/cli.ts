@@ -1,9 +1,11 @@
 /**
  * kojid's command line (koji-protocol.md §9, `kojid:get_options`) as @effect/cli options, and
- * the `check-config` command that validates a config and prints the effective values.
+ * the `check-config` command that validates a config, prints the effective values and, with
+ * `--probe`, tries what the daemon would use. The help text of every flag is in src/cli/help.ts.
  */
 import { Command, Options } from "@effect/cli"
 import { Console, Effect, Option } from "effect"
+import { FatalReported } from "../daemon/Logging.js"
 import {
   DEFAULT_CONFIG_FILE,
   loadConfig,
@@ -11,86 +13,127 @@ import {
   type CommandLineFlags,
   type ConfigEnv
 } from "./AdjutantConfig.js"
+import { runProbes, startupProblems } from "./checks.js"
 
-const text = (name: string, description: string) =>
-  Options.text(name).pipe(Options.withDescription(description), Options.optional)
-const integer = (name: string, description: string) =>
-  Options.integer(name).pipe(Options.withDescription(description), Options.optional)
-const flag = (name: string, description: string) => Options.boolean(name).pipe(Options.withDescription(description))
+const text = (name: string) => Options.text(name).pipe(Options.optional)
+const integer = (name: string) => Options.integer(name).pipe(Options.optional)
+const flag = (name: string) => Options.boolean(name)
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] }
 
+/** Every kojid option; descriptions live in src/cli/help.ts, which the CLI prints for --help. */
+const kojidSpecs = {
+  config: Options.text("config").pipe(Options.withAlias("c"), Options.withDefault(DEFAULT_CONFIG_FILE)),
+  user: text("user"),
+  password: text("password"),
+  fg: flag("fg").pipe(Options.withAlias("f")),
+  force_lock: flag("force-lock"),
+  verbose: flag("verbose").pipe(Options.withAlias("v")),
+  debug: flag("debug").pipe(Options.withAlias("d")),
+  debug_task: flag("debug-task"),
+  debug_xmlrpc: flag("debug-xmlrpc"),
+  debug_mock: flag("debug-mock"),
+  skip_main: flag("skip-main"),
+  maxjobs: integer("maxjobs"),
+  minspace: integer("minspace"),
+  sleeptime: integer("sleeptime"),
+  admin_emails: text("admin-emails"),
+  topdir: text("topdir"),
+  topurl: text("topurl"),
+  workdir: text("workdir"),
+  chroot_tmpdir: text("chroot-tmpdir"),
+  pluginpath: text("pluginpath"),
+  plugin: Options.text("plugin").pipe(Options.repeated),
+  mockdir: text("mockdir"),
+  mockuser: text("mockuser"),
+  server: text("server").pipe(Options.withAlias("s"))
+}
+
+type OptionValue<T> = T extends Options.Options<infer A> ? A : never
+type RawFlags = { readonly [K in keyof typeof kojidSpecs]: OptionValue<(typeof kojidSpecs)[K]> }
+
+const BOOLEAN_FLAGS = ["fg", "force_lock", "verbose", "debug", "debug_task", "debug_xmlrpc", "debug_mock", "skip_main"] as const
+const VALUE_FLAGS = [
+  "user", "password", "maxjobs", "minspace", "sleeptime", "admin_emails", "topdir", "topurl", "workdir",
+  "chroot_tmpdir", "pluginpath", "mockdir", "mockuser", "server"
+] as const
+
+/** The given options as `loadConfig` takes them: only what was given (booleans when the command has them). */
+const toFlags = (o: Partial<RawFlags>): Partial<CommandLineFlags> => {
+  const flags: Partial<Mutable<CommandLineFlags>> = {}
+  if (o.config !== undefined) flags.config = o.config
+  for (const key of BOOLEAN_FLAGS) {
+    const value = o[key]
+    if (value !== undefined) flags[key] = value
+  }
+  const put = <K extends (typeof VALUE_FLAGS)[number]>(key: K, value: Option.Option<CommandLineFlags[K]> | undefined) => {
+    if (value !== undefined && Option.isSome(value)) flags[key] = value.value
+  }
+  for (const key of VALUE_FLAGS) put(key, o[key])
+  if (o.plugin !== undefined && o.plugin.length > 0) flags.plugin = o.plugin
+  return flags
+}
+
 /** kojid's options; the result holds only what was given (booleans always), ready for `loadConfig`. */
-export const kojidOptions: Options.Options<Partial<CommandLineFlags>> = Options.all({
-  config: Options.text("config").pipe(
-    Options.withAlias("c"),
-    Options.withDescription("use alternate configuration file (or directory of *.conf)"),
-    Options.withDefault(DEFAULT_CONFIG_FILE)
-  ),
-  user: text("user", "specify user"),
-  password: text("password", "specify password"),
-  fg: flag("fg", "run in foreground").pipe(Options.withAlias("f")),
-  force_lock: flag("force-lock", "force lock for exclusive session"),
-  verbose: flag("verbose", "show verbose output").pipe(Options.withAlias("v")),
-  debug: flag("debug", "show debug output").pipe(Options.withAlias("d")),
-  debug_task: flag("debug-task", "enable debug output for tasks"),
-  debug_xmlrpc: flag("debug-xmlrpc", "show xmlrpc debug output"),
-  skip_main: flag("skip-main", "don't actually run main"),
-  maxjobs: integer("maxjobs", "Specify maxjobs"),
-  minspace: integer("minspace", "Specify minspace"),
-  sleeptime: integer("sleeptime", "Specify the polling interval"),
-  admin_emails: text("admin-emails", "Comma-separated addresses to send error notices to."),
-  topdir: text("topdir", "Specify topdir"),
-  topurl: text("topurl", "Specify topurl"),
-  workdir: text("workdir", "Specify workdir"),
-  chroot_tmpdir: text("chroot-tmpdir", "Specify tmpdir in buildroot"),
-  pluginpath: text("pluginpath", "Specify plugin search path"),
-  plugin: Options.text("plugin").pipe(Options.withDescription("Load specified plugin (repeatable)"), Options.repeated),
-  mockdir: text("mockdir", "Specify mockdir"),
-  mockuser: text("mockuser", "User to run mock as"),
-  server: text("server", "url of XMLRPC server").pipe(Options.withAlias("s"))
-}).pipe(
-  Options.map((o): Partial<CommandLineFlags> => {
-    const flags: Partial<Mutable<CommandLineFlags>> = {
-      config: o.config,
-      fg: o.fg,
-      force_lock: o.force_lock,
-      verbose: o.verbose,
-      debug: o.debug,
-      debug_task: o.debug_task,
-      debug_xmlrpc: o.debug_xmlrpc,
-      skip_main: o.skip_main
+export const kojidOptions: Options.Options<Partial<CommandLineFlags>> = Options.all(kojidSpecs).pipe(Options.map(toFlags))
+
+/** The options that change what the config file says (check-config and the admin commands take these, not the daemon's switches). */
+export const configOptions: Options.Options<Partial<CommandLineFlags>> = Options.all({
+  config: kojidSpecs.config,
+  user: kojidSpecs.user,
+  password: kojidSpecs.password,
+  verbose: kojidSpecs.verbose,
+  debug: kojidSpecs.debug,
+  maxjobs: kojidSpecs.maxjobs,
+  minspace: kojidSpecs.minspace,
+  sleeptime: kojidSpecs.sleeptime,
+  admin_emails: kojidSpecs.admin_emails,
+  topdir: kojidSpecs.topdir,
+  topurl: kojidSpecs.topurl,
+  workdir: kojidSpecs.workdir,
+  chroot_tmpdir: kojidSpecs.chroot_tmpdir,
+  pluginpath: kojidSpecs.pluginpath,
+  plugin: kojidSpecs.plugin,
+  mockdir: kojidSpecs.mockdir,
+  mockuser: kojidSpecs.mockuser,
+  server: kojidSpecs.server
+}).pipe(Options.map(toFlags))
+
+/** Options of one check-config run. */
+export interface CheckConfigOptions {
+  /** Also try the podman socket, the images, topdir/topurl and an anonymous hub call. */
+  readonly probe: boolean
+  /** Where loading looks at files (tests). */
+  readonly env?: Partial<ConfigEnv> | undefined
+}
+
+/**
+ * Loads the config as the daemon would, checks what the daemon checks at start (plugins,
+ * runroot.conf, cert and CA files, the build id range), prints the effective values, and with
+ * `probe` a checklist of the services the daemon uses. A problem is logged and fails the command.
+ */
+export const checkConfig = (flags: Partial<CommandLineFlags>, options: CheckConfigOptions = { probe: false }) =>
+  Effect.gen(function*() {
+    const config = yield* loadConfig(flags.config ?? DEFAULT_CONFIG_FILE, flags, options.env ?? {}).pipe(
+      Effect.tapError((error) => Effect.logError(error.message)),
+      Effect.mapError((error) => new FatalReported({ message: error.message }))
+    )
+    yield* Console.log(renderEffectiveConfig(config).trimEnd())
+    const problems = yield* startupProblems(config)
+    for (const problem of problems) yield* Effect.logError(problem)
+    const failedProbes = options.probe ? yield* runProbes(config) : 0
+    if (problems.length > 0 || failedProbes > 0) {
+      const what = [
+        ...(problems.length > 0 ? [`${problems.length} problem${problems.length === 1 ? "" : "s"} the daemon would refuse to start with`] : []),
+        ...(failedProbes > 0 ? [`${failedProbes} failed probe${failedProbes === 1 ? "" : "s"}`] : [])
+      ].join(" and ")
+      return yield* new FatalReported({ message: `${config.file}: ${what}` })
     }
-    const put = <K extends keyof CommandLineFlags>(key: K, value: Option.Option<CommandLineFlags[K]>) => {
-      if (Option.isSome(value)) flags[key] = value.value
-    }
-    put("user", o.user)
-    put("password", o.password)
-    put("maxjobs", o.maxjobs)
-    put("minspace", o.minspace)
-    put("sleeptime", o.sleeptime)
-    put("admin_emails", o.admin_emails)
-    put("topdir", o.topdir)
-    put("topurl", o.topurl)
-    put("workdir", o.workdir)
-    put("chroot_tmpdir", o.chroot_tmpdir)
-    put("pluginpath", o.pluginpath)
-    put("mockdir", o.mockdir)
-    put("mockuser", o.mockuser)
-    put("server", o.server)
-    if (o.plugin.length > 0) flags.plugin = o.plugin
-    return flags
   })
-)
 
-/** Loads the config as the daemon would and prints it (secrets redacted); prints the error to stderr and fails on a bad one. */
-export const checkConfig = (flags: Partial<CommandLineFlags>, env: Partial<ConfigEnv> = {}) =>
-  loadConfig(flags.config ?? DEFAULT_CONFIG_FILE, flags, env).pipe(
-    Effect.tapError((error) => Console.error(`check-config: ${error.message}`)),
-    Effect.flatMap((config) => Console.log(renderEffectiveConfig(config).trimEnd()))
-  )
-
-/** `koji-adjutant check-config [-c FILE] [kojid flags]`: validate a kojid.conf and print the effective values. */
-export const checkConfigCommand = Command.make("check-config", { flags: kojidOptions }, ({ flags }) =>
-  checkConfig(flags)
-).pipe(Command.withDescription("validate a kojid.conf and print the effective configuration (secrets redacted)"))
+/** `koji-adjutant check-config [-c FILE] [--probe] [config flags]`. */
+export const checkConfigCommand = Command.make(
+  "check-config",
+  { flags: configOptions, probe: Options.boolean("probe") },
+  ({ flags, probe }) => checkConfig(flags, { probe })
+).pipe(Command.withDescription("validate a kojid.conf as the daemon would and print the effective configuration"))
