@@ -89,6 +89,8 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   let legacyHostData = false
   /** The last heartbeat the hub accepted (for the status endpoint). */
   let lastBeat: { readonly at: number; readonly ready: boolean } | undefined
+  /** Why the last readiness check said no (for the status endpoint, metrics and systemd). */
+  let notReady: ReadonlyArray<string> = []
 
   const control: DaemonControl = { startTs, requestRestart: Effect.sync(() => void (restartPending = true)) }
   const mainWaker = yield* makeWaker
@@ -184,6 +186,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   const readyForTask = (host: PendingCall<HostInfo> | undefined) =>
     Effect.gen(function*() {
       if (restartPending) {
+        notReady = ["Pending restart"]
         if (tasks.size() > 0) return yield* Effect.as(Effect.logInfo("Pending restart"), false as const)
         return "restart" as const
       }
@@ -196,9 +199,9 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
         : tasks.size() >= options.maxjobs
         ? "Full queue"
         : undefined
+      notReady = why === undefined ? yield* readiness.check : [why]
       if (why !== undefined) return yield* Effect.as(Effect.logInfo(why), false as const)
-      const reasons = yield* readiness.check
-      if (reasons.length > 0) return yield* Effect.as(Effect.logWarning(reasons.join("; ")), false as const)
+      if (notReady.length > 0) return yield* Effect.as(Effect.logWarning(notReady.join("; ")), false as const)
       return true as const
     })
 
@@ -389,6 +392,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       pid: process.pid,
       startTs,
       ready: lastBeat?.ready ?? null,
+      notReady,
       taskLoad,
       maxjobs: options.maxjobs,
       restartPending,

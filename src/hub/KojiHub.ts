@@ -10,6 +10,7 @@
 import { Clock, Context, Deferred, Duration, Effect, Either, FiberId, HashSet, Layer, ParseResult, Schema, type Scope } from "effect"
 import { type Fault, isFault, ParameterError, ServerOffline } from "../koji/faults.js"
 import { AdjutantConfig, type Config } from "../config/AdjutantConfig.js"
+import { observeHubCall, observeUpload } from "../metrics/Metrics.js"
 import { HubError, LoginError } from "./HubError.js"
 import { forceHttps, hubService, krb5Negotiate, loginPrincipal, type NegotiateProvider, removeEmptyCcache, selectLoginMethod } from "./gssapi.js"
 import { HubTransport, isConnectionReset, type HubRequest, type TlsVersion, type TransportOptions } from "./HubTransport.js"
@@ -437,7 +438,7 @@ export const make = (options: HubOptions) =>
 
     const anonymousCall = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) => {
       const request = xmlRequest(baseUrl, method, withKwargs(params, kw), {}, undefined, false)
-      return interruptibleCall(withRetries(method, undefined, options.anonRetry === true, sendAndRead(request))).pipe(Effect.map((r) => r.value))
+      return interruptibleCall(withRetries(method, undefined, options.anonRetry === true, sendAndRead(request))).pipe(Effect.map((r) => r.value), observeHubCall(method))
     }
 
     const anonymous: AnonymousSession = {
@@ -635,6 +636,7 @@ export const make = (options: HubOptions) =>
         const call = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) =>
           callRaw(method, params, kw).pipe(
             Effect.map((r) => r.value),
+            observeHubCall(method),
             Effect.withSpan("KojiHub.call", { attributes: { method, sessionId: state.sessionId } })
           )
 
@@ -658,6 +660,7 @@ export const make = (options: HubOptions) =>
             Effect.flatMap(({ value, attempts }) =>
               decodeAs(RawUploadResult, "rawUpload")(value).pipe(Effect.map((r): RawUploadReply => ({ ...r, attempts })))
             ),
+            observeUpload(args.data.length),
             Effect.withSpan("KojiHub.rawUpload", { attributes: { path: args.path, name: args.name, offset: args.offset } })
           )
         }
