@@ -5,6 +5,7 @@
  */
 import { Command, Options } from "@effect/cli"
 import { Console, Effect, Either } from "effect"
+import { FatalReported } from "../daemon/Logging.js"
 import type { DaemonStatus } from "../daemon/StatusServer.js"
 import { ago, configOption, fetchStatus, loadAdminConfig } from "./common.js"
 
@@ -28,11 +29,10 @@ export const statusCommand = Command.make("status", { config: configOption, json
     const status = yield* fetchStatus(config)
     if (Either.isLeft(status)) {
       yield* Effect.logError(status.left.message)
-      process.exitCode = 3
-      return
+      return yield* new FatalReported({ message: status.left.message, exitCode: 3 })
     }
     const s = status.right
     yield* Console.log(json ? JSON.stringify(s, null, 2) : describeStatus(s, Date.now()).join("\n"))
-    process.exitCode = s.ready === true && s.notReady.length === 0 && s.healthy ? 0 : 1
+    if (!(s.ready === true && s.notReady.length === 0 && s.healthy)) return yield* new FatalReported({ message: "not ready", exitCode: 1 })
   })
 ).pipe(Command.withDescription("show what the running daemon does (its status_listen endpoint)"))

@@ -90,7 +90,7 @@ export const reportFailure = (
   if (Option.isSome(failure)) {
     const e = failure.value
     if (ValidationError.isValidationError(e)) return 2
-    if (e instanceof FatalReported) return 1
+    if (e instanceof FatalReported) return e.exitCode ?? 1
     const code = exitCodeOf(e)
     if (code !== undefined) return code
   }

@@ -179,9 +179,10 @@ export const loggerLayer = (config: Config, area = "daemon"): Layer.Layer<never>
 export const stderrLoggerLayer = (options: { readonly format: LogFormat; readonly area: string; readonly level: LogLevel.LogLevel }): Layer.Layer<never> =>
   sinkLayer({ ...options, stderr: true, syslog: false })
 
-/** A failure that was logged as fatal (log file and stderr) already: only the exit status is left to set. */
+/** A failure that was logged already (or needs no words, e.g. `status` of a host not ready): only the exit status is left to set, 1 unless told. */
 export class FatalReported extends Schema.TaggedError<FatalReported>()("FatalReported", {
-  message: Schema.String
+  message: Schema.String,
+  exitCode: Schema.optional(Schema.Number)
 }) {}
 
 /**
