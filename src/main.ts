@@ -17,11 +17,15 @@ const NodeContext = await import("@effect/platform-node/NodeContext")
 const NodeRuntime = await import("@effect/platform-node/NodeRuntime")
 const { Effect, Layer } = await import("effect")
 const { AdjutantConfig } = await import("./config/AdjutantConfig.js")
-const { checkConfigCommand, kojidOptions } = await import("./config/cli.js")
+const { checkConfigCommand, kojidOptions } = await import("./cli/commandLine.js")
 const { Containers } = await import("./containers/Containers.js")
-const { loggerLayer } = await import("./daemon/Logging.js")
+const { withDaemonLogging } = await import("./daemon/Logging.js")
+const { invocationOf, renderHelp } = await import("./cli/help.js")
+const { topLevel } = await import("./cli/fatal.js")
+const { adminCommands } = await import("./admin/commands.js")
 const { daemonOptionsFromConfig } = await import("./daemon/options.js")
 const { Readiness } = await import("./daemon/Readiness.js")
+const { SdNotify } = await import("./daemon/SdNotify.js")
 const { runDaemon } = await import("./daemon/Daemon.js")
 const { checkHostPaths, hostPathsOptions } = await import("./daemon/hostPaths.js")
 const { KojiHub } = await import("./hub/KojiHub.js")
@@ -64,7 +68,7 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
       Effect.zipRight(Effect.scoped(runDaemon(daemonOptionsFromConfig(config)))),
       Effect.provide(
         Layer.mergeAll(
-          KojiHub.layerConfig, TaskRegistry.layerConfig, Readiness.layerConfig,
+          KojiHub.layerConfig, TaskRegistry.layerConfig, Readiness.layerConfig, SdNotify.layer,
           HubFileTree.layer({ topurls: config.kojid.topurls, topdir: config.kojid.topdir })
         ).pipe(
           Layer.provideMerge(Layer.mergeAll(Buildroots.layerConfig, Mailer.layerConfig, Scm.layerConfig)),
@@ -77,7 +81,7 @@ const runOnce = (flags: Partial<CommandLineFlags>): import("effect").Effect.Effe
           ? Effect.flatMap(reexec(currentImage(), nodeExecve()), (why) => Effect.logWarning(`Restarting in this process, with the code already loaded: ${why}`))
           : Effect.void
       ),
-      Effect.provide(loggerLayer(config))
+      withDaemonLogging(config)
     )
   }).pipe(Effect.provide(AdjutantConfig.layer(flags)))
 
@@ -94,17 +98,28 @@ const daemon = (flags: Partial<CommandLineFlags>) =>
 
 const root = Command.make("koji-adjutant", { flags: kojidOptions }, ({ flags }) => daemon(flags)).pipe(
   Command.withDescription("koji build daemon (a kojid replacement running tasks in podman containers)"),
-  Command.withSubcommands([checkConfigCommand, buildLocalCommand])
+  Command.withSubcommands([checkConfigCommand, buildLocalCommand, ...adminCommands])
 )
 
 const cli = Command.run(root, { name: "koji-adjutant", version })
+
+// `--help` is ours (src/cli/help.ts): plain text, every flag described. Every failure is reported
+// once, in the configured log format (src/cli/fatal.ts), with no pretty logger or JSON dump.
+const invocation = invocationOf(process.argv.slice(2))
+if (invocation.help) {
+  process.stdout.write(renderHelp(invocation.command))
+  process.exit(0)
+}
 
 // Exit explicitly once the program is done: kept-alive hub connections or a podman socket must
 // not hold a finished daemon (kojid calls sys.exit too). A command that set `process.exitCode`
 // (build-local: 1 after printing its error, 130 after an interrupt) exits with it.
 cli(process.argv).pipe(
+  topLevel(invocation, (e) => (e instanceof DaemonExit ? e.code : undefined)),
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({
+    disablePrettyLogger: true,
+    disableErrorReporting: true,
     teardown: (exit, onExit) =>
       defaultTeardown(exit, (code) => {
         const set = typeof process.exitCode === "number" ? process.exitCode : 0

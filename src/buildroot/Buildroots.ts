@@ -18,6 +18,7 @@ import { readFileSync } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
+import { Metrics } from "../metrics/Metrics.js"
 import { Containers } from "../containers/Containers.js"
 import { hostId, hostIdsOf, type IdMap, idMapConflicts } from "../containers/idmap.js"
 import { formatIdMap } from "../config/values.js"
@@ -271,9 +272,11 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
       macros: macrosText
     })
     yield* log.state("Start: chroot init")
+    const fillStarted = Date.now()
     const entry = yield* fillOrReuse(cache, containers, dnf, log, layout, { key, macrosText, idmap }, {
       repoId: repo.id, tagName: config.name, brArch, installGroup: request.installGroup, image: image.image, imageId: image.id
     }, request.installGroup)
+    yield* Effect.flatMap(Metrics, (m) => Effect.sync(() => m.cache(entry.warm, (Date.now() - fillStarted) / 1000)))
     if (entry.warm) yield* log.rootNote(`using the cached buildroot ${entry.key} (repo ${repo.id}, @${request.installGroup}, ${image.image})`)
     const installed = yield* readListing(path.join(entry.dir, "installed.tsv"))
     yield* log.append("installed_pkgs.log", installed.map((r) => `${r.name}-${r.version}-${r.release}.${r.arch} ${r.buildtime} ${r.size} ${r.payloadhash} installed`).join("\n") + "\n")

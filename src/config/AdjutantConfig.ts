@@ -173,6 +173,8 @@ export interface AdjutantOptions {
   readonly buildroot_cache_max: number
   readonly status_listen: string
   readonly log_file: string
+  /** Layout of every log line: kojid's (default), logfmt or JSON (src/daemon/logFormat.ts). */
+  readonly log_format: "kojid" | "logfmt" | "json"
   readonly task_timeout: number
   readonly runroot_config: string
   /** Network of SCM checkout containers. */
@@ -217,6 +219,8 @@ export interface RuntimeFlags {
   readonly debug: boolean
   readonly debug_task: boolean
   readonly debug_xmlrpc: boolean
+  /** kojid's `--debug-mock`: accepted and ignored (no mock here). */
+  readonly debug_mock: boolean
   readonly skip_main: boolean
 }
 
@@ -343,6 +347,7 @@ export const defaultAdjutantOptions: AdjutantOptions = {
   buildroot_cache_max: 20,
   status_listen: "",
   log_file: "/var/log/kojid.log",
+  log_format: "kojid",
   task_timeout: 0,
   runroot_config: "/etc/kojid/plugins/runroot.conf",
   scm_network: "bridge",
@@ -360,6 +365,7 @@ const defaultRuntimeFlags: RuntimeFlags = {
   debug: false,
   debug_task: false,
   debug_xmlrpc: false,
+  debug_mock: false,
   skip_main: false
 }
 
@@ -793,6 +799,7 @@ const ADJUTANT_FIELDS: { readonly [K in keyof AdjutantOptions]: AdjutantField<Ad
     (v) => v
   ),
   log_file: absolutePath(true),
+  log_format: oneOf("kojid", "logfmt", "json"),
   task_timeout: countField,
   runroot_config: absolutePath(true),
   scm_network: oneOf("bridge", "host", "none"),
@@ -861,6 +868,7 @@ const runtimeFlagsOf = (flags: Partial<CommandLineFlags>): RuntimeFlags => ({
   debug: flags.debug ?? defaultRuntimeFlags.debug,
   debug_task: flags.debug_task ?? defaultRuntimeFlags.debug_task,
   debug_xmlrpc: flags.debug_xmlrpc ?? defaultRuntimeFlags.debug_xmlrpc,
+  debug_mock: flags.debug_mock ?? defaultRuntimeFlags.debug_mock,
   skip_main: flags.skip_main ?? defaultRuntimeFlags.skip_main
 })
 

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs"
 import { hostname } from "node:os"
 import { Context, Duration, Effect, Fiber, Layer, Scope, Stream } from "effect"
 import { AdjutantConfig, effectiveUlimits, podmanSocketPath } from "../config/AdjutantConfig.js"
+import { Metrics } from "../metrics/Metrics.js"
 import { makeOutputCollector } from "./demux.js"
 import { hostLabelFilter } from "./labels.js"
 import { Libpod, PodmanError } from "./Libpod.js"
@@ -206,6 +207,11 @@ const run = (create: ContainersService["create"]) =>
           })
         }
         return { exitCode, ...output }
+      })
+    ).pipe(
+      Effect.tapBoth({
+        onFailure: () => Effect.flatMap(Metrics, (m) => Effect.sync(() => m.container("error"))),
+        onSuccess: (r) => Effect.flatMap(Metrics, (m) => Effect.sync(() => m.container(r.exitCode === 0 ? "success" : "failure")))
       })
     )
   })

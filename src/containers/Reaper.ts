@@ -1,5 +1,6 @@
 import { Context, Duration, Effect, Layer, Schedule } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
+import { Metrics } from "../metrics/Metrics.js"
 import { Containers } from "./Containers.js"
 import { ownerOf } from "./labels.js"
 import type { PodmanError } from "./Libpod.js"
@@ -47,6 +48,7 @@ export const reap = Effect.fn("Reaper.reap")(function* (isOwned: IsOwned) {
     const log = Effect.annotateLogs({ container: c.name, state: c.state, taskId: owner?.taskId ?? "", role: owner?.role ?? "" })
     if (done._tag === "Right") {
       removed.push(c.name)
+      yield* Effect.flatMap(Metrics, (m) => Effect.sync(() => m.reaped(owner?.role ?? "unknown")))
       yield* Effect.logInfo("removed orphan container").pipe(log)
     } else {
       failed.push(c.name)

@@ -1,6 +1,7 @@
 /**
- * A daemon run (DESIGN.md §3): log in, reap orphans, serve status, then kojid's main loop over the
- * TaskManager's cycles with kojid's error policy, until a signal, an exit or a restart.
+ * A daemon run (DESIGN.md §3): log in, reap orphans, serve status and metrics, then kojid's main
+ * loop over the TaskManager's cycles with kojid's error policy, until a signal, an exit or a
+ * restart, telling systemd how it goes (supervision.ts).
  */
 import { Clock, Duration, Effect, Either, Layer, Runtime, type Scope } from "effect"
 import type { Containers } from "../containers/Containers.js"
@@ -11,23 +12,28 @@ import type { HubError, LoginError } from "../hub/HubError.js"
 import { KojiHub } from "../hub/KojiHub.js"
 import type { HubFileTree } from "../koji/paths.js"
 import type { TaskRegistry } from "../tasks/TaskRegistry.js"
+import { makeMetrics, Metrics, type MetricsService } from "../metrics/Metrics.js"
+import { version } from "../version.js"
 import type { Readiness } from "./Readiness.js"
 import { serveStatus, type StatusServerError } from "./StatusServer.js"
+import { daemonStatus, type LoopHooks, superviseRun } from "./supervision.js"
 import { type Control, describe, makeTaskManager, type TaskManagerApi } from "./TaskManager.js"
 import { type DaemonOptions, type DaemonResult, defaultWakeGap } from "./options.js"
 
 type HubFailure = Fault | HubError
 
 /** The loop's reaction to a failed cycle (§2): an exit code for the session's end, else go on. */
-const failedCycle = (tm: TaskManagerApi, e: HubFailure) =>
+const failedCycle = (tm: TaskManagerApi, e: HubFailure, hooks: LoopHooks) =>
   Effect.gen(function*() {
     if (e instanceof AuthExpired) {
       yield* Effect.logError("Session expired")
+      yield* hooks.stopping("session expired")
       yield* tm.shutdown
       return { _tag: "Exit", code: 1 } as const
     }
     if (isFault(e) && isAuthFamily(e) && !(e instanceof RetryError)) {
       yield* Effect.logError(`Authentication error: ${e.faultString}`)
+      yield* hooks.stopping("authentication error")
       yield* tm.shutdown
       return { _tag: "Exit", code: 1 } as const
     }
@@ -42,16 +48,18 @@ const failedCycle = (tm: TaskManagerApi, e: HubFailure) =>
  * kill the daemon: the next cycle re-reads the hub's state (a task opened without a fiber is
  * freed as stale), so a flaky network costs a cycle, not a restart.
  */
-export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effect<DaemonResult> =>
+export const runLoop = (tm: TaskManagerApi, options: DaemonOptions, hooks: LoopHooks = noHooks): Effect.Effect<DaemonResult> =>
   Effect.gen(function*() {
     let taken = false
     const gap = Duration.toMillis(options.wakeGap ?? defaultWakeGap(options.sleeptime))
     for (;;) {
       yield* tm.wakeup.clear
       const started = yield* Clock.currentTimeMillis
+      yield* hooks.cycleStarted
       const step: Either.Either<Control, Fault | HubError> = yield* Effect.either(tm.cycle(taken))
+      yield* hooks.cycleEnded
       if (Either.isLeft(step)) {
-        const end = yield* failedCycle(tm, step.left)
+        const end = yield* failedCycle(tm, step.left, hooks)
         if (end !== undefined) return end
         taken = false
       } else if (step.right === "restart") {
@@ -59,6 +67,7 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
         return { _tag: "Restart" } as const
       } else if (step.right === "exit") {
         yield* Effect.logWarning("Exiting")
+        yield* hooks.stopping("shutdown task")
         yield* tm.shutdown
         return { _tag: "Exit", code: 0 } as const
       } else {
@@ -68,8 +77,11 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
     }
   }).pipe(
     // SIGTERM/SIGINT interrupt the main fiber: shut down as kojid does before the session ends.
-    Effect.onInterrupt(() => tm.shutdown)
+    Effect.onInterrupt(() => Effect.zipRight(hooks.stopping("signal"), tm.shutdown))
   )
+
+/** A loop nobody watches (tests that drive runLoop alone). */
+const noHooks: LoopHooks = { cycleStarted: Effect.void, cycleEnded: Effect.void, stopping: () => Effect.void }
 
 /**
  * One daemon run: log in (exclusive, `force` from --force-lock), remove orphan containers of
@@ -79,6 +91,14 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions): Effect.Effe
 export const runDaemon = (
   options: DaemonOptions
 ): Effect.Effect<DaemonResult, Fault | HubError | LoginError | StatusServerError, KojiHub | TaskRegistry | Readiness | Containers | HubFileTree | Scope.Scope> =>
+  Effect.suspend(() => {
+    const serving = options.statusListen !== undefined && options.statusListen !== ""
+    const metrics = makeMetrics({ exported: serving, version })
+    return Effect.provideService(daemonRun(options, metrics), Metrics, metrics)
+  })
+
+/** The run itself, with its metrics provided to everything it does. */
+const daemonRun = (options: DaemonOptions, metrics: MetricsService) =>
   Effect.gen(function*() {
     const hub = yield* KojiHub
     const session = yield* hub.loginScoped(options.forceLock)
@@ -95,9 +115,12 @@ export const runDaemon = (
         return taskId !== undefined && ids.includes(taskId)
       })
     yield* Layer.build(Reaper.layer({ interval: options.reaperInterval ?? Duration.zero, isOwned }))
-    if (options.statusListen !== undefined && options.statusListen !== "") yield* serveStatus(options.statusListen, tm.status, tm.healthy)
+    const status = daemonStatus(tm)
+    if (options.statusListen !== undefined && options.statusListen !== "") {
+      yield* serveStatus(options.statusListen, status, tm.healthy, Effect.flatMap(status, metrics.page))
+    }
     yield* installRestartSignal(tm)
-    return yield* runLoop(tm, options)
+    return yield* runLoop(tm, options, yield* superviseRun(tm, metrics))
   })
 
 /** SIGUSR1 → graceful restart (kojid: `restart_pending = True`), for the life of the scope. */

@@ -97,32 +97,50 @@ const USEC_INFINITY = 18446744073709551615n
 const micros = (duration: Duration.DurationInput): bigint =>
   Option.match(Duration.toNanos(duration), { onNone: () => USEC_INFINITY, onSome: (nanos) => nanos / 1000n })
 
-/** Notifications to the service manager that started the daemon (sd_notify(3)). */
-export class SdNotify extends Context.Tag("SdNotify")<
-  SdNotify,
-  {
-    /** Whether NOTIFY_SOCKET names a socket; when false every method does nothing. */
-    readonly enabled: boolean
-    /** `WATCHDOG_USEC`: systemd restarts the service when no `watchdog` arrives within it. */
-    readonly watchdogTimeout: Option.Option<Duration.Duration>
-    /** How often to call `watchdog`: half of `watchdogTimeout`; none when systemd does not watch us. */
-    readonly watchdogInterval: Option.Option<Duration.Duration>
-    /** Sends `fields` as one datagram, in their order (e.g. `{ READY: "1", STATUS: "…" }`). */
-    readonly notify: (fields: Readonly<Record<string, string>>) => Effect.Effect<void>
-    /** `READY=1`: startup is done (for us: logged in and the first heartbeat accepted). */
-    readonly ready: Effect.Effect<void>
-    /** `STATUS=text`, shown by `systemctl status`; made one line. */
-    readonly status: (text: string) => Effect.Effect<void>
-    /** `STOPPING=1`: shutdown has begun. */
-    readonly stopping: Effect.Effect<void>
-    /** `RELOADING=1` with `MONOTONIC_USEC` (as `Type=notify-reload` requires); send `ready` when done. */
-    readonly reloading: Effect.Effect<void>
-    /** `WATCHDOG=1`; sends nothing when systemd does not watch this process. */
-    readonly watchdog: Effect.Effect<void>
-    /** `EXTEND_TIMEOUT_USEC`: the current start/stop may take `duration` longer from now. */
-    readonly extendTimeout: (duration: Duration.DurationInput) => Effect.Effect<void>
-  }
->() {
+/** The service: notifications to the service manager. */
+export interface SdNotifyService {
+  /** Whether NOTIFY_SOCKET names a socket; when false every method does nothing. */
+  readonly enabled: boolean
+  /** `WATCHDOG_USEC`: systemd restarts the service when no `watchdog` arrives within it. */
+  readonly watchdogTimeout: Option.Option<Duration.Duration>
+  /** How often to call `watchdog`: half of `watchdogTimeout`; none when systemd does not watch us. */
+  readonly watchdogInterval: Option.Option<Duration.Duration>
+  /** Sends `fields` as one datagram, in their order (e.g. `{ READY: "1", STATUS: "…" }`). */
+  readonly notify: (fields: Readonly<Record<string, string>>) => Effect.Effect<void>
+  /** `READY=1`: startup is done (for us: logged in and the first heartbeat accepted). */
+  readonly ready: Effect.Effect<void>
+  /** `STATUS=text`, shown by `systemctl status`; made one line. */
+  readonly status: (text: string) => Effect.Effect<void>
+  /** `STOPPING=1`: shutdown has begun. */
+  readonly stopping: Effect.Effect<void>
+  /** `RELOADING=1` with `MONOTONIC_USEC` (as `Type=notify-reload` requires); send `ready` when done. */
+  readonly reloading: Effect.Effect<void>
+  /** `WATCHDOG=1`; sends nothing when systemd does not watch this process. */
+  readonly watchdog: Effect.Effect<void>
+  /** `EXTEND_TIMEOUT_USEC`: the current start/stop may take `duration` longer from now. */
+  readonly extendTimeout: (duration: Duration.DurationInput) => Effect.Effect<void>
+}
+
+/** Every method a no-op: what code outside a systemd-started daemon sees. */
+const disabledService: SdNotifyService = {
+  enabled: false,
+  watchdogTimeout: Option.none(),
+  watchdogInterval: Option.none(),
+  notify: () => Effect.void,
+  ready: Effect.void,
+  status: () => Effect.void,
+  stopping: Effect.void,
+  reloading: Effect.void,
+  watchdog: Effect.void,
+  extendTimeout: () => Effect.void
+}
+
+/**
+ * Notifications to the service manager that started the daemon (sd_notify(3)). A reference whose
+ * default does nothing: main.ts provides `SdNotify.layer` to the daemon run; tests and the other
+ * commands never notify anyone's systemd by accident.
+ */
+export class SdNotify extends Context.Reference<SdNotify>()("SdNotify", { defaultValue: (): SdNotifyService => disabledService }) {
   /** From the process environment, read once when the layer is built. */
   static layer: Layer.Layer<SdNotify> = Layer.effect(
     SdNotify,
@@ -164,7 +182,7 @@ export class SdNotify extends Context.Tag("SdNotify")<
 }
 
 /** The service over `deliver`, which it calls one message at a time. */
-const make = (environment: SystemdEnvironment, deliver: Deliver): Effect.Effect<SdNotify["Type"]> =>
+const make = (environment: SystemdEnvironment, deliver: Deliver): Effect.Effect<SdNotifyService> =>
   Effect.gen(function*() {
     const enabled = Option.isSome(environment.socket)
     const lock = yield* Effect.makeSemaphore(1)
@@ -195,7 +213,7 @@ const make = (environment: SystemdEnvironment, deliver: Deliver): Effect.Effect<
       }))
     }
 
-    return SdNotify.of({
+    const service: SdNotifyService = {
       enabled,
       watchdogTimeout: environment.watchdogTimeout,
       watchdogInterval,
@@ -219,5 +237,6 @@ const make = (environment: SystemdEnvironment, deliver: Deliver): Effect.Effect<
       extendTimeout: Effect.fn("SdNotify.extendTimeout")(function*(duration: Duration.DurationInput) {
         yield* send([`EXTEND_TIMEOUT_USEC=${micros(duration)}`])
       })
-    })
+    }
+    return service
   })

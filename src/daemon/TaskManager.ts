@@ -45,6 +45,8 @@ interface LoopState {
   legacyHostData: boolean
   /** The last heartbeat the hub accepted (for the status endpoint). */
   lastBeat: { readonly at: number; readonly ready: boolean } | undefined
+  /** Why the last readiness check said no (for the status endpoint, metrics and systemd). */
+  notReady: ReadonlyArray<string>
 }
 
 /** The loop of one logged-in main session: its services, running tasks and state. */
@@ -74,7 +76,7 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
   const registry = yield* TaskRegistry
   const api = hostApi(session)
   const tasks = yield* makeRunningTasks
-  const state: LoopState = { taskLoad: 0.0, hostdata: undefined, restartPending: false, legacyHostData: false, lastBeat: undefined }
+  const state: LoopState = { taskLoad: 0.0, hostdata: undefined, restartPending: false, legacyHostData: false, lastBeat: undefined, notReady: [] }
   const loopWaker = yield* makeLoopWaker
   // kojid's order: host.getID, then getSessionInfo.
   const hostId = yield* api.getID()
@@ -116,10 +118,9 @@ export const makeTaskManager = Effect.fnUntraced(function*(session: Session, opt
       host: loop.state.hostdata?.name ?? "",
       hostId: loop.hostId,
       pid: process.pid,
-      version,
-      node: process.version,
       startTs: loop.startTs,
       ready: loop.state.lastBeat?.ready ?? null,
+      notReady: loop.state.notReady,
       taskLoad: loop.state.taskLoad,
       maxjobs: loop.options.maxjobs,
       restartPending: loop.state.restartPending,
@@ -211,6 +212,7 @@ const updateTasks = (loop: Loop) =>
 const readyForTask = (loop: Loop, host: PendingCall<HostInfo> | undefined) =>
   Effect.gen(function*() {
     if (loop.state.restartPending) {
+      loop.state.notReady = ["Pending restart"]
       if (loop.tasks.size() > 0) return yield* Effect.as(Effect.logInfo("Pending restart"), false as const)
       return "restart" as const
     }
@@ -223,9 +225,9 @@ const readyForTask = (loop: Loop, host: PendingCall<HostInfo> | undefined) =>
       : loop.tasks.size() >= loop.options.maxjobs
       ? "Full queue"
       : undefined
+    loop.state.notReady = why === undefined ? yield* loop.readiness.check : [why]
     if (why !== undefined) return yield* Effect.as(Effect.logInfo(why), false as const)
-    const reasons = yield* loop.readiness.check
-    if (reasons.length > 0) return yield* Effect.as(Effect.logWarning(reasons.join("; ")), false as const)
+    if (loop.state.notReady.length > 0) return yield* Effect.as(Effect.logWarning(loop.state.notReady.join("; ")), false as const)
     return true as const
   })
 

@@ -17,6 +17,7 @@ import { encodeFault, encodeResponse, type XmlRpcValue } from "../hub/xmlrpc.js"
 import { type DaemonControl, type SubtaskOptions, type TaskContext, type TaskHandler, type WaitOptions } from "../tasks/handler.js"
 import { RefuseTask, ServerExit, ServerRestart, type TaskError, TaskTimeout } from "../tasks/errors.js"
 import { type HubFiles, taskRelPath } from "../koji/paths.js"
+import { Metrics } from "../metrics/Metrics.js"
 import { toFault } from "./toFault.js"
 import type { Waker } from "./Waiter.js"
 
@@ -241,5 +242,6 @@ export const runTask = (run: TaskRun): Effect.Effect<TaskOutcome> =>
     )
   }).pipe(
     Effect.tap((outcome) => (run.events === undefined ? Effect.void : run.events.reported(run.taskId, outcome))),
+    (self) => Effect.flatMap(Metrics, (m) => m.task(run.method, self)),
     Effect.annotateLogs({ taskId: run.taskId, method: run.method })
   )

@@ -5,6 +5,7 @@
  */
 import { Duration, Effect, Either, Schema } from "effect"
 import { type Fault, ParameterError } from "../koji/faults.js"
+import { observeHubCall, observeUpload } from "../metrics/Metrics.js"
 import type { HubError } from "./HubError.js"
 import type { HubRequest } from "./HubTransport.js"
 import { type HubConnection, sendAndRead, withRetries } from "./connection.js"
@@ -74,7 +75,7 @@ export interface LoginSession extends Session {
 export const anonymousSession = (c: HubConnection): AnonymousSession => {
   const anonymousCall = (method: string, params?: ReadonlyArray<XmlRpcValue>, kw?: Kwargs) => {
     const request = xmlRequest(c.baseUrl, method, withKwargs(params, kw), {}, undefined, false)
-    return interruptibleCall(withRetries(c, method, undefined, c.options.anonRetry === true, sendAndRead(c, request))).pipe(Effect.map((r) => r.value))
+    return interruptibleCall(withRetries(c, method, undefined, c.options.anonRetry === true, sendAndRead(c, request))).pipe(Effect.map((r) => r.value), observeHubCall(method))
   }
   return {
     call: (method, params, kw) => anonymousCall(method, params, kw).pipe(Effect.withSpan("KojiHub.call", { attributes: { method } })),
@@ -186,6 +187,7 @@ const call = (s: LiveSession, method: string, params?: ReadonlyArray<XmlRpcValue
     contentType: "text/xml"
   })).pipe(
     Effect.map((r) => r.value),
+    observeHubCall(method),
     Effect.withSpan("KojiHub.call", { attributes: { method, sessionId: s.state.sessionId } })
   )
 }
@@ -210,6 +212,7 @@ const rawUpload = (s: LiveSession, args: RawUploadArgs) => {
     Effect.flatMap(({ value, attempts }) =>
       decodeAs(RawUploadResult, "rawUpload")(value).pipe(Effect.map((r): RawUploadReply => ({ ...r, attempts })))
     ),
+    observeUpload(args.data.length),
     Effect.withSpan("KojiHub.rawUpload", { attributes: { path: args.path, name: args.name, offset: args.offset } })
   )
 }

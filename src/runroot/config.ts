@@ -92,6 +92,17 @@ export const parseRunrootConfig = (text: string, file: string): Either.Either<Ru
   return Either.right({ defaultMounts, safeRoots, pathSubs, paths, internalDevSetup })
 }
 
+/**
+ * Why the runroot plugin cannot run with `file`: missing (the plugin would allow no mount at all,
+ * so the daemon refuses to load it rather than fail every runroot task later), unreadable or
+ * invalid. Undefined when it is usable.
+ */
+export const runrootConfigProblem = (file: string): string | undefined => {
+  if (!fs.existsSync(file)) return `runroot plugin: ${file} does not exist (set [adjutant] runroot_config, or install the plugin's runroot.conf)`
+  const rc = readRunrootConfig(file)
+  return Either.isLeft(rc) ? `runroot plugin: ${rc.left.message}` : undefined
+}
+
 /** Reads the config file; a missing file is an empty config (no mounts allowed), as the plugin's reader. */
 export const readRunrootConfig = (file: string): Either.Either<RunrootConfig, RunrootConfigError> => {
   let text: string

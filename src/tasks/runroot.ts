@@ -20,7 +20,7 @@ import { RepoInfo } from "../hub/schemas.js"
 import { RepoState, stateName } from "../koji/states.js"
 import { uploadWrapper } from "../hub/Uploads.js"
 import { type XmlRpcValue } from "../hub/xmlrpc.js"
-import { defaultMounts, extraMounts, readRunrootConfig, type ResolvedMount, type RunrootConfig, toBind, type RunrootConfigError } from "../runroot/config.js"
+import { defaultMounts, extraMounts, readRunrootConfig, type ResolvedMount, type RunrootConfig, runrootConfigProblem, toBind, RunrootConfigError } from "../runroot/config.js"
 import { canonArch } from "../koji/arch.js"
 import { parseStatus } from "./repoCommon.js"
 import { AnyValue, defineHandler, Int, Num, optional, required, signature, type TaskContext, type TaskHandler } from "./handler.js"
@@ -36,6 +36,8 @@ export interface RunrootDeps {
 export const runrootDeps = Effect.gen(function*() {
   const config = yield* AdjutantConfig
   const buildroots = yield* Buildroots
+  const problem = runrootConfigProblem(config.adjutant.runroot_config)
+  if (problem !== undefined) return yield* new RunrootConfigError({ file: config.adjutant.runroot_config, message: problem })
   const rc = readRunrootConfig(config.adjutant.runroot_config)
   if (Either.isLeft(rc)) return yield* rc.left
   return { config: rc.right, buildroots } satisfies RunrootDeps

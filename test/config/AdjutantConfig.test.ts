@@ -144,7 +144,7 @@ describe("[kojid] defaults", () => {
     assert.strictEqual(config.kojid.server, "https://hub.example.com/kojihub")
     assert.deepStrictEqual(config.kojid.topurls, ["https://hub.example.com/kojifiles"])
     assert.deepStrictEqual(config.flags, {
-      fg: false, force_lock: false, verbose: false, debug: false, debug_task: false, debug_xmlrpc: false, skip_main: false
+      fg: false, force_lock: false, verbose: false, debug: false, debug_task: false, debug_xmlrpc: false, debug_mock: false, skip_main: false
     })
   })
 
@@ -489,6 +489,7 @@ describe("[adjutant]", () => {
           "buildroot_cache_max = 0",
           "status_listen = 127.0.0.1:9090",
           "log_file =",
+          "log_format = json",
           "task_timeout = 7200",
           "runroot_config = /etc/kojid/runroot.conf",
           "scm_network = host",
@@ -537,6 +538,7 @@ describe("[adjutant]", () => {
       buildroot_cache_max: 0,
       status_listen: "127.0.0.1:9090",
       log_file: "",
+      log_format: "json",
       task_timeout: 7200,
       runroot_config: "/etc/kojid/runroot.conf",
       scm_network: "host",
@@ -606,6 +608,8 @@ describe("[adjutant]", () => {
       ["status_listen", "localhost"],
       ["status_listen", "localhost:70000"],
       ["log_file", "kojid.log"],
+      ["log_format", "syslog"],
+      ["log_format", "JSON"],
       ["task_timeout", "soon"],
       ["runroot_config", "runroot.conf"],
       ["scm_network", "slirp4netns"],

@@ -42,7 +42,7 @@ describe("log rotation (in process)", () => {
       assert.include(current, "line five")
       assert.notInclude(current, "line four", "the removed file took line four with it")
       assert.notInclude(current, "\u0000")
-      assert.isTrue(current.startsWith("timestamp="), current)
+      assert.match(current, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[INFO\] koji\.daemon: line five\n$/)
     }))
 
   it.effect("a truncated log_file is written on from its start, with no hole of NULs", () =>
@@ -59,7 +59,7 @@ describe("log rotation (in process)", () => {
       rmSync(dir, { recursive: true, force: true })
       assert.notInclude(text, "\u0000")
       assert.notInclude(text, "before the truncation")
-      assert.isTrue(text.startsWith("timestamp=") && text.includes("after the truncation"), text)
+      assert.isTrue(/^\d{4}-/.test(text) && text.includes("after the truncation"), text)
     }))
 })
 
