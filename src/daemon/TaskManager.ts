@@ -52,6 +52,10 @@ export interface DaemonOptions {
   readonly batchHubCalls: boolean
   /** `[adjutant] status_listen` (host:port): serve /status and /healthz there; unset = none. */
   readonly statusListen?: string
+  /** Directories besides the workdir whose mounts a killed daemon may have left (the buildroot cache); see Recovery.ts. */
+  readonly leftoverRoots?: ReadonlyArray<string>
+  /** `[adjutant] reaper_interval`: how often containers of this host no task owns are removed (default 300 s). */
+  readonly reaperInterval?: Duration.Duration
 }
 
 /** The least time between two cycle starts when a wake-up starts the second: sleeptime/10, at most 1 s. */

@@ -18,5 +18,7 @@ export const daemonOptionsFromConfig = (config: Config): DaemonOptions => ({
   shutdownTimeout: Duration.seconds(config.adjutant.container_stop_timeout + 30),
   shutdownCallTimeout: Duration.seconds(30),
   batchHubCalls: config.adjutant.batch_hub_calls,
+  leftoverRoots: [config.adjutant.buildroot_cache_dir],
+  reaperInterval: Duration.seconds(config.adjutant.reaper_interval),
   ...(config.adjutant.status_listen === "" ? {} : { statusListen: config.adjutant.status_listen })
 })
