@@ -8,7 +8,9 @@ export class PodmanError extends Schema.TaggedError<PodmanError>()("PodmanError"
   operation: Schema.String,
   target: Schema.optional(Schema.String),
   status: Schema.optional(Schema.Number),
-  message: Schema.String
+  message: Schema.String,
+  /** The API service did not answer: no socket, refused, or the connection dropped mid-call (it stopped or restarted). */
+  unreachable: Schema.optional(Schema.Boolean)
 }) {}
 
 /** HTTP methods the libpod API uses. */
@@ -210,8 +212,11 @@ const transportError = (socket: string, req: LibpodRequest, cause: unknown): Pod
       : code === "EACCES"
       ? `permission denied on the podman API socket ${socket}: run as its owner, or use a rootless user socket ` +
         `($XDG_RUNTIME_DIR/podman/podman.sock) in [adjutant] podman_socket`
+      : code === "ECONNRESET" || code === "EPIPE"
+      ? `the podman API service on ${socket} went away during ${req.method} ${req.path} (${code}: it stopped or restarted)`
       : `podman API ${req.method} ${req.path} on ${socket} failed: ${text}`
-  return new PodmanError({ operation: req.operation, target: req.target, message })
+  const unreachable = code === "ENOENT" || code === "ECONNREFUSED" || code === "ECONNRESET" || code === "EPIPE"
+  return new PodmanError({ operation: req.operation, target: req.target, message, ...(unreachable ? { unreachable } : {}) })
 }
 
 const hintFor = (message: string): string =>

@@ -1,9 +1,7 @@
-import { Context, Duration, Effect, Layer, Schedule } from "effect"
-import { AdjutantConfig } from "../config/AdjutantConfig.js"
+import { Effect } from "effect"
 import { Metrics } from "../metrics/Metrics.js"
 import { Containers } from "./Containers.js"
 import { ownerOf } from "./labels.js"
-import type { PodmanError } from "./Libpod.js"
 
 /** Whether a running task of this daemon owns a container, judged by its labels. */
 export type IsOwned = (labels: Readonly<Record<string, string>>) => boolean | Effect.Effect<boolean>
@@ -57,47 +55,3 @@ export const reap = Effect.fn("Reaper.reap")(function* (isOwned: IsOwned) {
   }
   return { removed, kept, failed } satisfies ReapResult
 })
-
-/** Options of the Reaper layer. */
-export interface ReaperOptions {
-  /** Time between passes; 0 = only the pass at start. */
-  readonly interval: Duration.DurationInput
-  readonly isOwned: IsOwned
-}
-
-/** Removes orphan containers of this host: once when the layer starts, then every `interval`. */
-export class Reaper extends Context.Tag("Reaper")<
-  Reaper,
-  {
-    /** Runs a pass now (the daemon calls it after login, before taking tasks). */
-    readonly reapNow: Effect.Effect<ReapResult, PodmanError>
-  }
->() {
-  /** The start pass is awaited (failures are logged: podman being down must not stop the daemon); later passes run in a scoped fiber. */
-  static layer = (options: ReaperOptions): Layer.Layer<Reaper, never, Containers> =>
-    Layer.scoped(
-      Reaper,
-      Effect.gen(function* () {
-        const containers = yield* Containers
-        const reapNow = reap(options.isOwned).pipe(Effect.provideService(Containers, containers))
-        const logged = reapNow.pipe(
-          Effect.catchAll((e) => Effect.logWarning("reaper pass failed; retried at the next pass", e)),
-          Effect.asVoid
-        )
-        yield* logged
-        const interval = Duration.decode(options.interval)
-        if (Duration.greaterThan(interval, Duration.zero)) {
-          yield* Effect.forkScoped(Effect.repeat(Effect.delay(logged, interval), Schedule.forever))
-        }
-        return Reaper.of({ reapNow })
-      })
-    )
-
-  /** The layer with `[adjutant] reaper_interval` (seconds). */
-  static layerConfig = (isOwned: IsOwned): Layer.Layer<Reaper, never, Containers | AdjutantConfig> =>
-    Layer.unwrapEffect(
-      Effect.map(AdjutantConfig, (config) =>
-        Reaper.layer({ interval: Duration.seconds(config.adjutant.reaper_interval), isOwned })
-      )
-    )
-}

@@ -1,12 +1,12 @@
 /**
- * A daemon run (DESIGN.md §3): log in, reap orphans, serve status and metrics, then kojid's main
- * loop over the TaskManager's cycles with kojid's error policy, until a signal, an exit or a
- * restart, telling systemd how it goes (supervision.ts).
+ * A daemon run (DESIGN.md §3): log in, remove what an earlier process left, serve status and
+ * metrics, then kojid's main loop over the TaskManager's cycles with kojid's error policy, until a
+ * signal, an exit or a restart, telling systemd how it goes (supervision.ts).
  */
-import { Clock, Duration, Effect, Either, Layer, Runtime, type Scope } from "effect"
+import { Clock, Duration, Effect, Either, Runtime, type Scope } from "effect"
 import type { Containers } from "../containers/Containers.js"
 import { ownerOf } from "../containers/labels.js"
-import { type IsOwned, Reaper } from "../containers/Reaper.js"
+import { reap } from "../containers/Reaper.js"
 import { AuthExpired, type Fault, isAuthFamily, isFault, RetryError } from "../koji/faults.js"
 import type { HubError, LoginError } from "../hub/HubError.js"
 import { KojiHub } from "../hub/KojiHub.js"
@@ -15,6 +15,7 @@ import type { TaskRegistry } from "../tasks/TaskRegistry.js"
 import { makeMetrics, Metrics, type MetricsService } from "../metrics/Metrics.js"
 import { version } from "../version.js"
 import type { Readiness } from "./Readiness.js"
+import { recoverHost } from "./Recovery.js"
 import { serveStatus, type StatusServerError } from "./StatusServer.js"
 import { daemonStatus, type LoopHooks, superviseRun } from "./supervision.js"
 import { type Control, describe, makeTaskManager, type TaskManagerApi } from "./TaskManager.js"
@@ -84,9 +85,9 @@ export const runLoop = (tm: TaskManagerApi, options: DaemonOptions, hooks: LoopH
 const noHooks: LoopHooks = { cycleStarted: Effect.void, cycleEnded: Effect.void, stopping: () => Effect.void }
 
 /**
- * One daemon run: log in (exclusive, `force` from --force-lock), remove orphan containers of
- * this host, then the loop until a signal, an exit or a restart. The session is logged out when
- * the run's scope closes.
+ * One daemon run: log in (exclusive, `force` from --force-lock), remove what an earlier process
+ * of this host left (Recovery.ts), then the loop until a signal, an exit or a restart. The
+ * session is logged out when the run's scope closes.
  */
 export const runDaemon = (
   options: DaemonOptions
@@ -106,21 +107,46 @@ const daemonRun = (options: DaemonOptions, metrics: MetricsService) =>
     // When the hub answers again after a failure, the next cycle (and its heartbeat) goes at once.
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(hub.recovered, tm.wakeup.wake)))
     yield* Effect.logInfo(`Starting up: host ${tm.hostId}, session ${session.sessionId}`)
-    // At start no task of ours runs here: every container labelled with this host is an orphan
-    // of an earlier process (its OPEN tasks are freed as stale by the first cycle). Later passes
-    // (`reaper_interval`) remove what no running task owns, e.g. a container whose removal failed.
-    const isOwned: IsOwned = (labels) =>
-      Effect.map(tm.runningTasks, (ids) => {
-        const taskId = ownerOf(labels)?.taskId
-        return taskId !== undefined && ids.includes(taskId)
-      })
-    yield* Layer.build(Reaper.layer({ interval: options.reaperInterval ?? Duration.zero, isOwned }))
+    // At start no task of ours runs here: every container labelled with this host, every mount
+    // under the workdir and every task directory is a leftover of an earlier process. Its OPEN
+    // tasks are freed as stale and its active buildroots expired by the first cycle (kojid's
+    // updateBuildroots runs first, since nothing was taken), so a task the hub gives back to us
+    // reruns from scratch in an empty workdir.
+    yield* recoverHost({ workdir: options.runner.workdir, otherRoots: options.leftoverRoots ?? [] })
+    yield* Effect.forkScoped(reapOrphans(tm, options))
     const status = daemonStatus(tm)
     if (options.statusListen !== undefined && options.statusListen !== "") {
       yield* serveStatus(options.statusListen, status, tm.healthy, Effect.flatMap(status, metrics.page))
     }
     yield* installRestartSignal(tm)
     return yield* runLoop(tm, options, yield* superviseRun(tm, metrics))
+  })
+
+/**
+ * Containers of this host that no running task owns (their removal failed, typically while
+ * podman was not answering) are removed every `reaperInterval`, and every `sleeptime` while
+ * podman does not answer, so they go as soon as it is back. Ownership is asked per container
+ * after the listing, so a task that starts meanwhile keeps its containers.
+ */
+const reapOrphans = (tm: TaskManagerApi, options: DaemonOptions) =>
+  Effect.gen(function*() {
+    const owned = (labels: Readonly<Record<string, string>>) =>
+      Effect.map(tm.runningTasks, (ids) => {
+        const taskId = ownerOf(labels)?.taskId
+        return taskId !== undefined && ids.includes(taskId)
+      })
+    let down = false
+    for (;;) {
+      yield* Effect.sleep(down ? options.sleeptime : options.reaperInterval ?? Duration.minutes(5))
+      const pass = yield* Effect.either(reap(owned))
+      if (Either.isLeft(pass)) {
+        if (!down) yield* Effect.logWarning(`reaper: podman does not answer; trying again every cycle: ${pass.left.message}`)
+        down = true
+        continue
+      }
+      if (down) yield* Effect.logInfo(`reaper: podman answers again; removed ${pass.right.removed.length} containers no task owns`)
+      down = false
+    }
   })
 
 /** SIGUSR1 → graceful restart (kojid: `restart_pending = True`), for the life of the scope. */

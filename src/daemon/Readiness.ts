@@ -1,10 +1,11 @@
 /**
- * The local half of kojid's `readyForTask` (koji-protocol.md §4.3): free space on the workdir and
- * on podman's storage at least `minspace` MB (kojid checks its mockdir; our buildroots live in
- * podman's storage and task files in the workdir), and the 1-minute load average at most
+ * The local half of kojid's `readyForTask` (koji-protocol.md §4.3): free space on the workdir, the
+ * buildroot cache and podman's storage at least `minspace` MB (kojid checks its mockdir; our
+ * buildroots live in the cache, images in podman's storage and task files in the workdir), and
+ * the 1-minute load average at most
  * 4 × the number of CPUs. The hub half (enabled, capacity, maxjobs) is the TaskManager's.
- * Ours besides kojid's: at least one configured image must be present, since without one no
- * buildroot can be made (`Images.readiness`).
+ * Ours besides kojid's: podman's API service must answer and at least one configured image must
+ * be present, since without them no buildroot can be made (`podmanCheck`, `Images.readiness`).
  */
 import { statfsSync } from "node:fs"
 import * as os from "node:os"
@@ -12,6 +13,7 @@ import * as path from "node:path"
 import { Context, Effect, Layer, Ref } from "effect"
 import { AdjutantConfig } from "../config/AdjutantConfig.js"
 import { Images } from "../containers/Images.js"
+import { Libpod, type PodmanError } from "../containers/Libpod.js"
 
 /** Where podman keeps images and containers when run as root (the default of `[adjutant] podman_storage`). */
 export const PODMAN_STORAGE = "/var/lib/containers/storage"
@@ -29,6 +31,17 @@ export const imagesCheck = (images: Images["Type"]): Effect.Effect<ReadonlyArray
   Effect.map(images.readiness, (usable) =>
     usable ? [] : [`No configured image is available locally (${images.configured.join(", ")}): see bootstrap_image and image_rules`]
   )
+
+/**
+ * podman's API service must answer (kojid refuses tasks while its `/mnt/koji` is unreachable; our
+ * tasks need podman as kojid's need the koji volume); while it does, the configured images are
+ * checked. The daemon's reaper removes what a podman outage left once it answers again.
+ */
+export const podmanCheck = (ping: Effect.Effect<void, PodmanError>, images: Images["Type"] | undefined): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.matchEffect(ping, {
+    onFailure: (e) => Effect.succeed([`podman does not answer: ${e.message}`]),
+    onSuccess: () => (images === undefined ? Effect.succeed([]) : imagesCheck(images))
+  })
 
 /** Free MB on the file system holding `p` (its nearest existing ancestor). */
 export const freeMB = (p: string): number => {
@@ -74,15 +87,19 @@ export class Readiness extends Context.Tag("Readiness")<
     })
   }
 
-  /** From kojid.conf: `minspace` on `workdir` and on `[adjutant] podman_storage`; a usable configured image. */
-  static layerConfig: Layer.Layer<Readiness, never, AdjutantConfig | Images> = Layer.unwrapEffect(
+  /**
+   * From kojid.conf: `minspace` on `workdir`, on `[adjutant] buildroot_cache_dir` (our mockdir, where
+   * kojid checks) and on `[adjutant] podman_storage`; podman answering; a usable configured image.
+   */
+  static layerConfig: Layer.Layer<Readiness, never, AdjutantConfig | Images | Libpod> = Layer.unwrapEffect(
     Effect.gen(function*() {
       const config = yield* AdjutantConfig
       const images = yield* Images
+      const libpod = yield* Libpod
       return Readiness.layer({
         minspaceMB: config.kojid.minspace,
-        paths: [config.kojid.workdir, config.adjutant.podman_storage],
-        checks: [imagesCheck(images)]
+        paths: [...new Set([config.kojid.workdir, config.adjutant.buildroot_cache_dir, config.adjutant.podman_storage])],
+        checks: [podmanCheck(libpod.ping, images)]
       })
     })
   )

@@ -3,12 +3,12 @@
  * handler's signature, run it in one Scope (workdir, containers) on the task's own session,
  * bounded by `[adjutant] task_timeout`, and report the outcome as kojid's `runTask` does:
  * closeTask with a methodResponse document, failTask with the fault `toFault` picks, refuseTask
- * (soft) for RefuseTask, freeTasks([id]) for ServerRestart.
+ * (soft) for RefuseTask, freeTasks([id]) for ServerRestart and for a task that lost podman.
  */
-import { mkdir, rm } from "node:fs/promises"
 import * as path from "node:path"
 import { Cause, Clock, Duration, Effect, Either, Exit, Option } from "effect"
 import { sessionHub } from "../buildroot/hubSide.js"
+import { PodmanError } from "../containers/Libpod.js"
 import { ActionNotAllowed, type Fault, GenericError, isFault, RetryError } from "../koji/faults.js"
 import type { HubError } from "../hub/HubError.js"
 import { hostApi } from "../hub/HostApi.js"
@@ -18,6 +18,7 @@ import { type DaemonControl, type SubtaskOptions, type TaskContext, type TaskHan
 import { RefuseTask, ServerExit, ServerRestart, type TaskError, TaskTimeout } from "../tasks/errors.js"
 import { type HubFiles, taskRelPath } from "../koji/paths.js"
 import { Metrics } from "../metrics/Metrics.js"
+import { clearTaskDir, removeTaskDir } from "./Recovery.js"
 import { toFault } from "./toFault.js"
 import type { Waker } from "./Waiter.js"
 
@@ -158,19 +159,15 @@ export const makeTaskContext = (run: TaskRun, workdir: string): TaskContext => {
   }
 }
 
-/** The task's workdir, made empty before the handler runs and removed after (BaseTaskHandler.run). */
+/**
+ * The task's workdir, made empty before the handler runs and removed after (BaseTaskHandler.run).
+ * An earlier run of the task killed with its daemon may have left mounts there (Recovery.ts).
+ */
 const acquireWorkdir = (dir: string) =>
   Effect.acquireRelease(
-    Effect.tryPromise({
-      try: async () => {
-        await rm(dir, { recursive: true, force: true })
-        await mkdir(dir, { recursive: true })
-        return dir
-      },
-      catch: (e) => new GenericError({ faultString: `cannot create workdir ${dir}: ${String(e)}` })
-    }),
+    clearTaskDir(dir).pipe(Effect.mapError((why) => new GenericError({ faultString: `cannot create workdir ${dir}: ${why}` }))),
     () =>
-      Effect.promise(() => rm(dir, { recursive: true, force: true })).pipe(
+      removeTaskDir(dir).pipe(
         Effect.timeout(Duration.seconds(60)),
         Effect.catchAllCause((cause) => Effect.logWarning(`could not remove workdir ${dir}`, cause))
       )
@@ -193,6 +190,9 @@ const execute = (run: TaskRun): Effect.Effect<XmlRpcValue, TaskError> =>
       })
       : self
   )
+
+/** The task failed because podman's API service stopped answering (not because of its build). */
+const lostPodman = (e: unknown): boolean => e instanceof PodmanError && e.unreachable === true
 
 /** Logs a failed report; 1004 "does not own" is expected after a cancel (koji-protocol.md §13). */
 const reportFailed = (what: string, e: Fault | HubError): Effect.Effect<TaskOutcome> =>
@@ -225,8 +225,11 @@ export const runTask = (run: TaskRun): Effect.Effect<TaskOutcome> =>
         Effect.catchAll((e) => reportFailed("host.refuseTask", e))
       )
     }
-    if (failure instanceof ServerRestart) {
-      // Freeing the task lets a pending restart of this daemon happen (§4.5).
+    if (failure instanceof ServerRestart || lostPodman(failure)) {
+      // Freeing the task lets a pending restart of this daemon happen (§4.5). A task that lost
+      // podman's API service is the builder's failure, not the build's: given back, it runs again
+      // from scratch once podman answers (Readiness keeps this host from taking it before) or elsewhere.
+      if (failure instanceof PodmanError) yield* Effect.logWarning(`freeing the task for a rerun: ${failure.message}`)
       return yield* doneOnRetry(api.freeTasks([run.taskId])).pipe(
         Effect.as<TaskOutcome>("freed"),
         Effect.catchAll((e) => reportFailed("host.freeTasks", e))

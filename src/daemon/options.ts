@@ -30,6 +30,8 @@ export interface DaemonOptions {
   readonly batchHubCalls: boolean
   /** `[adjutant] reaper_interval`: time between passes removing containers no running task owns (0: only at start). */
   readonly reaperInterval?: Duration.Duration
+  /** Directories besides the workdir whose mounts a killed daemon may have left (the buildroot cache); see Recovery.ts. */
+  readonly leftoverRoots?: ReadonlyArray<string>
   /** `[adjutant] status_listen` (host:port): serve /status and /healthz there; unset = none. */
   readonly statusListen?: string
 }
@@ -58,6 +60,7 @@ export const daemonOptionsFromConfig = (config: Config): DaemonOptions => ({
   shutdownTimeout: Duration.seconds(config.adjutant.container_stop_timeout + 30),
   shutdownCallTimeout: Duration.seconds(30),
   batchHubCalls: config.adjutant.batch_hub_calls,
+  leftoverRoots: [config.adjutant.buildroot_cache_dir],
   reaperInterval: Duration.seconds(config.adjutant.reaper_interval),
   ...(config.adjutant.status_listen === "" ? {} : { statusListen: config.adjutant.status_listen })
 })

@@ -55,15 +55,22 @@ export const ensureBuilt = (): void => {
 }
 
 /**
- * A stand-in podman API on a unix socket: every image exists, nothing else does. The daemon is
- * ready only while a configured image is present (Readiness), and these tests run no podman.
+ * A stand-in podman API on a unix socket: it answers, every image exists, no container does. The
+ * daemon is ready only while podman answers and a configured image is present (Readiness), and
+ * these tests run no podman.
  */
 const fakePodman = (socket: string): Promise<http.Server> =>
   new Promise((resolve, reject) => {
     const server = http.createServer((req, res) => {
-      if (req.method === "GET" && /\/images\/[^/]+\/exists$/.test((req.url ?? "").split("?")[0]!)) {
-        res.writeHead(204)
-        res.end()
+      const url = (req.url ?? "").split("?")[0]!
+      if (req.method === "GET" && (/\/images\/[^/]+\/exists$/.test(url) || url.endsWith("/_ping"))) {
+        res.writeHead(url.endsWith("/_ping") ? 200 : 204)
+        res.end(url.endsWith("/_ping") ? "OK" : undefined)
+        return
+      }
+      if (req.method === "GET" && url.endsWith("/containers/json")) {
+        res.writeHead(200, { "content-type": "application/json" })
+        res.end("[]")
         return
       }
       res.writeHead(404, { "content-type": "application/json" })

@@ -10,6 +10,7 @@ import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
 import { Images } from "../../src/containers/Images.js"
 import { freeMB, Readiness } from "../../src/daemon/Readiness.js"
 import { TaskState } from "../fakehub/FakeHub.js"
+import { libpodStub } from "../support/libpodStub.js"
 import { daemonLayer, fakeHub, HOST, startDaemon, tempWorkdir, testOptions, until } from "./harness.js"
 
 const IMAGE = "localhost/koji-adjutant-bootstrap:latest"
@@ -30,7 +31,7 @@ const stubImages = (usable: Ref.Ref<boolean>): Layer.Layer<Images> =>
 
 const checkWith = (config: Layer.Layer<AdjutantConfig>, usable: Ref.Ref<boolean>) =>
   Effect.flatMap(Readiness, (r) => r.check).pipe(
-    Effect.provide(Readiness.layerConfig.pipe(Layer.provide(Layer.merge(config, stubImages(usable)))))
+    Effect.provide(Readiness.layerConfig.pipe(Layer.provide(Layer.mergeAll(config, stubImages(usable), libpodStub()))))
   )
 
 describe("Readiness.layerConfig", () => {
@@ -66,7 +67,11 @@ describe("Readiness.layerConfig", () => {
       const workdir = yield* tempWorkdir
       const usable = yield* Ref.make(false)
       const readiness = Readiness.layerConfig.pipe(
-        Layer.provide(Layer.merge(AdjutantConfig.layerTest({ kojid: { minspace: 0, workdir }, adjutant: { podman_storage: workdir } }), stubImages(usable)))
+        Layer.provide(Layer.mergeAll(
+          AdjutantConfig.layerTest({ kojid: { minspace: 0, workdir }, adjutant: { podman_storage: workdir, buildroot_cache_dir: workdir } }),
+          stubImages(usable),
+          libpodStub()
+        ))
       )
       const id = hub.createTask("sleep", [0])
       yield* startDaemon(testOptions(workdir)).pipe(Effect.provide(daemonLayer(hub, undefined, readiness)))
