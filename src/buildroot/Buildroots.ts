@@ -13,7 +13,7 @@
  * it; the steps of the build are steps.ts. Containers that run package code do so in the build
  * user namespace (`build_userns`), so they are nobody on the host.
  */
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Effect, Exit, FiberSet, Layer, Scope } from "effect"
 import { readFileSync } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -56,7 +56,7 @@ export class Buildroots extends Context.Tag("Buildroots")<
 >() {
   /** The service over Containers with explicit options (fails when the build id range is someone's). */
   static layer = (options: BuildrootsOptions): Layer.Layer<Buildroots, BuildrootSetupError, Containers> =>
-    Layer.effect(Buildroots, makeBuildroots(options))
+    Layer.scoped(Buildroots, makeBuildroots(options))
 
   /** The service configured from kojid.conf and `[adjutant]`, images through Images. */
   static layerConfig: Layer.Layer<Buildroots, BuildrootSetupError, Containers | Images | AdjutantConfig> = Layer.unwrapEffect(
@@ -83,6 +83,7 @@ export const buildrootsOptionsFromConfig = (
     },
     cacheDir: a.buildroot_cache_dir,
     cacheMax: a.buildroot_cache_max,
+    cacheMaxBytes: a.buildroot_cache_max_bytes,
     buildUser: a.build_user === "" ? "1000:1000" : a.build_user,
     idmap: a.build_userns,
     taskDiskMax: a.task_disk_max,
@@ -235,7 +236,17 @@ export const checkBuildIds = (options: Pick<BuildrootsOptions, "idmap" | "buildU
 export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOptions) {
   yield* checkBuildIds(options)
   const containers = yield* Containers
-  const cache = makeCache(options.cacheDir, options.cacheMax)
+  // Work a task must not wait for (sizing and flushing a new root, eviction, pushes) runs here,
+  // in the service's scope.
+  const background = yield* FiberSet.make<void, never>()
+  const cache = makeCache(options.cacheDir, options.cacheMax, {
+    maxBytes: options.cacheMaxBytes ?? 0,
+    background: (work) => Effect.asVoid(FiberSet.run(background, work)),
+    flush: true
+  })
+  if (options.cacheMax > 0) {
+    yield* cache.recover.pipe(Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not check ${options.cacheDir} for leftovers`, cause)))
+  }
   const k = options.kojid
 
   const open = Effect.fn("Buildroots.open")(function* (request: BuildrootRequest, hub: BuildrootHub) {

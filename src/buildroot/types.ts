@@ -23,6 +23,8 @@ export interface BuildrootsOptions {
   readonly cacheDir: string
   /** `[adjutant] buildroot_cache_max` (entries; 0 = no cache). */
   readonly cacheMax: number
+  /** `[adjutant] buildroot_cache_max_bytes` (0 = no bound beyond the count). */
+  readonly cacheMaxBytes?: number
   /** `uid:gid` of the build user inside the containers (`[adjutant] build_user`). */
   readonly buildUser: string
   /** `[adjutant] build_userns`: host ids of the containers that run package code; null = host ids. */
