@@ -184,9 +184,12 @@ export const makeCache = (dir: string, max: number, options: Omit<CacheOptions, 
   const sweepLocks = Effect.gen(function*() {
     const names = yield* Effect.promise(() => fsp.readdir(locks).catch(() => [] as Array<string>))
     for (const n of names) {
-      const key = /^([A-Za-z0-9_]+)(?:\.fill|\.meta)?$/.exec(n)?.[1]
+      const key = /^([A-Za-z0-9_]+)(?:\.[a-z]+)?$/.exec(n)?.[1]
       if (key === undefined || fs.existsSync(entryDir(key))) continue
-      yield* Effect.scoped(Effect.flatMap(lockFile(path.join(locks, n), "exclusive", false), (held) => (held === undefined ? Effect.void : held.unlinkAndRelease)))
+      yield* Effect.scoped(Effect.flatMap(lockFile(path.join(locks, n), "exclusive", false), (held) => (held === undefined ? Effect.void : held.unlinkAndRelease))).pipe(
+        // A lock file left over costs nothing; the next sweep tries again.
+        Effect.catchAll((e) => Effect.logDebug(e.message))
+      )
     }
   })
 
@@ -351,12 +354,29 @@ export const makeCache = (dir: string, max: number, options: Omit<CacheOptions, 
   /** Removes unused entries for which `stale(meta)` says the repo is gone or no longer READY. */
   const prune = <E>(stale: (meta: CacheMeta) => Effect.Effect<boolean, E>) =>
     Effect.gen(function*() {
+      const removed: Array<ListedEntry> = []
       for (const e of yield* list) {
         const gone = yield* stale(e.meta).pipe(Effect.catchAll((err) => Effect.as(Effect.logDebug("repo check failed", err), false)))
-        if (gone) yield* removeIfUnused(e.key, `repo ${e.meta.repoId} is no longer current`)
+        if (gone && (yield* removeIfUnused(e.key, `repo ${e.meta.repoId} is no longer current`))) removed.push(e)
       }
       yield* background(emptyTrash)
+      return removed
     })
+
+  /**
+   * Entry `key` in use for the life of the scope (its use lock held shared), for work beside the
+   * tasks (a push); undefined when there is no such entry.
+   */
+  const hold = (key: string) =>
+    Effect.gen(function*() {
+      if (!KEY.test(key) || max <= 0) return undefined
+      yield* lockScoped(useLock(key), "shared")
+      return yield* readEntry(key, true)
+    })
+
+  /** Takes the exclusive lock `<key>.<purpose>` for the scope if no one holds it; false when someone does. */
+  const claim = (key: string, purpose: string) =>
+    Effect.map(lockFile(path.join(locks, `${key}.${purpose}`), "exclusive", false), (held) => held !== undefined)
 
   /**
    * What crashed processes left: staging directories no process is filling, roots of the cache-off
@@ -388,7 +408,7 @@ export const makeCache = (dir: string, max: number, options: Omit<CacheOptions, 
     return { removed, trash: trash.length }
   })
 
-  return { dir, acquire, prune, list, evict, busy, annotate, recover, limits: { max, maxBytes } }
+  return { dir, acquire, prune, list, evict, busy, annotate, recover, hold, claim, limits: { max, maxBytes } }
 }
 
 /** The cache object. */
