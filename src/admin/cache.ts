@@ -101,7 +101,7 @@ const listCommand = Command.make("list", { config: configOption }, ({ config: fi
     const config = yield* loadAdminConfig(file)
     const dir = config.adjutant.buildroot_cache_dir
     const cache = makeCache(dir, config.adjutant.buildroot_cache_max)
-    const entries = yield* Effect.mapError(cache.list, (e) => new AdminError({ message: e.message }))
+    const entries = yield* cache.list
     const held = heldNow(dir)
     const now = Date.now()
     yield* Console.log(`${dir}: ${entries.length} of at most ${config.adjutant.buildroot_cache_max} entries, ${held.size} in use`)
@@ -121,7 +121,7 @@ const pruneCommand = Command.make("prune", { config: configOption, offline: Opti
   reported(Effect.gen(function*() {
     const config = yield* loadAdminConfig(file)
     const dir = config.adjutant.buildroot_cache_dir
-    const entries = yield* Effect.mapError(makeCache(dir, config.adjutant.buildroot_cache_max).list, (e) => new AdminError({ message: e.message }))
+    const entries = yield* makeCache(dir, config.adjutant.buildroot_cache_max).list
     const held = heldNow(dir)
     let stale: ReadonlySet<string> = new Set()
     if (!offline && entries.length > 0) {
@@ -140,7 +140,7 @@ const clearCommand = Command.make("clear", { config: configOption }, ({ config: 
   reported(Effect.gen(function*() {
     const config = yield* loadAdminConfig(file)
     const dir = config.adjutant.buildroot_cache_dir
-    const entries = yield* Effect.mapError(makeCache(dir, config.adjutant.buildroot_cache_max).list, (e) => new AdminError({ message: e.message }))
+    const entries = yield* makeCache(dir, config.adjutant.buildroot_cache_max).list
     const held = heldNow(dir)
     if (held.size > 0) {
       return yield* new AdminError({

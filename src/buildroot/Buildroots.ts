@@ -13,7 +13,7 @@
  * it; the steps of the build are steps.ts. Containers that run package code do so in the build
  * user namespace (`build_userns`), so they are nobody on the host.
  */
-import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Effect, Exit, FiberSet, Layer, Scope } from "effect"
 import { readFileSync } from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -30,13 +30,15 @@ import type { XmlRpcValue } from "../hub/xmlrpc.js"
 import { canonArch } from "../koji/arch.js"
 import { type BuildrootCache, makeCache } from "./cache.js"
 import { type BuildrootInputs, buildrootName, cacheKey, dnfConf, macrosFile, mockConfigText, rpmEnv, rpmMacros, targetArchOf } from "./config.js"
-import { type Dnf, makeDnf, readListing, runDnf } from "./dnf.js"
+import { makeBuildrootImages, type BuildrootImages } from "./buildrootImages.js"
+import { type Dnf, listRoot, makeDnf, readListing, runDnf } from "./dnf.js"
 import { BuildrootSetupError, logTail } from "./errors.js"
 import type { BuildrootHub } from "./hubSide.js"
 import { hwInfo } from "./hwInfo.js"
 import { type BuildrootLog, buildrootLog, type Layout, LOG_NAMES, makeLayout, ownedFile } from "./layout.js"
 import { taskRoot } from "./overlay.js"
 import { readTail } from "./results.js"
+import type { RootIdentity } from "./rootImage.js"
 import type { BuildrootState } from "./state.js"
 import * as steps from "./steps.js"
 import type { Buildroot, BuildrootFailure, BuildrootRequest, BuildrootsOptions } from "./types.js"
@@ -57,7 +59,7 @@ export class Buildroots extends Context.Tag("Buildroots")<
 >() {
   /** The service over Containers with explicit options (fails when the build id range is someone's). */
   static layer = (options: BuildrootsOptions): Layer.Layer<Buildroots, BuildrootSetupError, Containers> =>
-    Layer.effect(Buildroots, makeBuildroots(options))
+    Layer.scoped(Buildroots, makeBuildroots(options))
 
   /** The service configured from kojid.conf and `[adjutant]`, images through Images. */
   static layerConfig: Layer.Layer<Buildroots, BuildrootSetupError, Containers | Images | AdjutantConfig> = Layer.unwrapEffect(
@@ -84,6 +86,14 @@ export const buildrootsOptionsFromConfig = (
     },
     cacheDir: a.buildroot_cache_dir,
     cacheMax: a.buildroot_cache_max,
+    cacheMaxBytes: a.buildroot_cache_max_bytes,
+    ...(a.buildroot_registry === "" ? {} : {
+      registry: {
+        namespace: a.buildroot_registry,
+        authFile: a.registry_auth_file,
+        insecure: a.insecure_registries.some((r) => r.toLowerCase() === a.buildroot_registry.split("/")[0]!.toLowerCase())
+      }
+    }),
     buildUser: a.build_user === "" ? "1000:1000" : a.build_user,
     idmap: a.build_userns,
     taskDiskMax: a.task_disk_max,
@@ -160,45 +170,127 @@ const startLogs = (hub: BuildrootHub, layout: Layout, maxBytes: number) =>
     return logScope
   })
 
+/** What a fill or a reuse of the cached root needs. */
+interface FillContext {
+  readonly cache: BuildrootCache
+  readonly images: BuildrootImages | undefined
+  readonly containers: Containers["Type"]
+  readonly dnf: Dnf
+  readonly log: BuildrootLog
+  readonly layout: Layout
+  /** The cache key (with the host's id map). */
+  readonly key: string
+  /** What the root is, for the registry (its key without the id map). */
+  readonly identity: RootIdentity
+  readonly macrosText: string
+  readonly idmap: IdMap | null
+}
+
 /**
- * The cached root for the key, or a cold fill: `dnf install @group` into a fresh root owned by the
- * namespace's root, finished inside the same container (macros file, mount points, no dnf cache):
- * the daemon never writes into a root whose links a package could have planted.
+ * The cached root for the key, or a cold one: from the registry's buildroot image when there is a
+ * good one, else a dnf fill. A root filled here is pushed after the task.
  */
-const fillOrReuse = (
-  cache: BuildrootCache, containers: Containers["Type"], dnf: Dnf, log: BuildrootLog, layout: Layout,
-  key: { readonly key: string; readonly macrosText: string; readonly idmap: IdMap | null },
-  meta: Parameters<BuildrootCache["acquire"]>[1], installGroup: string
-) =>
-  cache.acquire(key.key, meta, (staging) =>
-    Effect.gen(function* () {
-      const root = path.join(staging, "root")
-      const listing = path.join(staging, "installed.tsv")
-      const macros = path.join(layout.meta, "macros.koji")
-      const owner = { uid: hostId(key.idmap, 0), gid: hostId(key.idmap, 0) }
-      yield* Effect.tryPromise({
-        try: async () => {
-          await fsp.mkdir(root, { recursive: true, mode: 0o755 })
-          await fsp.chown(root, owner.uid, owner.gid)
-          await ownedFile(listing, owner)
-          await fsp.writeFile(macros, key.macrosText, { mode: 0o644 })
-        },
-        catch: (e) => new BuildrootSetupError({ message: `cannot prepare the fill in ${staging}: ${String(e)}` })
+const fillOrReuse = (c: FillContext, meta: Parameters<BuildrootCache["acquire"]>[1]) =>
+  Effect.gen(function* () {
+    const entry = yield* c.cache.acquire(c.key, meta, (staging) => fillStaging(c, staging))
+    if (c.images !== undefined && entry.meta.source === "fill" && entry.meta.notes?.["pushed"] === undefined) {
+      yield* c.images.pushLater(entry, c.identity, c.idmap)
+    }
+    return entry
+  })
+
+const fillStaging = (c: FillContext, staging: string) =>
+  Effect.gen(function* () {
+    const pulled = c.images === undefined ? undefined : yield* pullInto(c, c.images, staging)
+    if (pulled !== undefined) return { source: "registry", notes: { imageKey: c.identity.key, image: pulled.reference, pulled: pulled.digest } }
+    yield* dnfFill(c, staging)
+    return { source: "fill", notes: { imageKey: c.identity.key } }
+  })
+
+/** The root from the registry into `staging`, logged in root.log and state.log; undefined when it must be filled. */
+const pullInto = (c: FillContext, images: BuildrootImages, staging: string) =>
+  Effect.gen(function* () {
+    const ref = images.reference(c.identity.key)
+    const owner = { uid: hostId(c.idmap, 0), gid: hostId(c.idmap, 0) }
+    const listing = path.join(staging, "installed.tsv")
+    yield* Effect.tryPromise({
+      try: () => ownedFile(listing, owner),
+      catch: (e) => new BuildrootSetupError({ message: `cannot prepare the fill in ${staging}: ${String(e)}` })
+    })
+    yield* c.log.state(`Start: buildroot image ${ref}`)
+    const outcome = yield* images.pull(c.identity, staging, c.idmap, (root, file) => listRoot(c.containers, c.dnf, root, file))
+    if (outcome._tag === "Pulled") {
+      yield* c.log.rootNote(
+        `taking the buildroot from the registry: ${ref}@${outcome.digest}, ${outcome.layerBytes} bytes in ${outcome.seconds.toFixed(1)} s; ` +
+          `manifest and layer digests, labels (key, repo, tag, arch, group) and the rpmdb (${outcome.packages} packages, as the image's label lists) checked; dnf not run`
+      )
+      yield* c.log.state(`Finish: buildroot image ${ref}@${outcome.digest} (pulled, verified)`)
+      yield* Effect.logInfo(`buildroot ${c.identity.tagName}/${c.identity.brArch} @${c.identity.installGroup} taken from ${ref}@${outcome.digest}`)
+      return outcome
+    }
+    const why = outcome._tag === "Missing" ? "not in the registry" : `refused: ${outcome.why}`
+    yield* c.log.rootNote(`buildroot image ${ref} ${why}; filling with dnf`)
+    yield* c.log.state(`Finish: buildroot image ${ref} (${outcome._tag === "Missing" ? "not in the registry" : "refused"})`)
+    if (outcome._tag === "Refused") yield* Effect.logWarning(`buildroot image ${ref} ${why}; filling with dnf`)
+    return undefined
+  })
+
+/**
+ * A cold fill: `dnf install @group` into a fresh root owned by the namespace's root, finished
+ * inside the same container (macros file, mount points, no dnf cache): the daemon never writes
+ * into a root whose links a package could have planted.
+ */
+const dnfFill = (c: FillContext, staging: string) =>
+  Effect.gen(function* () {
+    const root = path.join(staging, "root")
+    const listing = path.join(staging, "installed.tsv")
+    const macros = path.join(c.layout.meta, "macros.koji")
+    const owner = { uid: hostId(c.idmap, 0), gid: hostId(c.idmap, 0) }
+    const group = c.identity.installGroup
+    yield* Effect.tryPromise({
+      try: async () => {
+        await fsp.mkdir(root, { recursive: true, mode: 0o755 })
+        await fsp.chown(root, owner.uid, owner.gid)
+        await ownedFile(listing, owner)
+        await fsp.writeFile(macros, c.macrosText, { mode: 0o644 })
+      },
+      catch: (e) => new BuildrootSetupError({ message: `cannot prepare the fill in ${staging}: ${String(e)}` })
+    })
+    yield* c.log.state(`Start: installing minimal buildroot with dnf (install @${group})`)
+    const rc = yield* runDnf(c.containers, c.dnf, root, listing, ["install", `@${group}`], [
+      { type: "bind", source: macros, destination: "/koji/macros.koji" }
+    ], true)
+    if (rc !== 0) {
+      yield* c.log.error(`Command failed: dnf install @${group} (exit ${rc}); see root.log`)
+      const tail = logTail(yield* readTail(c.layout.logFile("root.log")))
+      return yield* new BuildrootSetupError({
+        message: `could not init buildroot, dnf exited with status ${rc}; see root.log for more information\n${tail}`,
+        logTail: tail
       })
-      yield* log.state(`Start: installing minimal buildroot with dnf (install @${installGroup})`)
-      const rc = yield* runDnf(containers, dnf, root, listing, ["install", `@${installGroup}`], [
-        { type: "bind", source: macros, destination: "/koji/macros.koji" }
-      ], true)
-      if (rc !== 0) {
-        yield* log.error(`Command failed: dnf install @${installGroup} (exit ${rc}); see root.log`)
-        const tail = logTail(yield* readTail(layout.logFile("root.log")))
-        return yield* new BuildrootSetupError({
-          message: `could not init buildroot, dnf exited with status ${rc}; see root.log for more information\n${tail}`,
-          logTail: tail
-        })
-      }
-      yield* log.state("Finish: installing minimal buildroot with dnf")
-    }))
+    }
+    yield* c.log.state("Finish: installing minimal buildroot with dnf")
+  })
+
+/**
+ * Roots of repos the hub no longer keeps READY leave the cache (checked on cold fills only); the
+ * images of repos the hub deleted (or marked PROBLEM) leave the registry too, in the background.
+ */
+const pruneStale = (
+  cache: BuildrootCache, images: BuildrootImages | undefined, hub: BuildrootHub, current: number,
+  background: (work: Effect.Effect<void>) => Effect.Effect<void>
+) =>
+  Effect.gen(function* () {
+    const gone = new Set<number>()
+    const removed = yield* cache.prune((meta) =>
+      meta.repoId === current || meta.repoId < 0
+        ? Effect.succeed(meta.repoId < 0)
+        : Effect.map(hub.repoState(meta.repoId), (s) => {
+          if (s === null || s === RepoState.DELETED || s === RepoState.PROBLEM) gone.add(meta.repoId)
+          return s === null || s === RepoState.DELETED || s === RepoState.PROBLEM || s === RepoState.EXPIRED
+        }))
+    const keys = removed.filter((e) => gone.has(e.meta.repoId)).map((e) => e.meta.notes?.["imageKey"]).filter((k): k is string => k !== undefined)
+    if (images !== undefined && keys.length > 0) yield* background(Effect.forEach(keys, images.remove, { discard: true }))
+  })
 
 const readAccounts = (file: string): string => {
   try {
@@ -236,7 +328,15 @@ export const checkBuildIds = (options: Pick<BuildrootsOptions, "idmap" | "buildU
 export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOptions) {
   yield* checkBuildIds(options)
   const containers = yield* Containers
-  const cache = makeCache(options.cacheDir, options.cacheMax)
+  // Work a task must not wait for (sizing and flushing a new root, eviction, pushes) runs here,
+  // in the service's scope.
+  const background = yield* FiberSet.make<void, never>()
+  const runInBackground = (work: Effect.Effect<void>) => Effect.asVoid(FiberSet.run(background, work))
+  const cache = makeCache(options.cacheDir, options.cacheMax, { maxBytes: options.cacheMaxBytes ?? 0, background: runInBackground, flush: true })
+  if (options.cacheMax > 0) {
+    yield* cache.recover.pipe(Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not check ${options.cacheDir} for leftovers`, cause)))
+  }
+  const images = options.registry === undefined || options.cacheMax <= 0 ? undefined : yield* makeBuildrootImages(options.registry, cache, runInBackground)
   const k = options.kojid
 
   const open = Effect.fn("Buildroots.open")(function* (request: BuildrootRequest, hub: BuildrootHub) {
@@ -265,17 +365,20 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
 
     // The fill (kojid's `mock --init`), or the cached root. The repo id names the package set;
     // where it is served from does not change the root; the id map changes its owners.
+    // A buildroot image holds container ids: its key leaves the host's id map out.
     const macrosText = macrosFile(rpmMacros(k, inputs))
-    const key = cacheKey({
-      repoId: repo.id, brArch, installGroup: request.installGroup, imageId: image.id,
-      dnfConf: `${dnfConf(k, ["<repo>"], tagExtra)}\n# ids ${formatIdMap(idmap)}${hub.repoIdentity === undefined ? "" : `\n# repo ${hub.repoIdentity}`}`,
-      macros: macrosText
-    })
+    const keyParts = { repoId: repo.id, brArch, installGroup: request.installGroup, imageId: image.id, macros: macrosText }
+    const repoLine = hub.repoIdentity === undefined ? "" : `\n# repo ${hub.repoIdentity}`
+    const key = cacheKey({ ...keyParts, dnfConf: `${dnfConf(k, ["<repo>"], tagExtra)}\n# ids ${formatIdMap(idmap)}${repoLine}` })
+    const identity: RootIdentity = {
+      key: cacheKey({ ...keyParts, dnfConf: `${dnfConf(k, ["<repo>"], tagExtra)}${repoLine}` }),
+      repoId: repo.id, tagName: config.name, brArch, installGroup: request.installGroup
+    }
     yield* log.state("Start: chroot init")
     const fillStarted = Date.now()
-    const entry = yield* fillOrReuse(cache, containers, dnf, log, layout, { key, macrosText, idmap }, {
+    const entry = yield* fillOrReuse({ cache, images, containers, dnf, log, layout, key, identity, macrosText, idmap }, {
       repoId: repo.id, tagName: config.name, brArch, installGroup: request.installGroup, image: image.image, imageId: image.id
-    }, request.installGroup)
+    })
     yield* Effect.flatMap(Metrics, (m) => Effect.sync(() => m.cache(entry.warm, (Date.now() - fillStarted) / 1000)))
     if (entry.warm) yield* log.rootNote(`using the cached buildroot ${entry.key} (repo ${repo.id}, @${request.installGroup}, ${image.image})`)
     const installed = yield* readListing(path.join(entry.dir, "installed.tsv"))
@@ -284,12 +387,7 @@ export const makeBuildroots = Effect.fnUntraced(function* (options: BuildrootsOp
     yield* log.state(`Finish: chroot init (${entry.warm ? "cached" : "filled"}, ${task.kind})`)
 
     // Repos the hub no longer keeps READY lose their cached roots (checked on cold fills only).
-    if (!entry.warm && options.cacheMax > 0) {
-      yield* cache.prune((meta) =>
-        meta.repoId === repo.id || meta.repoId < 0
-          ? Effect.succeed(meta.repoId < 0)
-          : Effect.map(hub.repoState(meta.repoId), (s) => s === null || s === RepoState.DELETED || s === RepoState.PROBLEM || s === RepoState.EXPIRED))
-    }
+    if (!entry.warm && options.cacheMax > 0) yield* pruneStale(cache, images, hub, repo.id, runInBackground)
     const listRepo = { tagId: repo.tag_id ?? config.id, tagName: config.name, repoId: repo.id, createEvent: repo.create_event, brArch }
     yield* hub.setBuildRootList(id, yield* hub.packageList(installed, listRepo))
 

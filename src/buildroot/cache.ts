@@ -1,16 +1,29 @@
 /**
  * The cache of populated buildroots (DESIGN §5): one directory per key (repo id, arch, group,
- * bootstrap image, dnf.conf + macros) holding `root/` and the rpmdb listing. A repo id names an
- * immutable package set, so a filled root can serve every later task of that repo read-only.
- * Filled once per key at a time (a semaphore per key), reference counted while tasks use it,
- * bounded to `max` entries by least recent use, and entries of repos the hub no longer keeps
- * READY are removed.
+ * bootstrap image, dnf.conf + macros, id map) holding `root/`, the rpmdb listing and `meta.json`.
+ * A repo id names an immutable package set, so a filled root serves every later task of that repo
+ * read-only. Bounded to `max` entries and `maxBytes` bytes by least recent use; entries of repos
+ * the hub no longer keeps READY are removed.
+ *
+ * Several daemons on one machine may share the directory (each its own workdir): everything that
+ * decides about an entry is on disk, under file locks (flock.ts) in `.locks/`:
+ * - `<key>`: every task using the entry holds it shared for as long as its overlay is mounted — the
+ *   kernel's use count; eviction and pruning take it exclusively without waiting, so an entry in
+ *   use anywhere is never removed.
+ * - `<key>.fill`: one fill per key at a time, whichever process asks.
+ * An entry only appears whole: it is filled in `.fill-<key>-<rand>/`, `meta.json` written last,
+ * then renamed into place; a removed entry is first renamed to `.trash-…`. So a half-written entry
+ * is never used; what a crash leaves (staging dirs whose fill lock is free, trash, entries without
+ * meta, entries of an earlier boot whose data was never flushed) is removed by `recover`.
  */
 import { Effect, type Scope } from "effect"
+import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
 import { BuildrootSetupError } from "./errors.js"
+import { lockFile, lockScoped } from "./flock.js"
 
 /** What is recorded beside a cached root. */
 export interface CacheMeta {
@@ -22,6 +35,16 @@ export interface CacheMeta {
   readonly image: string
   readonly imageId: string
   readonly created: number
+  /** Bytes the root takes on disk (measured after the fill; 0 until then). */
+  readonly bytes?: number
+  /** `fill` (dnf here) or `registry` (a buildroot image pulled from `buildroot_registry`). */
+  readonly source?: string
+  /** The kernel's boot id at the fill; with `synced` false, an entry of another boot may have lost data. */
+  readonly bootId?: string
+  /** The entry's data was flushed to disk (syncfs) after the fill. */
+  readonly synced?: boolean
+  /** What other parts record about the entry (the registry's image reference and digest). */
+  readonly notes?: Readonly<Record<string, string>>
 }
 
 /** A usable root: cached (`cached: true`) or a one-off fill when the cache is off. */
@@ -33,155 +56,359 @@ export interface CacheEntry {
   readonly installed: string
   /** False when this task filled it (cold), true when it was already there (warm). */
   readonly warm: boolean
+  readonly meta: CacheMeta
 }
 
-const fsError = (what: string) => (e: unknown) =>
-  new BuildrootSetupError({ message: `buildroot cache: ${what}: ${e instanceof Error ? e.message : String(e)}` })
+/** What a fill reports beyond the root it leaves. */
+export interface FillResult {
+  readonly source?: string
+  readonly notes?: Readonly<Record<string, string>>
+}
 
-const readEntry = (dir: string, key: string, warm: boolean) =>
-  Effect.tryPromise({
-    try: async (): Promise<CacheEntry | undefined> => {
-      const d = path.join(dir, key)
+/** One entry as listed, oldest use first. */
+export interface ListedEntry {
+  readonly key: string
+  readonly meta: CacheMeta
+  /** Last use (ms since the epoch): meta.json's mtime, touched by every use. */
+  readonly used: number
+  /** False for an entry without readable meta (a leftover, never used). */
+  readonly complete: boolean
+}
+
+/** Limits and hooks of a cache. */
+export interface CacheOptions {
+  /** Entries at most (0 = no caching: every use fills a root of its own). */
+  readonly max: number
+  /** Bytes at most (0 = no bound). */
+  readonly maxBytes?: number
+  /**
+   * Runs work that must not delay the task that caused it (measuring a new entry, eviction and the
+   * removal of evicted roots): the daemon forks it in its own scope; by default it runs in line.
+   */
+  readonly background?: (work: Effect.Effect<void>) => Effect.Effect<void>
+  /**
+   * Flush a new entry's data to disk (syncfs) after the fill, so that it survives a power loss;
+   * without it, entries of an earlier boot are dropped at start-up.
+   */
+  readonly flush?: boolean
+}
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e))
+const fsError = (what: string) => (e: unknown) => new BuildrootSetupError({ message: `buildroot cache: ${what}: ${message(e)}` })
+
+const KEY = /^[A-Za-z0-9_]{1,128}$/
+
+const bootId = (): string => {
+  try {
+    return fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim()
+  } catch {
+    return ""
+  }
+}
+
+const run = (cmd: string, args: ReadonlyArray<string>): Promise<void> =>
+  new Promise((resolve, reject) =>
+    execFile(cmd, [...args], { timeout: 600_000 }, (err, _o, stderr) => (err ? reject(new Error(`${cmd}: ${stderr.trim() || err.message}`)) : resolve())))
+
+/** Bytes a tree takes: allocated blocks, each inode once. */
+export const treeBytes = async (top: string): Promise<number> => {
+  const seen = new Set<string>()
+  let total = 0
+  const walk = async (d: string): Promise<void> => {
+    const names = await fsp.readdir(d).catch(() => [] as Array<string>)
+    for (const n of names) {
+      const p = path.join(d, n)
+      const st = await fsp.lstat(p).catch(() => undefined)
+      if (st === undefined) continue
+      const id = `${st.dev}:${st.ino}`
+      if (!seen.has(id)) {
+        seen.add(id)
+        total += st.blocks * 512
+      }
+      if (st.isDirectory()) await walk(p)
+    }
+  }
+  await walk(top)
+  return total
+}
+
+const incompleteMeta = (key: string): CacheMeta => ({ key, repoId: -1, tagName: "", brArch: "", installGroup: "", image: "", imageId: "", created: 0 })
+
+/** The buildroot cache under `dir` (see the module comment). */
+export const makeCache = (dir: string, max: number, options: Omit<CacheOptions, "max"> = {}) => {
+  const maxBytes = options.maxBytes ?? 0
+  const background = options.background ?? ((work: Effect.Effect<void>) => work)
+  const locks = path.join(dir, ".locks")
+  const useLock = (key: string) => path.join(locks, key)
+  const fillLock = (key: string) => path.join(locks, `${key}.fill`)
+  const metaLock = (key: string) => path.join(locks, `${key}.meta`)
+  const entryDir = (key: string) => path.join(dir, key)
+  const unique = () => `${process.pid}-${randomBytes(4).toString("hex")}`
+  const thisBoot = bootId()
+
+  const ensureDirs = Effect.tryPromise({
+    try: () => fsp.mkdir(locks, { recursive: true, mode: 0o700 }),
+    catch: fsError(`creating ${dir}`)
+  })
+
+  const readMeta = (key: string): Promise<CacheMeta | undefined> =>
+    fsp.readFile(path.join(entryDir(key), "meta.json"), "utf8").then((t) => JSON.parse(t) as CacheMeta, () => undefined)
+
+  /** The complete entry `key`, its use recorded; undefined when there is none. */
+  const readEntry = (key: string, warm: boolean) =>
+    Effect.promise(async (): Promise<CacheEntry | undefined> => {
+      const d = entryDir(key)
       try {
-        const installed = await fsp.readFile(path.join(d, "installed.tsv"), "utf8")
-        await fsp.access(path.join(d, "meta.json"))
+        const [meta, installed, root] = await Promise.all([readMeta(key), fsp.readFile(path.join(d, "installed.tsv"), "utf8"), fsp.lstat(path.join(d, "root"))])
+        if (meta === undefined || meta.key !== key || !root.isDirectory()) return undefined
         const now = new Date()
         await fsp.utimes(path.join(d, "meta.json"), now, now)
-        return { key, dir: d, root: path.join(d, "root"), installed, warm }
+        return { key, dir: d, root: path.join(d, "root"), installed, warm, meta }
       } catch {
         return undefined
       }
-    },
-    catch: fsError(`reading ${key}`)
-  })
-
-const removeDir = (d: string) =>
-  Effect.promise(() => fsp.rm(d, { recursive: true, force: true })).pipe(
-    Effect.timeout("300 seconds"),
-    Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not remove ${d}`, cause))
-  )
-
-/** Every entry with its meta and last use, oldest first. */
-const listEntries = (dir: string) => Effect.tryPromise({
-  try: async () => {
-    const names = await fsp.readdir(dir).catch(() => [] as Array<string>)
-    const out: Array<{ readonly key: string; readonly meta: CacheMeta; readonly used: number }> = []
-    for (const n of names) {
-      if (n.startsWith(".")) continue
-      try {
-        const metaFile = path.join(dir, n, "meta.json")
-        const [text, st] = await Promise.all([fsp.readFile(metaFile, "utf8"), fsp.stat(metaFile)])
-        out.push({ key: n, meta: JSON.parse(text) as CacheMeta, used: st.mtimeMs })
-      } catch {
-        // An entry without readable meta is a leftover of a crash: it is never used, remove it.
-        out.push({ key: n, meta: { key: n, repoId: -1, tagName: "", brArch: "", installGroup: "", image: "", imageId: "", created: 0 }, used: 0 })
-      }
-    }
-    return out.sort((a, b) => a.used - b.used)
-  },
-  catch: fsError("listing")
-})
-
-/** The buildroot cache under `dir`, holding at most `max` entries (0 = no caching). */
-export const makeCache = (dir: string, max: number) => {
-  const inUse = new Map<string, number>()
-  const fillLocks = new Map<string, Effect.Semaphore>()
-
-  const lockFor = (key: string) =>
-    Effect.gen(function* () {
-      const found = fillLocks.get(key)
-      if (found !== undefined) return found
-      const sem = yield* Effect.makeSemaphore(1)
-      fillLocks.set(key, sem)
-      return sem
     })
 
-  const list = listEntries(dir)
+  /** Removes a directory tree (bounded; failures logged: a leftover is only disk space). */
+  const removeDir = (d: string) =>
+    Effect.promise(() => fsp.rm(d, { recursive: true, force: true })).pipe(
+      Effect.timeout("300 seconds"),
+      Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not remove ${d}`, cause))
+    )
 
-  /** Drops least recently used entries beyond `max` that no task uses. */
-  const evict = Effect.gen(function* () {
-    const entries = yield* list
-    let excess = entries.length - max
-    for (const e of entries) {
-      if (excess <= 0) break
-      if ((inUse.get(e.key) ?? 0) > 0) continue
-      yield* Effect.logInfo(`buildroot cache: evicting ${e.key} (repo ${e.meta.repoId} ${e.meta.tagName}/${e.meta.brArch})`)
-      yield* removeDir(path.join(dir, e.key))
-      excess--
+  /** Moves `name` out of the way (atomic), to be removed by `emptyTrash`. */
+  const toTrash = (name: string) =>
+    Effect.promise(() => fsp.rename(path.join(dir, name), path.join(dir, `.trash-${name.replace(/^\./, "")}-${unique()}`)).then(() => true, () => false))
+
+  /** Removes the lock files of keys that have no entry and that no process holds. */
+  const sweepLocks = Effect.gen(function*() {
+    const names = yield* Effect.promise(() => fsp.readdir(locks).catch(() => [] as Array<string>))
+    for (const n of names) {
+      const key = /^([A-Za-z0-9_]+)(?:\.[a-z]+)?$/.exec(n)?.[1]
+      if (key === undefined || fs.existsSync(entryDir(key))) continue
+      yield* Effect.scoped(Effect.flatMap(lockFile(path.join(locks, n), "exclusive", false), (held) => (held === undefined ? Effect.void : held.unlinkAndRelease))).pipe(
+        // A lock file left over costs nothing; the next sweep tries again.
+        Effect.catchAll((e) => Effect.logDebug(e.message))
+      )
     }
+  })
+
+  const emptyTrash = Effect.gen(function*() {
+    const names = yield* Effect.promise(() => fsp.readdir(dir).catch(() => [] as Array<string>))
+    for (const n of names) if (n.startsWith(".trash-")) yield* removeDir(path.join(dir, n))
+    yield* sweepLocks
+  })
+
+  /** Every entry with its meta and last use, oldest first (incomplete ones count as oldest). */
+  const list = Effect.promise(async () => {
+    const names = await fsp.readdir(dir).catch(() => [] as Array<string>)
+    const out: Array<ListedEntry> = []
+    for (const n of names) {
+      if (n.startsWith(".") || !KEY.test(n)) continue
+      const metaFile = path.join(dir, n, "meta.json")
+      const [meta, st] = await Promise.all([readMeta(n), fsp.stat(metaFile).catch(() => undefined)])
+      if (meta !== undefined && st !== undefined) out.push({ key: n, meta, used: st.mtimeMs, complete: true })
+      else out.push({ key: n, meta: incompleteMeta(n), used: 0, complete: false })
+    }
+    return out.sort((a, b) => a.used - b.used)
   })
 
   /**
+   * Removes entry `key` if no one uses it (an exclusive try of its use lock); true when removed.
+   * The root itself is deleted later (`emptyTrash`), outside every lock.
+   */
+  const removeIfUnused = (key: string, why: string) =>
+    Effect.scoped(Effect.gen(function*() {
+      const held = yield* lockFile(useLock(key), "exclusive", false)
+      if (held === undefined) return false
+      const moved = yield* toTrash(key)
+      if (moved) yield* Effect.logInfo(`buildroot cache: removing ${key}: ${why}`)
+      yield* held.unlinkAndRelease
+      return moved
+    }))
+
+  /** Whether any process uses `key` now. */
+  const busy = (key: string) =>
+    Effect.scoped(Effect.map(lockFile(useLock(key), "exclusive", false), (held) => held === undefined))
+
+  /** Read-modify-write of an entry's meta.json, one writer at a time. */
+  const updateMeta = (key: string, patch: (meta: CacheMeta) => CacheMeta) =>
+    Effect.scoped(Effect.gen(function*() {
+      yield* lockScoped(metaLock(key), "exclusive")
+      yield* Effect.tryPromise({
+        try: async () => {
+          const meta = await readMeta(key)
+          if (meta === undefined) return
+          const tmp = path.join(entryDir(key), `.meta.json.${unique()}`)
+          await fsp.writeFile(tmp, JSON.stringify(patch(meta), null, 1))
+          await fsp.rename(tmp, path.join(entryDir(key), "meta.json"))
+        },
+        catch: fsError(`updating the meta of ${key}`)
+      })
+    }))
+
+  /** Records `notes` (merged) in the meta of entry `key`. */
+  const annotate = (key: string, notes: Readonly<Record<string, string>>) =>
+    updateMeta(key, (m) => ({ ...m, notes: { ...m.notes, ...notes } }))
+
+  /** Drops least recently used entries beyond `max` entries or `maxBytes` bytes that no process uses. */
+  const evict = Effect.gen(function*() {
+    const entries = yield* list
+    let count = entries.length
+    let bytes = entries.reduce((acc, e) => acc + (e.meta.bytes ?? 0), 0)
+    for (const e of entries) {
+      if (count <= max && (maxBytes <= 0 || bytes <= maxBytes)) break
+      const why = e.complete
+        ? `evicted (repo ${e.meta.repoId} ${e.meta.tagName}/${e.meta.brArch}, ${count} entries, ${bytes} bytes)`
+        : "incomplete entry"
+      if (yield* removeIfUnused(e.key, why)) {
+        count--
+        bytes -= e.meta.bytes ?? 0
+      }
+    }
+    yield* emptyTrash
+  })
+
+  /** After a fill, off the task's path: the entry's size, its data flushed to disk, then eviction. */
+  const settle = (key: string) =>
+    Effect.gen(function*() {
+      const bytes = yield* Effect.promise(() => treeBytes(path.join(entryDir(key), "root")))
+      const synced = options.flush === true && (yield* Effect.promise(() => run("sync", ["-f", entryDir(key)]).then(() => true, () => false)))
+      yield* updateMeta(key, (m) => ({ ...m, bytes, synced }))
+      yield* evict
+    }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: after filling ${key}`, cause)))
+
+  /** Fills `key` into a staging directory and renames it into place (the caller holds its fill lock). */
+  const fillEntry = <E>(key: string, meta: Omit<CacheMeta, "key" | "created">, fill: (staging: string) => Effect.Effect<FillResult | void, E>) =>
+    Effect.gen(function*() {
+      const staging = path.join(dir, `.fill-${key}-${unique()}`)
+      yield* Effect.acquireUseRelease(
+        Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
+        () =>
+          Effect.gen(function*() {
+            const result = (yield* fill(staging)) ?? {}
+            const full: CacheMeta = {
+              ...meta, key, created: Date.now() / 1000, bytes: 0, source: result.source ?? "fill", bootId: thisBoot, synced: false,
+              ...(result.notes === undefined ? {} : { notes: result.notes })
+            }
+            yield* Effect.tryPromise({
+              try: () => fsp.writeFile(path.join(staging, "meta.json"), JSON.stringify(full, null, 1)),
+              catch: fsError(`storing ${key}`)
+            })
+            // A leftover without meta (never used) goes first; the rename is the commit.
+            yield* toTrash(key)
+            yield* Effect.tryPromise({ try: () => fsp.rename(staging, entryDir(key)), catch: fsError(`storing ${key}`) })
+          }),
+        () => removeDir(staging)
+      )
+    })
+
+  /** A one-off root (the cache is off), removed with the scope; its lock tells `recover` it is in use. */
+  const oneOff = <E>(key: string, fill: (staging: string) => Effect.Effect<FillResult | void, E>) =>
+    Effect.gen(function*() {
+      const id = unique()
+      const staging = path.join(dir, `.once-${id}`)
+      const held = yield* lockScoped(path.join(locks, `.once-${id}`), "exclusive")
+      yield* Effect.addFinalizer(() => held.unlinkAndRelease)
+      yield* Effect.acquireRelease(
+        Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
+        () => removeDir(staging)
+      )
+      yield* fill(staging)
+      const installed = yield* Effect.tryPromise({ try: () => fsp.readFile(path.join(staging, "installed.tsv"), "utf8"), catch: fsError("listing") })
+      return { key, dir: staging, root: path.join(staging, "root"), installed, warm: false, meta: { ...incompleteMeta(key), created: Date.now() / 1000 } }
+    })
+
+  /**
    * A root for `key`, filled by `fill(stagingDir)` when missing (it must leave `root/` and
-   * `installed.tsv` there). The entry is marked in use until the scope closes.
+   * `installed.tsv` there). The entry is in use (its use lock held shared) until the scope closes.
    */
   const acquire = <E>(
     key: string,
     meta: Omit<CacheMeta, "key" | "created">,
-    fill: (staging: string) => Effect.Effect<void, E>
+    fill: (staging: string) => Effect.Effect<FillResult | void, E>
   ): Effect.Effect<CacheEntry, E | BuildrootSetupError, Scope.Scope> =>
-    Effect.gen(function* () {
-      yield* Effect.tryPromise({ try: () => fsp.mkdir(dir, { recursive: true }), catch: fsError(`creating ${dir}`) })
-      const staging = path.join(dir, `.fill-${key}-${randomBytes(4).toString("hex")}`)
-      if (max <= 0) {
-        // No caching: a one-off root, removed with the scope.
-        yield* Effect.acquireRelease(
-          Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
-          () => removeDir(staging)
-        )
-        yield* fill(staging)
-        const installed = yield* Effect.tryPromise({ try: () => fsp.readFile(path.join(staging, "installed.tsv"), "utf8"), catch: fsError("listing") })
-        return { key, dir: staging, root: path.join(staging, "root"), installed, warm: false }
-      }
-      const sem = yield* lockFor(key)
-      const entry = yield* sem.withPermits(1)(
-        Effect.gen(function* () {
-          const cached = yield* readEntry(dir, key, true)
-          if (cached !== undefined) return cached
-          yield* Effect.acquireUseRelease(
-            Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
-            () =>
-              Effect.gen(function* () {
-                yield* fill(staging)
-                const full: CacheMeta = { ...meta, key, created: Date.now() / 1000 }
-                yield* Effect.tryPromise({
-                  try: async () => {
-                    await fsp.writeFile(path.join(staging, "meta.json"), JSON.stringify(full, null, 1))
-                    await fsp.rm(path.join(dir, key), { recursive: true, force: true })
-                    await fsp.rename(staging, path.join(dir, key))
-                  },
-                  catch: fsError(`storing ${key}`)
-                })
-              }),
-            () => removeDir(staging)
-          )
-          const made = yield* readEntry(dir, key, false)
-          if (made === undefined) return yield* new BuildrootSetupError({ message: `buildroot cache: entry ${key} vanished after the fill` })
-          return made
-        })
-      )
-      yield* Effect.acquireRelease(
-        Effect.sync(() => inUse.set(key, (inUse.get(key) ?? 0) + 1)),
-        () => Effect.sync(() => inUse.set(key, (inUse.get(key) ?? 1) - 1))
-      )
-      if (!entry.warm) yield* evict
-      return entry
+    Effect.gen(function*() {
+      if (!KEY.test(key)) return yield* new BuildrootSetupError({ message: `buildroot cache: invalid key ${JSON.stringify(key)}` })
+      yield* ensureDirs
+      if (max <= 0) return yield* oneOff(key, fill)
+      yield* lockScoped(useLock(key), "shared")
+      const cached = yield* readEntry(key, true)
+      if (cached !== undefined) return cached
+      const filled = yield* Effect.scoped(Effect.gen(function*() {
+        const held = yield* lockScoped(fillLock(key), "exclusive")
+        // Filled by another task (here or in another daemon) while this one waited for the lock.
+        const other = yield* readEntry(key, true)
+        if (other !== undefined) return other
+        yield* fillEntry(key, meta, fill)
+        yield* held.unlinkAndRelease
+        return undefined
+      }))
+      if (filled !== undefined) return filled
+      const made = yield* readEntry(key, false)
+      if (made === undefined) return yield* new BuildrootSetupError({ message: `buildroot cache: entry ${key} vanished after the fill` })
+      yield* background(settle(key))
+      return made
     })
 
   /** Removes unused entries for which `stale(meta)` says the repo is gone or no longer READY. */
   const prune = <E>(stale: (meta: CacheMeta) => Effect.Effect<boolean, E>) =>
-    Effect.gen(function* () {
+    Effect.gen(function*() {
+      const removed: Array<ListedEntry> = []
       for (const e of yield* list) {
-        if ((inUse.get(e.key) ?? 0) > 0) continue
         const gone = yield* stale(e.meta).pipe(Effect.catchAll((err) => Effect.as(Effect.logDebug("repo check failed", err), false)))
-        if (gone) {
-          yield* Effect.logInfo(`buildroot cache: removing ${e.key}: repo ${e.meta.repoId} is no longer current`)
-          yield* removeDir(path.join(dir, e.key))
-        }
+        if (gone && (yield* removeIfUnused(e.key, `repo ${e.meta.repoId} is no longer current`))) removed.push(e)
       }
+      yield* background(emptyTrash)
+      return removed
     })
 
-  return { acquire, prune, list, evict, inUse: (key: string) => inUse.get(key) ?? 0 }
+  /**
+   * Entry `key` in use for the life of the scope (its use lock held shared), for work beside the
+   * tasks (a push); undefined when there is no such entry.
+   */
+  const hold = (key: string) =>
+    Effect.gen(function*() {
+      if (!KEY.test(key) || max <= 0) return undefined
+      yield* lockScoped(useLock(key), "shared")
+      return yield* readEntry(key, true)
+    })
+
+  /** Takes the exclusive lock `<key>.<purpose>` for the scope if no one holds it; false when someone does. */
+  const claim = (key: string, purpose: string) =>
+    Effect.map(lockFile(path.join(locks, `${key}.${purpose}`), "exclusive", false), (held) => held !== undefined)
+
+  /**
+   * What crashed processes left: staging directories no process is filling, roots of the cache-off
+   * mode no process holds, trash, entries without meta, and entries of an earlier boot whose data
+   * was never flushed (their files may be empty after a power loss). Run at start-up; safe while
+   * other daemons use the directory.
+   */
+  const recover = Effect.gen(function*() {
+    yield* ensureDirs
+    const names = yield* Effect.promise(() => fsp.readdir(dir).catch(() => [] as Array<string>))
+    const removed: Array<string> = []
+    for (const n of names) {
+      const fill = /^\.fill-([A-Za-z0-9_]+)-\d+-[0-9a-f]+$/.exec(n)
+      const once = /^\.once-(\d+-[0-9a-f]+)$/.exec(n)
+      const lock = fill !== null ? fillLock(fill[1]!) : once !== null ? path.join(locks, `.once-${once[1]}`) : undefined
+      if (lock === undefined) continue
+      const free = yield* Effect.scoped(Effect.map(lockFile(lock, "exclusive", false), (held) => held !== undefined))
+      if (free && (yield* toTrash(n))) removed.push(n)
+    }
+    for (const e of yield* list) {
+      const unflushed = e.complete && e.meta.synced !== true && e.meta.bootId !== undefined && e.meta.bootId !== thisBoot
+      if (!e.complete || unflushed) {
+        if (yield* removeIfUnused(e.key, e.complete ? "filled before a restart of the machine and never flushed to disk" : "incomplete entry")) removed.push(e.key)
+      }
+    }
+    const trash = (yield* Effect.promise(() => fsp.readdir(dir).catch(() => [] as Array<string>))).filter((n) => n.startsWith(".trash-"))
+    yield* emptyTrash
+    if (removed.length > 0) yield* Effect.logInfo(`buildroot cache: removed what an earlier process left half-written: ${removed.join(", ")}`)
+    return { removed, trash: trash.length }
+  })
+
+  return { dir, acquire, prune, list, evict, busy, annotate, recover, hold, claim, limits: { max, maxBytes } }
 }
 
 /** The cache object. */

@@ -122,6 +122,16 @@ export const runDnf = (
   extra?: ReadonlyArray<ContainerMount>, finish?: boolean
 ) => Effect.map(containers.run(dnf.spec(root, listing, args, extra, finish), { outputOnFailureOnly: true }), (r) => r.exitCode)
 
+/**
+ * Lists the rpmdb of `root` into `listing` without installing anything (a root that came from a
+ * buildroot image): the same container and script as a dnf run, with `true` for dnf. The exit code.
+ */
+export const listRoot = (containers: Containers["Type"], dnf: Dnf, root: string, listing: string) =>
+  Effect.map(
+    containers.run({ ...dnf.spec(root, listing, []), command: ["/bin/sh", "-c", DNF_SCRIPT, "dnf", "true"] }, { outputOnFailureOnly: true }),
+    (r) => r.exitCode
+  )
+
 /** The rpmdb listing a dnf run left (bounded read). */
 export const readListing = (file: string): Effect.Effect<ReadonlyArray<InstalledRpm>, BuildrootSetupError> =>
   Effect.tryPromise({

@@ -11,6 +11,7 @@ import type { PodmanError } from "../containers/Libpod.js"
 import type { BuildError } from "../koji/faults.js"
 import type { Ref } from "../koji/refs.js"
 import type { RepoInfo, TagInfo } from "../hub/schemas.js"
+import type { BuildrootRegistryOptions } from "./buildrootImages.js"
 import type { BuildrootOptions } from "./config.js"
 import type { BuildLimitExceeded, BuildrootSetupError, FsError, RpmbuildFailed } from "./errors.js"
 import type { HubSideError } from "./hubSide.js"
@@ -23,6 +24,10 @@ export interface BuildrootsOptions {
   readonly cacheDir: string
   /** `[adjutant] buildroot_cache_max` (entries; 0 = no cache). */
   readonly cacheMax: number
+  /** `[adjutant] buildroot_cache_max_bytes` (0 = no bound beyond the count). */
+  readonly cacheMaxBytes?: number
+  /** `[adjutant] buildroot_registry` and how to reach it; undefined = no buildroot images. */
+  readonly registry?: BuildrootRegistryOptions
   /** `uid:gid` of the build user inside the containers (`[adjutant] build_user`). */
   readonly buildUser: string
   /** `[adjutant] build_userns`: host ids of the containers that run package code; null = host ids. */

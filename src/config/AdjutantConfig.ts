@@ -171,6 +171,10 @@ export interface AdjutantOptions {
   readonly tls_min_version: TlsVersion
   readonly buildroot_cache_dir: string
   readonly buildroot_cache_max: number
+  /** Bytes the buildroot cache may hold (0 = no bound beyond the entry count). */
+  readonly buildroot_cache_max_bytes: number
+  /** `host[:port]/namespace` where filled roots are pushed as images and looked for before a fill; "" = off. */
+  readonly buildroot_registry: string
   readonly status_listen: string
   readonly log_file: string
   /** Layout of every log line: kojid's (default), logfmt or JSON (src/daemon/logFormat.ts). */
@@ -345,6 +349,8 @@ export const defaultAdjutantOptions: AdjutantOptions = {
   tls_min_version: "TLSv1.2",
   buildroot_cache_dir: "/var/lib/koji-adjutant/buildroots",
   buildroot_cache_max: 20,
+  buildroot_cache_max_bytes: 0,
+  buildroot_registry: "",
   status_listen: "",
   log_file: "/var/log/kojid.log",
   log_format: "kojid",
@@ -668,6 +674,17 @@ const oneOf = <const L extends string>(...allowed: ReadonlyArray<L>) =>
     (v) => v
   )
 
+/** `host[:port]/namespace[/…]` of `buildroot_registry` ("" = off): a registry and a repository path under it. */
+const parseRegistryNamespace = (raw: string): Either.Either<string, string> => {
+  if (raw === "") return Either.right(raw)
+  const [host = "", ...parts] = raw.split("/")
+  const hp = parseHostPort(host, false)
+  if (Either.isLeft(hp)) return Either.left(`registry ${hp.left}`)
+  if (parts.length === 0) return Either.left(`must be host[:port]/namespace, got ${JSON.stringify(raw)}`)
+  const bad = parts.find((p) => !/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/.test(p))
+  return bad === undefined ? Either.right(raw) : Either.left(`namespace part ${JSON.stringify(bad)} is not a repository name (lowercase letters, digits, . _ -)`)
+}
+
 const boolField = field(parsePythonBool, (b) => (b ? "True" : "False"))
 const countField = field(parseNonNegativeInt, String)
 const positiveCount = field(
@@ -794,6 +811,8 @@ const ADJUTANT_FIELDS: { readonly [K in keyof AdjutantOptions]: AdjutantField<Ad
   tls_min_version: tlsVersion,
   buildroot_cache_dir: absolutePath(false),
   buildroot_cache_max: countField,
+  buildroot_cache_max_bytes: field(parseByteSize, formatByteSize),
+  buildroot_registry: field(parseRegistryNamespace, (v) => v),
   status_listen: field(
     (raw) => (raw === "" ? Either.right(raw) : Either.map(parseHostPort(raw, true), () => raw)),
     (v) => v

@@ -250,20 +250,24 @@ const normalizeAuthKey = (key: string): string => {
   return /^v[12]$/.test(rest) ? host : rest === "" ? host : `${host}/${rest}`
 }
 
+/** The credentials of a containers auth file for one repository. */
+export interface RegistryCredentials {
+  readonly username: string
+  readonly password: string
+  readonly identitytoken?: string
+}
+
 /**
- * The X-Registry-Auth header for one pull: podman 4.3 accepts a base64url JSON map of
- * registry → {username, password} (pkg/auth multi-auth header). Only the entry for the image's
- * registry is sent; the most specific key (`host/namespace` before `host`) wins, as in
- * containers-auth.json(5).
+ * The credentials an auth file holds for repository `name` (`registry/path`): the most specific
+ * key (`host/namespace` before `host`) wins, as in containers-auth.json(5); undefined when none.
  */
-export const registryAuthHeader = (authFileText: string, ref: ImageReference): Either.Either<string | undefined, string> => {
+export const registryCredentials = (authFileText: string, name: string): Either.Either<RegistryCredentials | undefined, string> => {
   const parsed = decodeAuthFile(authFileText)
   if (Either.isLeft(parsed)) return Either.left(`is not a containers auth file: ${parsed.left.message}`)
-  const target = ref.name
   let best: { key: string; entry: typeof AuthEntry.Type } | undefined
   for (const [rawKey, entry] of Object.entries(parsed.right.auths)) {
     const key = normalizeAuthKey(rawKey)
-    if ((target === key || target.startsWith(key + "/")) && (best === undefined || key.length > best.key.length)) {
+    if ((name === key || name.startsWith(key + "/")) && (best === undefined || key.length > best.key.length)) {
       best = { key, entry }
     }
   }
@@ -277,17 +281,21 @@ export const registryAuthHeader = (authFileText: string, ref: ImageReference): E
     username = decoded.slice(0, sep)
     password = decoded.slice(sep + 1)
   }
-  const config = {
-    [ref.registry]: {
-      username,
-      password,
-      ...(best.entry.identitytoken === undefined ? {} : { identitytoken: best.entry.identitytoken })
-    }
-  }
-  // Go's base64.URLEncoding: the URL alphabet *with* padding (Node's "base64url" drops it,
-  // which podman rejects with "unexpected EOF").
-  return Either.right(Buffer.from(JSON.stringify(config)).toString("base64").replace(/\+/g, "-").replace(/\//g, "_"))
+  return Either.right({ username, password, ...(best.entry.identitytoken === undefined ? {} : { identitytoken: best.entry.identitytoken }) })
 }
+
+/**
+ * The X-Registry-Auth header for one pull: podman 4.3 accepts a base64url JSON map of
+ * registry → {username, password} (pkg/auth multi-auth header). Only the entry for the image's
+ * registry is sent (`registryCredentials`).
+ */
+export const registryAuthHeader = (authFileText: string, ref: ImageReference): Either.Either<string | undefined, string> =>
+  Either.map(registryCredentials(authFileText, ref.name), (creds) => {
+    if (creds === undefined) return undefined
+    // Go's base64.URLEncoding: the URL alphabet *with* padding (Node's "base64url" drops it,
+    // which podman rejects with "unexpected EOF").
+    return Buffer.from(JSON.stringify({ [ref.registry]: creds })).toString("base64").replace(/\+/g, "-").replace(/\//g, "_")
+  })
 
 // ---------------------------------------------------------------------------------------------
 // Pull errors

@@ -26,6 +26,8 @@ export interface TestRegistry {
   readonly host: string
   readonly tls: boolean
   readonly credentials: { readonly username: string; readonly password: string } | undefined
+  /** The registry's storage directory (docker/registry/v2/… below it), for tests that damage blobs. */
+  readonly storage: string
   /** Copies a local image into the registry as `<host>/<repo>:<tag>`. */
   readonly push: (localImage: string, repoTag: string) => void
   /** The manifest digest the registry serves for `<repo>:<tag>`. */
@@ -139,6 +141,7 @@ export const startRegistry = async (options: TestRegistryOptions = {}): Promise<
     host,
     tls,
     credentials: options.credentials,
+    storage: join(dir, "storage"),
     push: (localImage, repoTag) => {
       execFileSync(
         "skopeo",
