@@ -165,7 +165,7 @@ describe.skipIf(mode === undefined)("podman: the RPM", () => {
       "/usr/lib/koji-adjutant/dist/daemon/TaskManager.js",
       "/usr/lib/koji-adjutant/node_modules/effect/package.json",
       "/usr/lib/koji-adjutant/node_modules/@effect/platform-node/package.json",
-      "/usr/lib/koji-adjutant/node_modules/xmlrpc/package.json",
+      "/usr/lib/koji-adjutant/node_modules/prom-client/package.json",
       "/usr/lib/systemd/system/koji-adjutant.service",
       "/usr/lib/tmpfiles.d/koji-adjutant.conf",
       "/etc/sysconfig/koji-adjutant",
