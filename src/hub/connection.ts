@@ -53,6 +53,8 @@ interface HubHealth {
   down: boolean
   downSince: number
   back: Deferred.Deferred<void>
+  /** Completed when the hub is found down (then replaced): what `recovered` waits for first. */
+  fell: Deferred.Deferred<void>
   waiting: number
 }
 
@@ -102,7 +104,7 @@ export const makeConnection = (options: HubOptions) =>
         timeout: Duration.seconds(Math.min(30, options.timeout ?? 30))
       },
       probeSlot: yield* Effect.makeSemaphore(1),
-      health: { sent: 0, failedAt: 0, down: false, downSince: 0, back: Deferred.unsafeMake<void>(FiberId.none), waiting: 0 }
+      health: { sent: 0, failedAt: 0, down: false, downSince: 0, back: Deferred.unsafeMake<void>(FiberId.none), fell: Deferred.unsafeMake<void>(FiberId.none), waiting: 0 }
     }
     return connection
   })
@@ -128,12 +130,14 @@ const probeLoop = (c: HubConnection): Effect.Effect<never> =>
   })))
 
 const hubFailed = (c: HubConnection): Effect.Effect<void> =>
-  Effect.map(Clock.currentTimeMillis, (now) => {
-    if (!c.health.down) {
-      c.health.down = true
-      c.health.downSince = now
-    }
+  Effect.flatMap(Clock.currentTimeMillis, (now) => {
     c.health.failedAt = c.health.sent
+    if (c.health.down) return Effect.void
+    c.health.down = true
+    c.health.downSince = now
+    const fell = c.health.fell
+    c.health.fell = Deferred.unsafeMake<void>(FiberId.none)
+    return Deferred.succeed(fell, undefined)
   })
 
 const hubAnswered = (c: HubConnection, serial: number): Effect.Effect<void> =>
@@ -189,8 +193,15 @@ const awaitBack = (c: HubConnection, limit: Duration.Duration | undefined, onlyW
  */
 export const retryPause = (c: HubConnection, interval: Duration.Duration): Effect.Effect<void> => awaitBack(c, interval, true)
 
-/** Completes at the next "hub is back" (KojiHubService.recovered). */
-export const recovered = (c: HubConnection): Effect.Effect<void> => awaitBack(c, undefined, false)
+/**
+ * Completes at the next "hub is back" (KojiHubService.recovered): waits for the hub to be found
+ * down (no probing, no wake-ups while it answers), then for its return.
+ */
+export const recovered = (c: HubConnection): Effect.Effect<void> =>
+  Effect.zipRight(
+    Effect.suspend(() => (c.health.down ? Effect.void : Deferred.await(c.health.fell))),
+    awaitBack(c, undefined, true)
+  )
 
 /**
  * kojid's retry loop (`ClientSession._callMethod`, §1.7): faults are final except ServerOffline
