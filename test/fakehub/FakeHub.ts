@@ -373,10 +373,16 @@ const peekSession = (req: http.IncomingMessage, query: string): { sessionId: num
 
 const readBody = (req: http.IncomingMessage): Promise<Buffer> =>
   new Promise((resolve, reject) => {
+    // A client that went away before the end of its request (killed, possibly while an inject delay
+    // held the request) fails the read, as mod_wsgi's does: the caller's finally (an upload's
+    // lock) runs instead of waiting forever for an end that never comes.
+    const gone = () => reject(new Error("the client went away before the end of its request"))
+    if (req.destroyed) return gone()
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => chunks.push(c))
     req.on("end", () => resolve(Buffer.concat(chunks)))
     req.on("error", reject)
+    req.on("close", () => (req.readableEnded ? undefined : gone()))
   })
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
