@@ -96,6 +96,36 @@ describe.skipIf(!podmanInstalled && !requirePodman)(`disk faults (needs podman${
     assert.deepStrictEqual([...l.containers, ...l.mounts, ...l.loops, ...l.taskDirs], [])
   }, 600_000)
 
+  it("the buildroot cache fills up during a cold fill: that task fails with a clear fault, the daemon goes on and builds once space is back", async () => {
+    world = await startCrashWorld("cachefull", { cacheTmpfsBytes: 1024 * MiB })
+    const w = world
+    const daemon = w.startDaemon()
+    const why = () => `${stderrOf(daemon).slice(-3000)}\n${logOf(w).slice(-6000)}`
+    const srpm = w.upload(`${w.fixture.srpms}/fixture-hello-1.0-1.src.rpm`)
+    const build = w.hub.createTask("rebuildSRPM", [srpm, "fixture-build", { repo_id: 1 }], { arch: "noarch" })
+    // The fill's container runs (dnf into a staging entry of the cache): fill the cache's file system.
+    await until(async () => (await w.containers()).some((n) => n.startsWith(`kojiadj-buildroot-t${build}-`)), "the fill's container", 240_000, why)
+    const filler = path.join(w.cacheDir, "filler")
+    fillUp(filler)
+    const done = (state: number | undefined) => state === TaskState.CLOSED || state === TaskState.FAILED
+    await until(() => done(w.hub.state.task(build)?.state), "the build done", 240_000, why)
+    const result = JSON.stringify(w.hub.state.taskResult(build))
+    console.log(`build on a full cache: ${w.hub.state.task(build)?.state === TaskState.FAILED ? "FAILED" : "CLOSED"} ${result.slice(0, 1500)}`)
+    assert.strictEqual(w.hub.state.task(build)?.state, TaskState.FAILED, result)
+    assert.match(result, /no space left/i, "the fault says the disk is full")
+    assert.include(result, w.cacheDir, "and names the full file system")
+    assert.strictEqual(reports(w, build), 1)
+    fs.rmSync(filler)
+    // Space back: the next build fills the cache and closes; nothing half-filled is used.
+    const again = w.hub.createTask("rebuildSRPM", [w.upload(`${w.fixture.srpms}/fixture-hello-1.0-1.src.rpm`), "fixture-build", { repo_id: 1 }], { arch: "noarch" })
+    await until(() => w.hub.state.task(again)?.state === TaskState.CLOSED, "a build after the fault closed", 240_000, why)
+    assert.isNull(daemon.exitCode, why())
+    daemon.kill("SIGTERM")
+    await until(() => daemon.exitCode !== null, "the daemon stopped", 30_000, why)
+    const l = await w.leftovers()
+    assert.deepStrictEqual([...l.containers, ...l.mounts, ...l.loops, ...l.taskDirs], [])
+  }, 600_000)
+
   it("minspace: less free than that on the workdir → not ready, no task taken; space back → ready, the task CLOSED", async () => {
     world = await startCrashWorld("minspace", { workdirTmpfsBytes: 96 * MiB, minspaceMB: 48 })
     const w = world

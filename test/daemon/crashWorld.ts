@@ -181,6 +181,8 @@ export interface CrashWorldOptions {
   readonly podman?: PodmanService
   /** Mount a tmpfs of this many bytes at the workdir (a small file system to fill); unmounted on close. */
   readonly workdirTmpfsBytes?: number
+  /** Mount a tmpfs of this many bytes at the buildroot cache; unmounted on close. */
+  readonly cacheTmpfsBytes?: number
   /** kojid.conf `minspace` (default 1 MB). */
   readonly minspaceMB?: number
 }
@@ -201,6 +203,10 @@ export const startCrashWorld = async (prefix = "crash", options: CrashWorldOptio
   const cacheDir = path.join(base, "cache")
   fs.mkdirSync(workdir, { mode: 0o711 })
   if (options.workdirTmpfsBytes !== undefined) execFileSync("mount", ["-t", "tmpfs", "-o", `size=${options.workdirTmpfsBytes},mode=0711`, "tmpfs", workdir])
+  if (options.cacheTmpfsBytes !== undefined) {
+    fs.mkdirSync(cacheDir, { mode: 0o711 })
+    execFileSync("mount", ["-t", "tmpfs", "-o", `size=${options.cacheTmpfsBytes},mode=0711`, "tmpfs", cacheDir])
+  }
   const topdir = makeWritableTopdir(fixture, base)
   const scope = Effect.runSync(Scope.make())
   let inject: ((req: InjectRequest) => InjectAction) | undefined
@@ -216,6 +222,7 @@ export const startCrashWorld = async (prefix = "crash", options: CrashWorldOptio
     removeContainersOfHost(hostName)
     await podman.stop()
     if (options.workdirTmpfsBytes !== undefined) umountQuietly(workdir)
+    if (options.cacheTmpfsBytes !== undefined) umountQuietly(cacheDir)
     fs.rmSync(base, { recursive: true, force: true })
   }
   try {
