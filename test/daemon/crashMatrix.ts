@@ -251,6 +251,7 @@ export const runCrashMatrix = async (options: CrashMatrixOptions = {}): Promise<
   let finalExit: number | string | undefined
   try {
     let daemon = world.startDaemon()
+    let startedAtCall = 0
     const windows = new Map<Scenario, number>()
     for (const [i, scenario] of order.entries()) {
       const started = Date.now()
@@ -301,6 +302,7 @@ export const runCrashMatrix = async (options: CrashMatrixOptions = {}): Promise<
       await exited(daemon)
       world.setInject(undefined)
       const callsBefore = world.hub.state.calls.length
+      startedAtCall = callsBefore
       const restartAt = Date.now()
       daemon = world.startDaemon()
       let recoveryMs: number | undefined
@@ -341,6 +343,9 @@ export const runCrashMatrix = async (options: CrashMatrixOptions = {}): Promise<
         progress(`  daemon log tail: ${tailOf(world.logFile, 3000)}`)
       }
     }
+    // SIGTERM once the last process is up (its first heartbeat): before Node.js has set up its
+    // handlers, SIGTERM's default action ends it, which says nothing about the daemon.
+    await until(() => world.hub.state.calls.slice(startedAtCall).some((c) => c.method === "host.updateHost"), 60_000)
     daemon.kill("SIGTERM")
     finalExit = await Promise.race([exited(daemon), sleep(60_000).then(() => "timeout")])
     final = await world.leftovers()
