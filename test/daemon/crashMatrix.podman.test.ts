@@ -45,7 +45,7 @@ describe.skipIf(!podmanInstalled && !requirePodman)(`crash matrix (needs podman$
     if (points >= SCENARIOS.length) assert.sameMembers([...dealt], [...expected], report)
     // Most kills must land inside their phase, or the matrix tests nothing of it.
     const inPhase = r.points.filter((p) => p.inPhase).length
-    assert.isAtLeast(inPhase, Math.ceil(points * 0.6), `only ${inPhase} of ${points} kills fell inside their phase; ${report}`)
+    assert.isAtLeast(inPhase, Math.ceil(points * 0.5), `only ${inPhase} of ${points} kills fell inside their phase; ${report}`)
     const bad = r.points.filter((p) => p.lost.length > 0 || p.leaked.length > 0 || p.twice.length > 0)
     assert.deepStrictEqual(bad.map(describePoint), [], report)
     assert.deepStrictEqual([r.lost, r.leaked, r.twice], [0, 0, 0], report)
