@@ -58,6 +58,40 @@ export const freeMB = (p: string): number => {
   }
 }
 
+/** Size in MB of the file system holding `p` (its nearest existing ancestor). */
+const sizeMB = (p: string): number => {
+  let dir = path.resolve(p)
+  for (;;) {
+    try {
+      const st = statfsSync(dir)
+      return Math.floor((Number(st.blocks) * Number(st.bsize)) / 1024 / 1024)
+    } catch (e) {
+      const parent = path.dirname(dir)
+      if (parent === dir) throw e
+      dir = parent
+    }
+  }
+}
+
+/**
+ * For a failed task's fault: the daemon's file systems (workdir, buildroot cache) that are (nearly)
+ * full — under `minspaceMB` or 2 % of their size free — named with what is left, since a full disk
+ * fails a task with messages that seldom say so (dnf's metadata errors, an rpmbuild I/O error).
+ * Empty when none is, or when the fault already says "no space left".
+ */
+export const fullDiskNote = (paths: ReadonlyArray<string>, minspaceMB: number, faultString: string): string => {
+  if (/no space left/i.test(faultString)) return ""
+  const full = [...new Set(paths)].flatMap((p) => {
+    try {
+      const free = freeMB(p)
+      return free < Math.max(minspaceMB, sizeMB(p) * 0.02) ? [`${p} (${free} MB free)`] : []
+    } catch {
+      return []
+    }
+  })
+  return full.length === 0 ? "" : `\n(no space left on the file system of ${full.join(", ")}: the likely cause of this failure)`
+}
+
 /** Why this machine cannot take a task now; empty when it can. */
 export class Readiness extends Context.Tag("Readiness")<
   Readiness,

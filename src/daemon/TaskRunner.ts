@@ -18,6 +18,7 @@ import { type DaemonControl, type SubtaskOptions, type TaskContext, type TaskHan
 import { RefuseTask, ServerExit, ServerRestart, type TaskError, TaskTimeout } from "../tasks/errors.js"
 import { type HubFiles, taskRelPath } from "../koji/paths.js"
 import { Metrics } from "../metrics/Metrics.js"
+import { fullDiskNote } from "./Readiness.js"
 import { clearTaskDir, removeTaskDir } from "./Recovery.js"
 import { toFault } from "./toFault.js"
 import type { Waker } from "./Waiter.js"
@@ -39,6 +40,8 @@ export interface RunnerOptions {
   readonly taskTimeout: number
   /** How often a waiting task polls `host.taskWait` when no wake-up comes. */
   readonly waitPoll: Duration.Duration
+  /** The file systems a failed task's fault names when they are full (workdir, buildroot cache), and kojid's `minspace`. */
+  readonly disks?: { readonly paths: ReadonlyArray<string>; readonly minspaceMB: number } | undefined
 }
 
 /** What a running task tells the daemon loop, so waits for it can end early. */
@@ -236,7 +239,10 @@ export const runTask = (run: TaskRun): Effect.Effect<TaskOutcome> =>
       )
     }
     if (failure instanceof ServerExit) return "exit"
-    const fault = toFault(cause)
+    const found = toFault(cause)
+    const disks = run.options.disks
+    const note = disks === undefined ? "" : yield* Effect.sync(() => fullDiskNote(disks.paths, disks.minspaceMB, found.faultString))
+    const fault = note === "" ? found : { faultCode: found.faultCode, faultString: found.faultString + note }
     if (isFault(failure)) yield* Effect.logWarning(`FAULT: ${fault.faultCode} ${fault.faultString}`)
     else yield* Effect.logWarning("task failed", cause)
     return yield* doneOnRetry(api.failTask(run.taskId, encodeFault(fault.faultCode, fault.faultString))).pipe(

@@ -54,7 +54,8 @@ export const daemonOptionsFromConfig = (config: Config): DaemonOptions => ({
     workdir: config.kojid.workdir,
     taskTimeout: config.adjutant.task_timeout,
     // A missed alert costs at most four cycles.
-    waitPoll: Duration.seconds(Math.max(4 * config.kojid.sleeptime, 1))
+    waitPoll: Duration.seconds(Math.max(4 * config.kojid.sleeptime, 1)),
+    disks: { paths: [config.kojid.workdir, config.adjutant.buildroot_cache_dir], minspaceMB: config.kojid.minspace }
   },
   // kojid's cleanupTask gives a task up to ~8 s to die; container removal needs the stop timeout more.
   shutdownTimeout: Duration.seconds(config.adjutant.container_stop_timeout + 30),

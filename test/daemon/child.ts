@@ -10,7 +10,12 @@ import * as path from "node:path"
 import { Effect, type Scope } from "effect"
 import { HOST, PASSWORD } from "./harness.js"
 
-export const repoRoot = path.resolve(import.meta.dirname, "../..")
+/** The checkout's root, found upwards (this file also runs compiled into node_modules/.cache by the bench runner). */
+export const repoRoot = ((): string => {
+  let dir = import.meta.dirname
+  while (!existsSync(path.join(dir, "tsconfig.build.json")) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+  return dir
+})()
 export const distMain = path.join(repoRoot, "dist/main.js")
 
 const fresh = (): boolean => {

@@ -371,12 +371,21 @@ const peekSession = (req: http.IncomingMessage, query: string): { sessionId: num
   }
 }
 
+/** mod_wsgi's error for a request body the client did not finish sending. */
+const CLIENT_GONE = pythonError("OSError", "request data read error")
+
 const readBody = (req: http.IncomingMessage): Promise<Buffer> =>
   new Promise((resolve, reject) => {
+    // A client that went away before the end of its request (killed, possibly while an inject delay
+    // held the request) fails the read, as mod_wsgi's does: the caller's finally (an upload's
+    // lock) runs instead of waiting forever for an end that never comes.
+    const gone = () => reject(CLIENT_GONE)
+    if (req.destroyed) return gone()
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => chunks.push(c))
     req.on("end", () => resolve(Buffer.concat(chunks)))
     req.on("error", reject)
+    req.on("close", () => (req.readableEnded ? undefined : gone()))
   })
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
@@ -586,6 +595,8 @@ export const startFakeHub = (options: FakeHubOptions = {}): Effect.Effect<FakeHu
           else await handleRpc(req, res, urlPath, query)
         }
         run().catch((e: unknown) => {
+          // Nobody to answer: a client that went away mid-request is no bug of the fake.
+          if (e === CLIENT_GONE) return res.destroy()
           console.error("fake hub: request failed", e)
           if (!res.headersSent) send(res, 500, "fake hub internal error\n", "text/plain")
           else res.destroy()
