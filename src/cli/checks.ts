@@ -11,6 +11,7 @@ import * as fs from "node:fs"
 import * as tls from "node:tls"
 import { buildrootsOptionsFromConfig, checkBuildIds } from "../buildroot/Buildroots.js"
 import { configuredImages } from "../containers/ImagePolicy.js"
+import { selinuxEnabled } from "../containers/spec.js"
 import { imagesOptionsFromConfig, parseImageReference } from "../containers/Images.js"
 import { Libpod } from "../containers/Libpod.js"
 import { hubOptionsFromConfig, KojiHub } from "../hub/KojiHub.js"
@@ -157,6 +158,18 @@ const probeHub = (config: Config): Effect.Effect<ReadonlyArray<ProbeResult>> =>
     Effect.catchAll((e) => Effect.succeed([fail("hub", `${config.kojid.server}: ${e.message}`)]))
   )
 
+/** SELinux: the containers' labels follow it (spec.ts `selinux`). */
+const probeSelinux = (): ProbeResult => {
+  if (!selinuxEnabled()) return ok("selinux", "not enabled")
+  let mode = "enabled"
+  try {
+    mode = fs.readFileSync("/sys/fs/selinux/enforce", "utf8").trim() === "1" ? "enforcing" : "permissive"
+  } catch {
+    // enabled, mode unknown
+  }
+  return note("selinux", `${mode}: containers run with label=disable (README: SELinux)`)
+}
+
 /** Runs every probe, prints the checklist and returns how many failed. */
 export const runProbes = (config: Config): Effect.Effect<number> =>
   Effect.gen(function*() {
@@ -165,7 +178,7 @@ export const runProbes = (config: Config): Effect.Effect<number> =>
       Effect.forEach(config.kojid.topurls, probeTopurl),
       probeHub(config)
     ], { concurrency: "unbounded" })
-    const results = [...podman, probeTopdir(config), ...topurls, ...hub]
+    const results = [...podman, probeSelinux(), probeTopdir(config), ...topurls, ...hub]
     yield* Console.log("\n# probe")
     for (const r of results) yield* Console.log(`${r.status.padEnd(4)}  ${r.what.padEnd(7)} ${r.detail}`)
     return results.filter((r) => r.status === "FAIL").length

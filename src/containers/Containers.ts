@@ -18,6 +18,7 @@ import {
   mergeUlimits,
   parseProcLimits,
   type ProcLimits,
+  selinuxEnabled,
   specProblem,
   toSpecGenerator,
   type Ulimit
@@ -61,7 +62,8 @@ export const containersOptionsFromConfig = (config: AdjutantConfig["Type"]): Con
     })),
     stopTimeout: a.container_stop_timeout,
     ...(a.cgroup_parent === "" ? {} : { cgroupParent: a.cgroup_parent }),
-    ...(a.build_user === "" ? {} : { buildUser: a.build_user })
+    ...(a.build_user === "" ? {} : { buildUser: a.build_user }),
+    selinux: selinuxEnabled()
   }
 }
 
@@ -227,6 +229,7 @@ const listOwned = (p: Podman) =>
 /** Builds the Containers service over Libpod. */
 export const makeContainers = Effect.fnUntraced(function* (options: ContainersOptions) {
   const p: Podman = { libpod: yield* Libpod, options, ulimits: yield* grantableUlimits(options) }
+  if (options.selinux === true) yield* Effect.logInfo("SELinux is enabled: containers run with label=disable (README: SELinux)")
   const createContainer = create(p)
   return Containers.of({
     hostName: options.hostName,

@@ -1,3 +1,4 @@
+import { existsSync } from "node:fs"
 import { type IdMap, idMappings } from "./idmap.js"
 import { containerLabels } from "./labels.js"
 
@@ -74,6 +75,14 @@ export interface ContainersOptions {
   readonly cgroupParent?: string | undefined
   /** User for role "build" containers when the spec names none (e.g. "1000:1000"). */
   readonly buildUser?: string | undefined
+  /**
+   * SELinux is enabled on the host (`selinuxEnabled`): every container runs with `label=disable`.
+   * Their binds include trees that must never be relabeled — topdir (often NFS), the buildroot
+   * cache every task shares, scm_credentials_dir, runroot's mounts — and a confined container
+   * could read none of them without it; the builds stay bounded by the user namespace, dropped
+   * capabilities, no-new-privileges and read-only binds, as mock's builds are unconfined too.
+   */
+  readonly selinux?: boolean | undefined
 }
 
 /** The SpecGenerator JSON sent to POST /libpod/containers/create (notes §5.2). Unknown fields are silently ignored by podman, so this type is the guard. */
@@ -107,6 +116,10 @@ export interface SpecGenerator {
   readonly oci_runtime?: string
   readonly cgroup_parent?: string
   readonly userns?: { readonly nsmode: "private" }
+  /** `label=…` options; `disable` runs the container without SELinux separation. */
+  readonly selinux_opts?: ReadonlyArray<string>
+  /** OCI annotations; `io.podman.annotations.label` is what `podman inspect` shows as `label=…` in SecurityOpt. */
+  readonly annotations?: Readonly<Record<string, string>>
   readonly idmappings?: {
     readonly UIDMap: ReadonlyArray<{ readonly container_id: number; readonly host_id: number; readonly size: number }>
     readonly GIDMap: ReadonlyArray<{ readonly container_id: number; readonly host_id: number; readonly size: number }>
@@ -265,6 +278,9 @@ export const toSpecGenerator = (
     read_only_filesystem: readOnly,
     ...(options.ociRuntime !== undefined ? { oci_runtime: options.ociRuntime } : {}),
     ...(options.cgroupParent !== undefined ? { cgroup_parent: options.cgroupParent } : {}),
+    // The annotation is what `podman run --security-opt label=disable` records beside the option:
+    // without it `podman inspect` on the builder would not show why the container is unconfined.
+    ...(options.selinux === true ? { selinux_opts: ["disable"], annotations: { "io.podman.annotations.label": "disable" } } : {}),
     ...(spec.idmap !== undefined ? idMappings(spec.idmap) : {})
   }
 }
@@ -273,3 +289,9 @@ export const toSpecGenerator = (
 export const containerName = (spec: ContainerSpec, random: string): string =>
   spec.name ??
   `kojiadj-${spec.role.replace(/[^a-zA-Z0-9_.-]/g, "_")}${spec.taskId === undefined ? "" : `-t${spec.taskId}`}-${random}`
+
+/**
+ * Whether SELinux is enabled (enforcing or permissive) on the host whose file system is at
+ * `root`: libselinux's test, selinuxfs mounted with a policy loaded (`/sys/fs/selinux/enforce`).
+ */
+export const selinuxEnabled = (root = "/"): boolean => existsSync(`${root.replace(/\/+$/, "")}/sys/fs/selinux/enforce`)

@@ -24,7 +24,6 @@ import { Context, Effect, Exit } from "effect"
 import { performance } from "node:perf_hooks"
 import * as Prom from "prom-client"
 
-/** `koji_adjutant_not_ready_reason` label values: each readiness reason falls in one. */
 /** A `/metrics` page: the body and its content type. */
 export interface MetricsPage {
   readonly contentType: string
@@ -40,6 +39,7 @@ export interface ObservedStatus {
   readonly lastHeartbeat: number | null
 }
 
+/** `koji_adjutant_not_ready_reason` label values: each readiness reason falls in one. */
 export const NOT_READY_REASONS = ["starting", "hub", "disabled", "capacity", "maxjobs", "disk", "load", "image", "restart", "other"] as const
 export type NotReadyReason = (typeof NOT_READY_REASONS)[number]
 

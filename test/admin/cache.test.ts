@@ -16,6 +16,10 @@ import { runAdmin } from "./support.js"
 
 const isRoot = process.getuid?.() === 0
 
+
+/** The cache's entries: its own bookkeeping (`.locks`, …) is not one. */
+const entriesIn = (dir: string): ReadonlyArray<string> => readdirSync(dir).filter((n) => !n.startsWith(".")).sort()
+
 describe("heldKeys", () => {
   it("reads the cache entries overlay mounts use as lower directories, escapes undone", () => {
     const info = [
@@ -40,7 +44,7 @@ describe.skipIf(!isRoot)("cache commands (root: overlay mounts)", () => {
       const conf = path.join(dir, "kojid.conf")
       writeFileSync(conf, `[kojid]\nserver = http://127.0.0.1:9/kojihub\ntopurl = http://127.0.0.1:9/kojifiles\n[adjutant]\nbuildroot_cache_dir = ${cacheDir}\nbuildroot_cache_max = 2\n`)
       const cache = makeCache(cacheDir, 10)
-      const keys = ["k1-oldest", "k2-held", "k3", "k4-newest"]
+      const keys = ["k1_oldest", "k2_held", "k3", "k4_newest"]
       for (const [i, key] of keys.entries()) {
         yield* Effect.scoped(cache.acquire(key, { repoId: 100 + i, tagName: "f41-build", brArch: "x86_64", installGroup: "build", image: "localhost/img:1", imageId: "sha" }, (staging) =>
           Effect.sync(() => {
@@ -51,10 +55,10 @@ describe.skipIf(!isRoot)("cache commands (root: overlay mounts)", () => {
         const t = new Date(Date.now() - (keys.length - i) * 3600_000)
         utimesSync(path.join(cacheDir, key, "meta.json"), t, t)
       }
-      // A task's root: the overlay the daemon mounts over k2-held.
+      // A task's root: the overlay the daemon mounts over k2_held.
       const task = path.join(dir, "task")
       for (const d of ["upper", "work", "root"]) mkdirSync(path.join(task, d), { recursive: true })
-      execFileSync("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${cacheDir}/k2-held/root,upperdir=${task}/upper,workdir=${task}/work`, `${task}/root`])
+      execFileSync("mount", ["-t", "overlay", "overlay", "-o", `lowerdir=${cacheDir}/k2_held/root,upperdir=${task}/upper,workdir=${task}/work`, `${task}/root`])
       yield* Effect.addFinalizer(() => Effect.sync(() => {
         try {
           execFileSync("umount", [`${task}/root`], { stdio: "ignore" })
@@ -67,25 +71,25 @@ describe.skipIf(!isRoot)("cache commands (root: overlay mounts)", () => {
       assert.strictEqual(list.status, 0, list.stderr)
       assert.include(list.stdout, `${cacheDir}: 4 of at most 2 entries, 1 in use`)
       const rows = list.stdout.split("\n").slice(2)
-      assert.deepStrictEqual(rows.map((r) => r.split(/\s+/)[0]), ["k4-newest", "k3", "k2-held", "k1-oldest"], "newest first")
-      assert.match(rows.find((r) => r.startsWith("k2-held")) ?? "", /f41-build\s+x86_64\s+build\s+localhost\/img:1\s+.*yes$/)
+      assert.deepStrictEqual(rows.map((r) => r.split(/\s+/)[0]), ["k4_newest", "k3", "k2_held", "k1_oldest"], "newest first")
+      assert.match(rows.find((r) => r.startsWith("k2_held")) ?? "", /f41-build\s+x86_64\s+build\s+localhost\/img:1\s+.*yes$/)
 
       const clear = yield* runAdmin(cacheCommand, ["clear", "-c", conf])
       assert.strictEqual(clear.status, 1)
-      assert.match(clear.stderr, /\[ERROR\] koji\.admin: cache clear: 1 cached buildroot is in use by running tasks \(k2-held\); nothing removed/)
-      assert.deepStrictEqual(readdirSync(cacheDir).sort(), keys)
+      assert.match(clear.stderr, /\[ERROR\] koji\.admin: cache clear: 1 cached buildroot is in use by running tasks \(k2_held\); nothing removed/)
+      assert.deepStrictEqual(entriesIn(cacheDir), keys)
 
       const prune = yield* runAdmin(cacheCommand, ["prune", "-c", conf, "--offline"])
       assert.strictEqual(prune.status, 0, prune.stderr)
-      assert.include(prune.stdout, "removed k1-oldest: beyond buildroot_cache_max = 2, least recently used")
+      assert.include(prune.stdout, "removed k1_oldest: beyond buildroot_cache_max = 2, least recently used")
       assert.include(prune.stdout, "removed k3: beyond buildroot_cache_max = 2")
-      assert.deepStrictEqual(readdirSync(cacheDir).sort(), ["k2-held", "k4-newest"], "the held entry stays although it is older")
+      assert.deepStrictEqual(entriesIn(cacheDir), ["k2_held", "k4_newest"], "the held entry stays although it is older")
       assert.isTrue(existsSync(path.join(task, "root", "usr", "marker")), "the task's root still sees its lower directory")
 
       execFileSync("umount", [`${task}/root`])
       const cleared = yield* runAdmin(cacheCommand, ["clear", "-c", conf])
       assert.strictEqual(cleared.status, 0, cleared.stderr)
       assert.include(cleared.stdout, "removed 2 cached buildroots")
-      assert.deepStrictEqual(readdirSync(cacheDir), [])
+      assert.deepStrictEqual(entriesIn(cacheDir), [])
     }), 60_000)
 })

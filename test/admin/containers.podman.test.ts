@@ -5,6 +5,7 @@
  * and refuses when it can ask neither. The containers are made by the daemon's own Containers
  * service with the labels it gives them; each run counts in koji_adjutant_containers_total.
  */
+import { execFileSync } from "node:child_process"
 import * as http from "node:http"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import * as os from "node:os"
@@ -147,5 +148,23 @@ describe.skipIf(!podmanInstalled)("admin commands (real podman)", () => {
       assert.match(pull.stdout, new RegExp(`${TEST_IMAGE.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: [0-9a-f]{12} \\(local image, not pulled\\)`))
       assert.match(pull.stderr, /\[ERROR\] koji\.admin: localhost\/koji-adjutant-no-such-image:1: /)
       assert.match(pull.stderr, /1 of 2 images could not be pulled/)
+    }), 60_000)
+
+  it.scopedLive("podman: with SELinux on, containers are created with label=disable (shown by podman inspect) and run; without, no label option", () =>
+    Effect.gen(function*() {
+      const securityOpt = (name: string): string =>
+        execFileSync("podman", ["container", "inspect", "--format", "{{json .HostConfig.SecurityOpt}}", name], { encoding: "utf8" })
+      const created = (selinux: boolean) =>
+        Effect.flatMap(Containers, (c) => c.create({ image: TEST_IMAGE, command: ["true"], role: "test" })).pipe(
+          Effect.provide(Containers.layer({ ...testContainersOptions(podman.socket, host), selinux }))
+        )
+      const on = yield* created(true)
+      assert.include(securityOpt(on.name), "label=disable")
+      const off = yield* created(false)
+      assert.notInclude(securityOpt(off.name), "label=disable")
+      const r = yield* Effect.flatMap(Containers, (c) => c.run({ image: TEST_IMAGE, command: ["true"], role: "test" })).pipe(
+        Effect.provide(Containers.layer({ ...testContainersOptions(podman.socket, host), selinux: true }))
+      )
+      assert.strictEqual(r.exitCode, 0)
     }), 60_000)
 })

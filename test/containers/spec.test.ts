@@ -1,3 +1,6 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { AdjutantConfig } from "../../src/config/AdjutantConfig.js"
@@ -12,6 +15,7 @@ import {
   mergeUlimits,
   parseProcLimits,
   rlimitName,
+  selinuxEnabled,
   specProblem,
   toSpecGenerator
 } from "../../src/containers/spec.js"
@@ -23,7 +27,7 @@ const options = {
   buildUser: "1000:1000"
 }
 const base: ContainerSpec = { image: "localhost/img:1", command: ["rpmbuild", "-bs"], role: "buildroot", taskId: 1001, buildrootId: 55 }
-const gen = (spec: Partial<ContainerSpec> = {}, opts: Partial<typeof options & { ociRuntime: string; cgroupParent: string }> = {}) =>
+const gen = (spec: Partial<ContainerSpec> = {}, opts: Partial<typeof options & { ociRuntime: string; cgroupParent: string; selinux: boolean }> = {}) =>
   toSpecGenerator({ ...base, ...spec }, { ...options, ...opts }, "kojiadj-x", DEFAULT_ULIMITS)
 
 const PROC_LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -221,4 +225,32 @@ describe("spec: ulimits", () => {
         })
       )
     ))
+})
+
+describe("SELinux", () => {
+  it("with SELinux enabled every container runs with label=disable; without, no label option", () => {
+    const on = gen({ mounts: [{ type: "bind", source: "/mnt/koji", destination: "/mnt/koji" }] }, { selinux: true })
+    assert.deepStrictEqual(on.selinux_opts, ["disable"])
+    assert.deepStrictEqual(on.annotations, { "io.podman.annotations.label": "disable" })
+    // No relabeling: the binds keep their options, no z/Z is added to topdir or the cache.
+    assert.isFalse(on.mounts.some((m) => m.options.some((o) => o === "z" || o === "Z")))
+    assert.deepStrictEqual(on.mounts.map((m) => m.options), gen({ mounts: [{ type: "bind", source: "/mnt/koji", destination: "/mnt/koji" }] }).mounts.map((m) => m.options))
+    for (const off of [gen({}, { selinux: false }), gen({})]) {
+      assert.isUndefined(off.selinux_opts)
+      assert.isUndefined(off.annotations)
+    }
+  })
+
+  it("is detected from selinuxfs, as libselinux does", () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), "adjutant-selinux-"))
+    try {
+      assert.isFalse(selinuxEnabled(root))
+      mkdirSync(path.join(root, "sys/fs/selinux"), { recursive: true })
+      writeFileSync(path.join(root, "sys/fs/selinux/enforce"), "1")
+      assert.isTrue(selinuxEnabled(root))
+      assert.isTrue(selinuxEnabled(`${root}/`))
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
 })

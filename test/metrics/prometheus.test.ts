@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Effect, Layer, Ref, Schema } from "effect"
 import * as http from "node:http"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Readiness } from "../../src/daemon/Readiness.js"
@@ -45,6 +45,19 @@ const get = (port: number, p: string) =>
       res.on("end", () => resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), body }))
     }).on("error", reject)
   }))
+
+/** The shipped Grafana dashboard: its panels' PromQL. */
+const Dashboard = Schema.parseJson(Schema.Struct({
+  panels: Schema.Array(Schema.Struct({
+    title: Schema.String,
+    targets: Schema.optional(Schema.Array(Schema.Struct({ expr: Schema.String })))
+  }))
+}))
+const dashboardQueries = (): ReadonlyArray<{ readonly title: string; readonly expr: string }> =>
+  Schema.decodeUnknownSync(Dashboard)(readFileSync(path.join(import.meta.dirname, "../../examples/grafana-dashboard.json"), "utf8"))
+    .panels.flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title, expr: t.expr })))
+/** A dashboard expression as Grafana sends it: every builder, a 1-minute rate window. */
+const asSent = (expr: string): string => expr.replaceAll("$instance", ".*").replaceAll("$__rate_interval", "1m")
 
 const value = (samples: ReadonlyArray<PromSample>, labels: Record<string, string> = {}): number | undefined => {
   const s = samples.find((x) => Object.entries(labels).every(([k, v]) => x.metric[k] === v))
@@ -110,5 +123,24 @@ describe("metrics", () => {
       assert.strictEqual(status.version, version)
       assert.deepStrictEqual(status.notReady, ["Insufficient disk space at /var/tmp/koji: 10 MB, 8192 MB required"])
       assert.isTrue(status.healthy)
+
+      // The Grafana dashboard in examples/: every metric has a panel, and every panel's query is
+      // PromQL this Prometheus accepts; those that need no rate window already show this daemon.
+      const queries = dashboardQueries()
+      for (const name of METRIC_NAMES) assert.isTrue(queries.some((x) => x.expr.includes(name)), `no dashboard panel shows ${name}`)
+      for (const { expr, title } of queries) {
+        const res = yield* Effect.promise(() => fetch(`${prom.url}/api/v1/query?query=${encodeURIComponent(asSent(expr))}`))
+        const body = yield* Effect.promise(() => res.text())
+        assert.strictEqual(res.status, 200, `${title}: ${expr}: ${body}`)
+        assert.match(body, /"status":"success"/, title)
+      }
+      const shown = (title: string) =>
+        Effect.forEach(queries.filter((x) => x.title === title), (x) => q(asSent(x.expr)))
+      assert.deepStrictEqual((yield* shown("Ready")).flat().map((x) => x.value[1]), ["0"])
+      assert.deepStrictEqual((yield* shown("Not ready because")).flat().map((x) => x.metric["reason"]), ["disk"])
+      assert.deepStrictEqual((yield* shown("Version")).flat().map((x) => x.metric["version"]), [version])
+      assert.deepStrictEqual((yield* shown("Tasks running")).flat().map((x) => [x.metric["method"], x.value[1]]), [["sleep", "1"]])
+      const sinceBeat = Number((yield* shown("Since last heartbeat")).flat()[0]?.value[1])
+      assert.isTrue(sinceBeat >= 0 && sinceBeat < 30, `since last heartbeat: ${sinceBeat}`)
     }), 120_000)
 })

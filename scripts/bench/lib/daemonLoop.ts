@@ -2,12 +2,13 @@
 // (compiled with the bench) with the generic handlers and in-memory Containers against a hub URL, sleeptime 50 ms (the
 // measure is our overhead, not kojid.conf's whole-second sleeptime), maxjobs 10, with the
 // production heap settings of dist/main.js. Usage, in the child:
-//   await runDaemonLoop(hubUrl, host, password, workdir, LogLevel.Warning)
+//   await runDaemonLoop(hubUrl, host, password, workdir, LogLevel.Warning[, "127.0.0.1:PORT"])
+// With a status address the loop serves /status, /healthz and /metrics there, as status_listen does.
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Duration, Effect, Layer, type LogLevel } from "effect"
 
 /** Runs the loop until SIGTERM (NodeRuntime.runMain interrupts it). */
-export const runDaemonLoop = async (hubUrl: string, host: string, password: string, workdir: string, logLevel: LogLevel.LogLevel) => {
+export const runDaemonLoop = async (hubUrl: string, host: string, password: string, workdir: string, logLevel: LogLevel.LogLevel, statusListen?: string) => {
   // As dist/main.js does before loading anything.
   ;(await import("node:v8")).setFlagsFromString("--optimize-for-size")
   const { Containers } = await import("../../../src/containers/Containers.js")
@@ -33,6 +34,7 @@ export const runDaemonLoop = async (hubUrl: string, host: string, password: stri
     runner: { workdir, taskTimeout: 0, waitPoll: Duration.seconds(5) },
     shutdownTimeout: Duration.seconds(10),
     shutdownCallTimeout: Duration.seconds(5),
-    batchHubCalls: true
+    batchHubCalls: true,
+    ...(statusListen === undefined || statusListen === "" ? {} : { statusListen })
   })).pipe(Effect.provide(layer), NodeRuntime.runMain)
 }
