@@ -168,6 +168,24 @@ const floorOnce = (fixture: Fixture, scratch: string): number => {
   return s
 }
 
+/**
+ * A bare `dnf --installroot … install @build` of the same fixture repo into an empty root in the
+ * same bootstrap image (container start included), seconds: what a cold fill costs at least.
+ */
+const bareDnfOnce = (fixture: Fixture): number => {
+  const dnf = [
+    "dnf -y --installroot=/tmp/root --releasever=1 --disablerepo='*'",
+    `--repofrompath=build,file:///mnt/koji/repos/${fixture.manifest.tag.name}/${fixture.manifest.repo.id}/x86_64`,
+    "--enablerepo=build --setopt=build.gpgcheck=0 --setopt=install_weak_deps=False",
+    "--setopt=reposdir=/dev/null --setopt=cachedir=/tmp/dnfcache --setopt=strict=True install @build"
+  ].join(" ")
+  const t0 = performance.now()
+  const r = spawnSync("podman", ["run", "--rm", "--network=none", "-v", `${fixture.dir}:/mnt/koji:ro`, fixture.image, "bash", "-ec", dnf], { stdio: "ignore" })
+  const s = (performance.now() - t0) / 1000
+  if (r.status !== 0) throw new Error("bare dnf install @build failed")
+  return s
+}
+
 const main = async () => {
   const fixture = loadFixtureFiles()
   const service = await startPodmanService()
@@ -182,12 +200,16 @@ const main = async () => {
     const floor: Array<number> = []
     floorOnce(fixture, scratch)
     for (let i = 0; i < runs; i++) floor.push(floorOnce(fixture, scratch))
+    const bare: Array<number> = []
+    for (let i = 0; i < runs; i++) bare.push(bareDnfOnce(fixture))
     const c = median(cold.map((x) => x.ready))
     const w = median(warm.map((x) => x.ready))
     const e = median(warm.map((x) => x.endToEnd))
     const f = median(floor)
     console.log(`buildroot-ready cold: median ${c.toFixed(3)} s  (${cold.map((x) => x.ready.toFixed(3)).join(" ")})`)
     console.log(`buildroot-ready warm: median ${w.toFixed(3)} s  (${warm.map((x) => x.ready.toFixed(3)).join(" ")})`)
+    console.log(`bare dnf install @build into an empty root in the bootstrap container: median ${median(bare).toFixed(3)} s  (${bare.map((x) => x.toFixed(3)).join(" ")})`)
+    console.log(`buildroot: cold fill / bare dnf = ${(c / median(bare)).toFixed(2)} (target <= 1.10; the cold figure is the whole buildroot-ready time, newBuildRoot to rpmbuild)`)
     console.log(`buildroot: warm/cold = ${(w / c).toFixed(2)} (target <= 0.10)`)
     console.log(`end to end through the daemon (warm): median ${e.toFixed(3)} s  (${warm.map((x) => x.endToEnd.toFixed(3)).join(" ")})`)
     const l = median(local.command)
