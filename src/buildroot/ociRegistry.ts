@@ -6,7 +6,7 @@
  * does; TLS is verified against the system CAs plus `/etc/containers/certs.d/<registry>/*.crt`,
  * unless the registry is in `insecure_registries`, which also allows plain HTTP (podman's
  * meaning). Podman is not asked: its pull writes a layer twice and decompresses gzip slowly, and
- * the daemon in a container cannot see podman's storage anyway (see README "Buildroot images").
+ * the daemon in a container cannot see podman's storage anyway (see README "A fleet of builders").
  */
 import { Effect, Schema, type Scope } from "effect"
 import { createHash } from "node:crypto"
