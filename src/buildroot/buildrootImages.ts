@@ -1,5 +1,5 @@
 /**
- * The registry side of the buildroot cache (issue 15, README "Buildroot images"): before a fill,
+ * The registry side of the buildroot cache (issue 15, README "A fleet of builders"): before a fill,
  * the root is looked for in `buildroot_registry` and, when its image is there and passes every
  * check, unpacked into the fill's staging directory instead of running dnf; after a task that
  * filled a root with dnf, the root is pushed in the background (never delaying a task; one push

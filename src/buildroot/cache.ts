@@ -134,281 +134,315 @@ export const treeBytes = async (top: string): Promise<number> => {
 
 const incompleteMeta = (key: string): CacheMeta => ({ key, repoId: -1, tagName: "", brArch: "", installGroup: "", image: "", imageId: "", created: 0 })
 
-/** The buildroot cache under `dir` (see the module comment). */
-export const makeCache = (dir: string, max: number, options: Omit<CacheOptions, "max"> = {}) => {
-  const maxBytes = options.maxBytes ?? 0
-  const background = options.background ?? ((work: Effect.Effect<void>) => work)
-  const locks = path.join(dir, ".locks")
-  const useLock = (key: string) => path.join(locks, key)
-  const fillLock = (key: string) => path.join(locks, `${key}.fill`)
-  const metaLock = (key: string) => path.join(locks, `${key}.meta`)
-  const entryDir = (key: string) => path.join(dir, key)
-  const unique = () => `${process.pid}-${randomBytes(4).toString("hex")}`
-  const thisBoot = bootId()
+/** A cache's settings: its directory, its bounds and its hooks. */
+interface Cache {
+  readonly dir: string
+  readonly max: number
+  readonly maxBytes: number
+  readonly background: (work: Effect.Effect<void>) => Effect.Effect<void>
+  readonly flush: boolean
+  /** `.locks/` under dir. */
+  readonly locks: string
+  /** The kernel's boot id now. */
+  readonly thisBoot: string
+}
 
-  const ensureDirs = Effect.tryPromise({
-    try: () => fsp.mkdir(locks, { recursive: true, mode: 0o700 }),
-    catch: fsError(`creating ${dir}`)
+type Fill<E> = (staging: string) => Effect.Effect<FillResult | void, E>
+
+const useLock = (c: Cache, key: string) => path.join(c.locks, key)
+const fillLock = (c: Cache, key: string) => path.join(c.locks, `${key}.fill`)
+const metaLock = (c: Cache, key: string) => path.join(c.locks, `${key}.meta`)
+const entryDir = (c: Cache, key: string) => path.join(c.dir, key)
+const unique = () => `${process.pid}-${randomBytes(4).toString("hex")}`
+const readdir = (d: string) => Effect.promise(() => fsp.readdir(d).catch(() => [] as Array<string>))
+
+const ensureDirs = (c: Cache) =>
+  Effect.tryPromise({
+    try: () => fsp.mkdir(c.locks, { recursive: true, mode: 0o700 }),
+    catch: fsError(`creating ${c.dir}`)
   })
 
-  const readMeta = (key: string): Promise<CacheMeta | undefined> =>
-    fsp.readFile(path.join(entryDir(key), "meta.json"), "utf8").then((t) => JSON.parse(t) as CacheMeta, () => undefined)
+const readMeta = (c: Cache, key: string): Promise<CacheMeta | undefined> =>
+  fsp.readFile(path.join(entryDir(c, key), "meta.json"), "utf8").then((t) => JSON.parse(t) as CacheMeta, () => undefined)
 
-  /** The complete entry `key`, its use recorded; undefined when there is none. */
-  const readEntry = (key: string, warm: boolean) =>
-    Effect.promise(async (): Promise<CacheEntry | undefined> => {
-      const d = entryDir(key)
-      try {
-        const [meta, installed, root] = await Promise.all([readMeta(key), fsp.readFile(path.join(d, "installed.tsv"), "utf8"), fsp.lstat(path.join(d, "root"))])
-        if (meta === undefined || meta.key !== key || !root.isDirectory()) return undefined
-        const now = new Date()
-        await fsp.utimes(path.join(d, "meta.json"), now, now)
-        return { key, dir: d, root: path.join(d, "root"), installed, warm, meta }
-      } catch {
-        return undefined
-      }
-    })
+/** The complete entry `key`, its use recorded; undefined when there is none. */
+const readEntry = (c: Cache, key: string, warm: boolean) =>
+  Effect.promise(async (): Promise<CacheEntry | undefined> => {
+    const d = entryDir(c, key)
+    try {
+      const [meta, installed, root] = await Promise.all([readMeta(c, key), fsp.readFile(path.join(d, "installed.tsv"), "utf8"), fsp.lstat(path.join(d, "root"))])
+      if (meta === undefined || meta.key !== key || !root.isDirectory()) return undefined
+      const now = new Date()
+      await fsp.utimes(path.join(d, "meta.json"), now, now)
+      return { key, dir: d, root: path.join(d, "root"), installed, warm, meta }
+    } catch {
+      return undefined
+    }
+  })
 
-  /** Removes a directory tree (bounded; failures logged: a leftover is only disk space). */
-  const removeDir = (d: string) =>
-    Effect.promise(() => fsp.rm(d, { recursive: true, force: true })).pipe(
-      Effect.timeout("300 seconds"),
-      Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not remove ${d}`, cause))
-    )
+/** Removes a directory tree (bounded; failures logged: a leftover is only disk space). */
+const removeDir = (d: string) =>
+  Effect.promise(() => fsp.rm(d, { recursive: true, force: true })).pipe(
+    Effect.timeout("300 seconds"),
+    Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: could not remove ${d}`, cause))
+  )
 
-  /** Moves `name` out of the way (atomic), to be removed by `emptyTrash`. */
-  const toTrash = (name: string) =>
-    Effect.promise(() => fsp.rename(path.join(dir, name), path.join(dir, `.trash-${name.replace(/^\./, "")}-${unique()}`)).then(() => true, () => false))
+/** Moves `name` out of the way (atomic), to be removed by `emptyTrash`. */
+const toTrash = (c: Cache, name: string) =>
+  Effect.promise(() => fsp.rename(path.join(c.dir, name), path.join(c.dir, `.trash-${name.replace(/^\./, "")}-${unique()}`)).then(() => true, () => false))
 
-  /** Removes the lock files of keys that have no entry and that no process holds. */
-  const sweepLocks = Effect.gen(function*() {
-    const names = yield* Effect.promise(() => fsp.readdir(locks).catch(() => [] as Array<string>))
-    for (const n of names) {
+/** Removes the lock files of keys that have no entry and that no process holds. */
+const sweepLocks = (c: Cache) =>
+  Effect.gen(function*() {
+    for (const n of yield* readdir(c.locks)) {
       const key = /^([A-Za-z0-9_]+)(?:\.[a-z]+)?$/.exec(n)?.[1]
-      if (key === undefined || fs.existsSync(entryDir(key))) continue
-      yield* Effect.scoped(Effect.flatMap(lockFile(path.join(locks, n), "exclusive", false), (held) => (held === undefined ? Effect.void : held.unlinkAndRelease))).pipe(
+      if (key === undefined || fs.existsSync(entryDir(c, key))) continue
+      yield* Effect.scoped(Effect.flatMap(lockFile(path.join(c.locks, n), "exclusive", false), (held) => (held === undefined ? Effect.void : held.unlinkAndRelease))).pipe(
         // A lock file left over costs nothing; the next sweep tries again.
         Effect.catchAll((e) => Effect.logDebug(e.message))
       )
     }
   })
 
-  const emptyTrash = Effect.gen(function*() {
-    const names = yield* Effect.promise(() => fsp.readdir(dir).catch(() => [] as Array<string>))
-    for (const n of names) if (n.startsWith(".trash-")) yield* removeDir(path.join(dir, n))
-    yield* sweepLocks
+const emptyTrash = (c: Cache) =>
+  Effect.gen(function*() {
+    for (const n of yield* readdir(c.dir)) if (n.startsWith(".trash-")) yield* removeDir(path.join(c.dir, n))
+    yield* sweepLocks(c)
   })
 
-  /** Every entry with its meta and last use, oldest first (incomplete ones count as oldest). */
-  const list = Effect.promise(async () => {
-    const names = await fsp.readdir(dir).catch(() => [] as Array<string>)
+/** Every entry with its meta and last use, oldest first (incomplete ones count as oldest). */
+const list = (c: Cache) =>
+  Effect.promise(async () => {
+    const names = await fsp.readdir(c.dir).catch(() => [] as Array<string>)
     const out: Array<ListedEntry> = []
     for (const n of names) {
       if (n.startsWith(".") || !KEY.test(n)) continue
-      const metaFile = path.join(dir, n, "meta.json")
-      const [meta, st] = await Promise.all([readMeta(n), fsp.stat(metaFile).catch(() => undefined)])
+      const metaFile = path.join(c.dir, n, "meta.json")
+      const [meta, st] = await Promise.all([readMeta(c, n), fsp.stat(metaFile).catch(() => undefined)])
       if (meta !== undefined && st !== undefined) out.push({ key: n, meta, used: st.mtimeMs, complete: true })
       else out.push({ key: n, meta: incompleteMeta(n), used: 0, complete: false })
     }
     return out.sort((a, b) => a.used - b.used)
   })
 
-  /**
-   * Removes entry `key` if no one uses it (an exclusive try of its use lock); true when removed.
-   * The root itself is deleted later (`emptyTrash`), outside every lock.
-   */
-  const removeIfUnused = (key: string, why: string) =>
-    Effect.scoped(Effect.gen(function*() {
-      const held = yield* lockFile(useLock(key), "exclusive", false)
-      if (held === undefined) return false
-      const moved = yield* toTrash(key)
-      if (moved) yield* Effect.logInfo(`buildroot cache: removing ${key}: ${why}`)
-      yield* held.unlinkAndRelease
-      return moved
-    }))
+/**
+ * Removes entry `key` if no one uses it (an exclusive try of its use lock); true when removed.
+ * The root itself is deleted later (`emptyTrash`), outside every lock.
+ */
+const removeIfUnused = (c: Cache, key: string, why: string) =>
+  Effect.scoped(Effect.gen(function*() {
+    const held = yield* lockFile(useLock(c, key), "exclusive", false)
+    if (held === undefined) return false
+    const moved = yield* toTrash(c, key)
+    if (moved) yield* Effect.logInfo(`buildroot cache: removing ${key}: ${why}`)
+    yield* held.unlinkAndRelease
+    return moved
+  }))
 
-  /** Whether any process uses `key` now. */
-  const busy = (key: string) =>
-    Effect.scoped(Effect.map(lockFile(useLock(key), "exclusive", false), (held) => held === undefined))
+/** Whether any process uses `key` now. */
+const busy = (c: Cache, key: string) =>
+  Effect.scoped(Effect.map(lockFile(useLock(c, key), "exclusive", false), (held) => held === undefined))
 
-  /** Read-modify-write of an entry's meta.json, one writer at a time. */
-  const updateMeta = (key: string, patch: (meta: CacheMeta) => CacheMeta) =>
-    Effect.scoped(Effect.gen(function*() {
-      yield* lockScoped(metaLock(key), "exclusive")
-      yield* Effect.tryPromise({
-        try: async () => {
-          const meta = await readMeta(key)
-          if (meta === undefined) return
-          const tmp = path.join(entryDir(key), `.meta.json.${unique()}`)
-          await fsp.writeFile(tmp, JSON.stringify(patch(meta), null, 1))
-          await fsp.rename(tmp, path.join(entryDir(key), "meta.json"))
-        },
-        catch: fsError(`updating the meta of ${key}`)
-      })
-    }))
+/** Read-modify-write of an entry's meta.json, one writer at a time. */
+const updateMeta = (c: Cache, key: string, patch: (meta: CacheMeta) => CacheMeta) =>
+  Effect.scoped(Effect.gen(function*() {
+    yield* lockScoped(metaLock(c, key), "exclusive")
+    yield* Effect.tryPromise({
+      try: async () => {
+        const meta = await readMeta(c, key)
+        if (meta === undefined) return
+        const tmp = path.join(entryDir(c, key), `.meta.json.${unique()}`)
+        await fsp.writeFile(tmp, JSON.stringify(patch(meta), null, 1))
+        await fsp.rename(tmp, path.join(entryDir(c, key), "meta.json"))
+      },
+      catch: fsError(`updating the meta of ${key}`)
+    })
+  }))
 
-  /** Records `notes` (merged) in the meta of entry `key`. */
-  const annotate = (key: string, notes: Readonly<Record<string, string>>) =>
-    updateMeta(key, (m) => ({ ...m, notes: { ...m.notes, ...notes } }))
-
-  /** Drops least recently used entries beyond `max` entries or `maxBytes` bytes that no process uses. */
-  const evict = Effect.gen(function*() {
-    const entries = yield* list
+/** Drops least recently used entries beyond `max` entries or `maxBytes` bytes that no process uses. */
+const evict = (c: Cache) =>
+  Effect.gen(function*() {
+    const entries = yield* list(c)
     let count = entries.length
     let bytes = entries.reduce((acc, e) => acc + (e.meta.bytes ?? 0), 0)
     for (const e of entries) {
-      if (count <= max && (maxBytes <= 0 || bytes <= maxBytes)) break
+      if (count <= c.max && (c.maxBytes <= 0 || bytes <= c.maxBytes)) break
       const why = e.complete
         ? `evicted (repo ${e.meta.repoId} ${e.meta.tagName}/${e.meta.brArch}, ${count} entries, ${bytes} bytes)`
         : "incomplete entry"
-      if (yield* removeIfUnused(e.key, why)) {
+      if (yield* removeIfUnused(c, e.key, why)) {
         count--
         bytes -= e.meta.bytes ?? 0
       }
     }
-    yield* emptyTrash
+    yield* emptyTrash(c)
   })
 
-  /** After a fill, off the task's path: the entry's size, its data flushed to disk, then eviction. */
-  const settle = (key: string) =>
-    Effect.gen(function*() {
-      const bytes = yield* Effect.promise(() => treeBytes(path.join(entryDir(key), "root")))
-      const synced = options.flush === true && (yield* Effect.promise(() => run("sync", ["-f", entryDir(key)]).then(() => true, () => false)))
-      yield* updateMeta(key, (m) => ({ ...m, bytes, synced }))
-      yield* evict
-    }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: after filling ${key}`, cause)))
+/** After a fill, off the task's path: the entry's size, its data flushed to disk, then eviction. */
+const settle = (c: Cache, key: string) =>
+  Effect.gen(function*() {
+    const bytes = yield* Effect.promise(() => treeBytes(path.join(entryDir(c, key), "root")))
+    const synced = c.flush && (yield* Effect.promise(() => run("sync", ["-f", entryDir(c, key)]).then(() => true, () => false)))
+    yield* updateMeta(c, key, (m) => ({ ...m, bytes, synced }))
+    yield* evict(c)
+  }).pipe(Effect.catchAllCause((cause) => Effect.logWarning(`buildroot cache: after filling ${key}`, cause)))
 
-  /** Fills `key` into a staging directory and renames it into place (the caller holds its fill lock). */
-  const fillEntry = <E>(key: string, meta: Omit<CacheMeta, "key" | "created">, fill: (staging: string) => Effect.Effect<FillResult | void, E>) =>
-    Effect.gen(function*() {
-      const staging = path.join(dir, `.fill-${key}-${unique()}`)
-      yield* Effect.acquireUseRelease(
-        Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
-        () =>
-          Effect.gen(function*() {
-            const result = (yield* fill(staging)) ?? {}
-            const full: CacheMeta = {
-              ...meta, key, created: Date.now() / 1000, bytes: 0, source: result.source ?? "fill", bootId: thisBoot, synced: false,
-              ...(result.notes === undefined ? {} : { notes: result.notes })
-            }
-            yield* Effect.tryPromise({
-              try: () => fsp.writeFile(path.join(staging, "meta.json"), JSON.stringify(full, null, 1)),
-              catch: fsError(`storing ${key}`)
-            })
-            // A leftover without meta (never used) goes first; the rename is the commit.
-            yield* toTrash(key)
-            yield* Effect.tryPromise({ try: () => fsp.rename(staging, entryDir(key)), catch: fsError(`storing ${key}`) })
-          }),
-        () => removeDir(staging)
-      )
-    })
+/** Fills `key` into a staging directory and renames it into place (the caller holds its fill lock). */
+const fillEntry = <E>(c: Cache, key: string, meta: Omit<CacheMeta, "key" | "created">, fill: Fill<E>) =>
+  Effect.gen(function*() {
+    const staging = path.join(c.dir, `.fill-${key}-${unique()}`)
+    yield* Effect.acquireUseRelease(
+      Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
+      () =>
+        Effect.gen(function*() {
+          const result = (yield* fill(staging)) ?? {}
+          const full: CacheMeta = {
+            ...meta, key, created: Date.now() / 1000, bytes: 0, source: result.source ?? "fill", bootId: c.thisBoot, synced: false,
+            ...(result.notes === undefined ? {} : { notes: result.notes })
+          }
+          yield* Effect.tryPromise({
+            try: () => fsp.writeFile(path.join(staging, "meta.json"), JSON.stringify(full, null, 1)),
+            catch: fsError(`storing ${key}`)
+          })
+          // A leftover without meta (never used) goes first; the rename is the commit.
+          yield* toTrash(c, key)
+          yield* Effect.tryPromise({ try: () => fsp.rename(staging, entryDir(c, key)), catch: fsError(`storing ${key}`) })
+        }),
+      () => removeDir(staging)
+    )
+  })
 
-  /** A one-off root (the cache is off), removed with the scope; its lock tells `recover` it is in use. */
-  const oneOff = <E>(key: string, fill: (staging: string) => Effect.Effect<FillResult | void, E>) =>
-    Effect.gen(function*() {
-      const id = unique()
-      const staging = path.join(dir, `.once-${id}`)
-      const held = yield* lockScoped(path.join(locks, `.once-${id}`), "exclusive")
-      yield* Effect.addFinalizer(() => held.unlinkAndRelease)
-      yield* Effect.acquireRelease(
-        Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
-        () => removeDir(staging)
-      )
-      yield* fill(staging)
-      const installed = yield* Effect.tryPromise({ try: () => fsp.readFile(path.join(staging, "installed.tsv"), "utf8"), catch: fsError("listing") })
-      return { key, dir: staging, root: path.join(staging, "root"), installed, warm: false, meta: { ...incompleteMeta(key), created: Date.now() / 1000 } }
-    })
+/** A one-off root (the cache is off), removed with the scope; its lock tells `recover` it is in use. */
+const oneOff = <E>(c: Cache, key: string, fill: Fill<E>) =>
+  Effect.gen(function*() {
+    const id = unique()
+    const staging = path.join(c.dir, `.once-${id}`)
+    const held = yield* lockScoped(path.join(c.locks, `.once-${id}`), "exclusive")
+    yield* Effect.addFinalizer(() => held.unlinkAndRelease)
+    yield* Effect.acquireRelease(
+      Effect.tryPromise({ try: () => fsp.mkdir(staging, { recursive: true }), catch: fsError("staging") }),
+      () => removeDir(staging)
+    )
+    yield* fill(staging)
+    const installed = yield* Effect.tryPromise({ try: () => fsp.readFile(path.join(staging, "installed.tsv"), "utf8"), catch: fsError("listing") })
+    return { key, dir: staging, root: path.join(staging, "root"), installed, warm: false, meta: { ...incompleteMeta(key), created: Date.now() / 1000 } }
+  })
 
-  /**
-   * A root for `key`, filled by `fill(stagingDir)` when missing (it must leave `root/` and
-   * `installed.tsv` there). The entry is in use (its use lock held shared) until the scope closes.
-   */
-  const acquire = <E>(
-    key: string,
-    meta: Omit<CacheMeta, "key" | "created">,
-    fill: (staging: string) => Effect.Effect<FillResult | void, E>
-  ): Effect.Effect<CacheEntry, E | BuildrootSetupError, Scope.Scope> =>
-    Effect.gen(function*() {
-      if (!KEY.test(key)) return yield* new BuildrootSetupError({ message: `buildroot cache: invalid key ${JSON.stringify(key)}` })
-      yield* ensureDirs
-      if (max <= 0) return yield* oneOff(key, fill)
-      yield* lockScoped(useLock(key), "shared")
-      const cached = yield* readEntry(key, true)
-      if (cached !== undefined) return cached
-      const filled = yield* Effect.scoped(Effect.gen(function*() {
-        const held = yield* lockScoped(fillLock(key), "exclusive")
-        // Filled by another task (here or in another daemon) while this one waited for the lock.
-        const other = yield* readEntry(key, true)
-        if (other !== undefined) return other
-        yield* fillEntry(key, meta, fill)
-        yield* held.unlinkAndRelease
-        return undefined
-      }))
-      if (filled !== undefined) return filled
-      const made = yield* readEntry(key, false)
-      if (made === undefined) return yield* new BuildrootSetupError({ message: `buildroot cache: entry ${key} vanished after the fill` })
-      yield* background(settle(key))
-      return made
-    })
+/**
+ * A root for `key`, filled by `fill(stagingDir)` when missing (it must leave `root/` and
+ * `installed.tsv` there). The entry is in use (its use lock held shared) until the scope closes.
+ */
+const acquire = <E>(c: Cache, key: string, meta: Omit<CacheMeta, "key" | "created">, fill: Fill<E>): Effect.Effect<CacheEntry, E | BuildrootSetupError, Scope.Scope> =>
+  Effect.gen(function*() {
+    if (!KEY.test(key)) return yield* new BuildrootSetupError({ message: `buildroot cache: invalid key ${JSON.stringify(key)}` })
+    yield* ensureDirs(c)
+    if (c.max <= 0) return yield* oneOff(c, key, fill)
+    yield* lockScoped(useLock(c, key), "shared")
+    const cached = yield* readEntry(c, key, true)
+    if (cached !== undefined) return cached
+    const filled = yield* Effect.scoped(Effect.gen(function*() {
+      const held = yield* lockScoped(fillLock(c, key), "exclusive")
+      // Filled by another task (here or in another daemon) while this one waited for the lock.
+      const other = yield* readEntry(c, key, true)
+      if (other !== undefined) return other
+      yield* fillEntry(c, key, meta, fill)
+      yield* held.unlinkAndRelease
+      return undefined
+    }))
+    if (filled !== undefined) return filled
+    const made = yield* readEntry(c, key, false)
+    if (made === undefined) return yield* new BuildrootSetupError({ message: `buildroot cache: entry ${key} vanished after the fill` })
+    yield* c.background(settle(c, key))
+    return made
+  })
 
-  /** Removes unused entries for which `stale(meta)` says the repo is gone or no longer READY. */
-  const prune = <E>(stale: (meta: CacheMeta) => Effect.Effect<boolean, E>) =>
-    Effect.gen(function*() {
-      const removed: Array<ListedEntry> = []
-      for (const e of yield* list) {
-        const gone = yield* stale(e.meta).pipe(Effect.catchAll((err) => Effect.as(Effect.logDebug("repo check failed", err), false)))
-        if (gone && (yield* removeIfUnused(e.key, `repo ${e.meta.repoId} is no longer current`))) removed.push(e)
-      }
-      yield* background(emptyTrash)
-      return removed
-    })
+/** Removes unused entries for which `stale(meta)` says the repo is gone or no longer READY. */
+const prune = <E>(c: Cache, stale: (meta: CacheMeta) => Effect.Effect<boolean, E>) =>
+  Effect.gen(function*() {
+    const removed: Array<ListedEntry> = []
+    for (const e of yield* list(c)) {
+      const gone = yield* stale(e.meta).pipe(Effect.catchAll((err) => Effect.as(Effect.logDebug("repo check failed", err), false)))
+      if (gone && (yield* removeIfUnused(c, e.key, `repo ${e.meta.repoId} is no longer current`))) removed.push(e)
+    }
+    yield* c.background(emptyTrash(c))
+    return removed
+  })
 
-  /**
-   * Entry `key` in use for the life of the scope (its use lock held shared), for work beside the
-   * tasks (a push); undefined when there is no such entry.
-   */
-  const hold = (key: string) =>
-    Effect.gen(function*() {
-      if (!KEY.test(key) || max <= 0) return undefined
-      yield* lockScoped(useLock(key), "shared")
-      return yield* readEntry(key, true)
-    })
+/**
+ * Entry `key` in use for the life of the scope (its use lock held shared), for work beside the
+ * tasks (a push); undefined when there is no such entry.
+ */
+const hold = (c: Cache, key: string) =>
+  Effect.gen(function*() {
+    if (!KEY.test(key) || c.max <= 0) return undefined
+    yield* lockScoped(useLock(c, key), "shared")
+    return yield* readEntry(c, key, true)
+  })
 
-  /** Takes the exclusive lock `<key>.<purpose>` for the scope if no one holds it; false when someone does. */
-  const claim = (key: string, purpose: string) =>
-    Effect.map(lockFile(path.join(locks, `${key}.${purpose}`), "exclusive", false), (held) => held !== undefined)
+/** Takes the exclusive lock `<key>.<purpose>` for the scope if no one holds it; false when someone does. */
+const claim = (c: Cache, key: string, purpose: string) =>
+  Effect.map(lockFile(path.join(c.locks, `${key}.${purpose}`), "exclusive", false), (held) => held !== undefined)
 
-  /**
-   * What crashed processes left: staging directories no process is filling, roots of the cache-off
-   * mode no process holds, trash, entries without meta, and entries of an earlier boot whose data
-   * was never flushed (their files may be empty after a power loss). Run at start-up; safe while
-   * other daemons use the directory.
-   */
-  const recover = Effect.gen(function*() {
-    yield* ensureDirs
-    const names = yield* Effect.promise(() => fsp.readdir(dir).catch(() => [] as Array<string>))
+/** Staging directories no process is filling and one-off roots no process holds, moved to the trash. */
+const recoverStaging = (c: Cache) =>
+  Effect.gen(function*() {
     const removed: Array<string> = []
-    for (const n of names) {
+    for (const n of yield* readdir(c.dir)) {
       const fill = /^\.fill-([A-Za-z0-9_]+)-\d+-[0-9a-f]+$/.exec(n)
       const once = /^\.once-(\d+-[0-9a-f]+)$/.exec(n)
-      const lock = fill !== null ? fillLock(fill[1]!) : once !== null ? path.join(locks, `.once-${once[1]}`) : undefined
+      const lock = fill !== null ? fillLock(c, fill[1]!) : once !== null ? path.join(c.locks, `.once-${once[1]}`) : undefined
       if (lock === undefined) continue
       const free = yield* Effect.scoped(Effect.map(lockFile(lock, "exclusive", false), (held) => held !== undefined))
-      if (free && (yield* toTrash(n))) removed.push(n)
+      if (free && (yield* toTrash(c, n))) removed.push(n)
     }
-    for (const e of yield* list) {
-      const unflushed = e.complete && e.meta.synced !== true && e.meta.bootId !== undefined && e.meta.bootId !== thisBoot
+    return removed
+  })
+
+/**
+ * What crashed processes left: staging directories no process is filling, roots of the cache-off
+ * mode no process holds, trash, entries without meta, and entries of an earlier boot whose data
+ * was never flushed (their files may be empty after a power loss). Run at start-up; safe while
+ * other daemons use the directory.
+ */
+const recover = (c: Cache) =>
+  Effect.gen(function*() {
+    yield* ensureDirs(c)
+    const removed = yield* recoverStaging(c)
+    for (const e of yield* list(c)) {
+      const unflushed = e.complete && e.meta.synced !== true && e.meta.bootId !== undefined && e.meta.bootId !== c.thisBoot
       if (!e.complete || unflushed) {
-        if (yield* removeIfUnused(e.key, e.complete ? "filled before a restart of the machine and never flushed to disk" : "incomplete entry")) removed.push(e.key)
+        if (yield* removeIfUnused(c, e.key, e.complete ? "filled before a restart of the machine and never flushed to disk" : "incomplete entry")) removed.push(e.key)
       }
     }
-    const trash = (yield* Effect.promise(() => fsp.readdir(dir).catch(() => [] as Array<string>))).filter((n) => n.startsWith(".trash-"))
-    yield* emptyTrash
+    const trash = (yield* readdir(c.dir)).filter((n) => n.startsWith(".trash-"))
+    yield* emptyTrash(c)
     if (removed.length > 0) yield* Effect.logInfo(`buildroot cache: removed what an earlier process left half-written: ${removed.join(", ")}`)
     return { removed, trash: trash.length }
   })
 
-  return { dir, acquire, prune, list, evict, busy, annotate, recover, hold, claim, limits: { max, maxBytes } }
+/** The buildroot cache under `dir` (see the module comment). */
+export const makeCache = (dir: string, max: number, options: Omit<CacheOptions, "max"> = {}) => {
+  const c: Cache = {
+    dir, max, maxBytes: options.maxBytes ?? 0, background: options.background ?? ((work) => work), flush: options.flush === true,
+    locks: path.join(dir, ".locks"), thisBoot: bootId()
+  }
+  return {
+    dir,
+    acquire: <E>(key: string, meta: Omit<CacheMeta, "key" | "created">, fill: Fill<E>) => acquire(c, key, meta, fill),
+    prune: <E>(stale: (meta: CacheMeta) => Effect.Effect<boolean, E>) => prune(c, stale),
+    list: list(c),
+    evict: evict(c),
+    busy: (key: string) => busy(c, key),
+    removeIfUnused: (key: string, why: string) => removeIfUnused(c, key, why),
+    /** Deletes the roots removed entries left in the trash (outside every lock) and unused lock files. */
+    emptyTrash: emptyTrash(c),
+    /** Records `notes` (merged) in the meta of entry `key`. */
+    annotate: (key: string, notes: Readonly<Record<string, string>>) => updateMeta(c, key, (m) => ({ ...m, notes: { ...m.notes, ...notes } })),
+    recover: recover(c),
+    hold: (key: string) => hold(c, key),
+    claim: (key: string, purpose: string) => claim(c, key, purpose),
+    limits: { max, maxBytes: c.maxBytes }
+  }
 }
 
 /** The cache object. */

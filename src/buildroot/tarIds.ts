@@ -130,135 +130,162 @@ const shiftPax = (data: Buffer, shift: (id: number) => number): PaxFields => {
   return { data: Buffer.from(out.join(""), "utf8"), path: pathValue, linkpath: linkValue, uid: ids.uid, gid: ids.gid }
 }
 
+/** Where a stream's rewriting stands between chunks. */
+interface Shifter {
+  readonly shift: IdShift
+  /** Bytes received that do not yet make a whole block. */
+  pending: Buffer
+  /** Bytes of member data still to pass through (including padding). */
+  skip: number
+  /** A pax or GNU long-name header's data being collected. */
+  collecting: { readonly header: Buffer; readonly size: number; readonly type: string; readonly chunks: Array<Buffer>; got: number } | undefined
+  longName: string | undefined
+  longLink: string | undefined
+  paxPath: string | undefined
+  paxLink: string | undefined
+  paxIds: { readonly uid: number | undefined; readonly gid: number | undefined }
+  /** The end marker was seen: the rest passes through. */
+  ended: boolean
+}
+
+type Push = (b: Buffer) => void
+
+const padded = (n: number) => Math.ceil(n / BLOCK) * BLOCK
+
+/** An id moved by the shift, refused outside the allowed range. */
+const moveId = (shift: IdShift, id: number): number => {
+  const n = id + shift.delta
+  if (n < shift.min || n >= shift.max) throw new TarRefused(`owner id ${id} is outside the id range of the root`)
+  return n
+}
+
+/** A member's name and link target, the extended headers before it consumed. */
+const takeNames = (s: Shifter, block: Buffer) => {
+  const prefix = block.toString("utf8", 345, 500).replace(/\0.*$/s, "")
+  const short = block.toString("utf8", 0, 100).replace(/\0.*$/s, "")
+  const name = s.paxPath ?? s.longName ?? (prefix === "" ? short : `${prefix}/${short}`)
+  const link = s.paxLink ?? s.longLink ?? block.toString("utf8", 157, 257).replace(/\0.*$/s, "")
+  const ids = s.paxIds
+  s.longName = undefined
+  s.longLink = undefined
+  s.paxPath = undefined
+  s.paxLink = undefined
+  s.paxIds = { uid: undefined, gid: undefined }
+  return { name, link, ids }
+}
+
+/** One header block: checked, its owner shifted, pushed (extended headers are collected first). */
+const header = (s: Shifter, block: Buffer, push: Push): void => {
+  if (block.every((b) => b === 0)) {
+    s.ended = true
+    push(block)
+    return
+  }
+  if (!checksumOk(block)) throw new TarRefused("a tar header's checksum is wrong")
+  const type = String.fromCharCode(block[156]!)
+  if (!ALLOWED.has(type)) throw new TarRefused(`the image holds a ${TYPE_NAMES[type] ?? `member of type ${JSON.stringify(type)}`}`)
+  const size = readNumber(block, 124, 12)
+  if (type === "x" || type === "g" || type === "L" || type === "K") {
+    if (size > 1024 * 1024) throw new TarRefused("an oversized extended header")
+    s.collecting = { header: Buffer.from(block), size, type, chunks: [], got: 0 }
+    return
+  }
+  const { name, link, ids } = takeNames(s, block)
+  const why = badName(name.replace(/^\.\//, ""))
+  if (why !== undefined) throw new TarRefused(`member ${JSON.stringify(name)} has ${why}`)
+  // A hard link's target is a member of the same tree; a symlink may point anywhere inside its root.
+  const linkWhy = type === "1" ? badName(link.replace(/^\.\//, "")) : undefined
+  if (linkWhy !== undefined) throw new TarRefused(`hard link ${JSON.stringify(name)} has a target with ${linkWhy}`)
+  const out = Buffer.from(block)
+  // Ids a pax header gave (already moved) win over the header's fields, which then hold anything.
+  writeNumber(out, 108, 8, ids.uid ?? moveId(s.shift, readNumber(block, 108, 8)))
+  writeNumber(out, 116, 8, ids.gid ?? moveId(s.shift, readNumber(block, 116, 8)))
+  // Owner names would let tar map ids by name on the extracting host: ids only.
+  out.fill(0, 265, 329)
+  setChecksum(out)
+  push(out)
+  s.skip = type === "0" || type === "\0" || type === "7" ? padded(size) : 0
+}
+
+/** A collected extended header: its names and ids kept for the next member, pushed with pax ids shifted. */
+const finishExtended = (s: Shifter, push: Push): void => {
+  const c = s.collecting!
+  s.collecting = undefined
+  const data = Buffer.concat(c.chunks).subarray(0, c.size)
+  if (c.type === "L") s.longName = data.toString("utf8").replace(/\0.*$/s, "")
+  if (c.type === "K") s.longLink = data.toString("utf8").replace(/\0.*$/s, "")
+  let body: Buffer = data
+  if (c.type === "x" || c.type === "g") {
+    const shifted = shiftPax(data, (id) => moveId(s.shift, id))
+    body = shifted.data
+    if (c.type === "x") {
+      s.paxPath = shifted.path
+      s.paxLink = shifted.linkpath
+      s.paxIds = { uid: shifted.uid, gid: shifted.gid }
+    }
+  }
+  const head = Buffer.from(c.header)
+  writeNumber(head, 124, 12, body.length)
+  setChecksum(head)
+  push(head)
+  const padding = padded(body.length) - body.length
+  push(Buffer.concat([body, Buffer.alloc(padding)]))
+}
+
+/** Consumes what of `buf` can be handled now; the rest (less than a block) is returned. */
+const consume = (s: Shifter, input: Buffer, push: Push): Buffer => {
+  let buf = input
+  while (buf.length > 0) {
+    if (s.ended) {
+      push(buf)
+      return Buffer.alloc(0)
+    }
+    if (s.skip > 0) {
+      const n = Math.min(s.skip, buf.length)
+      push(buf.subarray(0, n))
+      buf = buf.subarray(n)
+      s.skip -= n
+      continue
+    }
+    if (s.collecting !== undefined) {
+      const c = s.collecting
+      const n = Math.min(padded(c.size) - c.got, buf.length)
+      c.chunks.push(buf.subarray(0, n))
+      c.got += n
+      buf = buf.subarray(n)
+      if (c.got === padded(c.size)) finishExtended(s, push)
+      continue
+    }
+    if (buf.length < BLOCK) break
+    header(s, buf.subarray(0, BLOCK), push)
+    buf = buf.subarray(BLOCK)
+  }
+  return buf
+}
+
 /**
  * A Transform that shifts owners by `shift` and refuses device nodes, FIFOs, absolute or `..`
  * names, whiteouts and ids outside the allowed range (a TarRefused error on the stream).
  */
 export const tarIdShifter = (shift: IdShift): Transform => {
-  let pending: Buffer = Buffer.alloc(0)
-  /** Bytes of member data still to pass through (including padding). */
-  let skip = 0
-  /** A pax or GNU long-name header's data being collected. */
-  let collecting: { readonly header: Buffer; readonly size: number; readonly type: string; chunks: Array<Buffer>; got: number } | undefined
-  let longName: string | undefined
-  let longLink: string | undefined
-  let paxPath: string | undefined
-  let paxLink: string | undefined
-  let paxIds: { readonly uid: number | undefined; readonly gid: number | undefined } = { uid: undefined, gid: undefined }
-  let ended = false
-  const move = (id: number): number => {
-    const n = id + shift.delta
-    if (n < shift.min || n >= shift.max) throw new TarRefused(`owner id ${id} is outside the id range of the root`)
-    return n
+  const s: Shifter = {
+    shift, pending: Buffer.alloc(0), skip: 0, collecting: undefined, longName: undefined, longLink: undefined,
+    paxPath: undefined, paxLink: undefined, paxIds: { uid: undefined, gid: undefined }, ended: false
   }
-  const padded = (n: number) => Math.ceil(n / BLOCK) * BLOCK
-
-  const header = (block: Buffer, push: (b: Buffer) => void): void => {
-    if (block.every((b) => b === 0)) {
-      ended = true
-      push(block)
-      return
-    }
-    if (!checksumOk(block)) throw new TarRefused("a tar header's checksum is wrong")
-    const type = String.fromCharCode(block[156]!)
-    if (!ALLOWED.has(type)) throw new TarRefused(`the image holds a ${TYPE_NAMES[type] ?? `member of type ${JSON.stringify(type)}`}`)
-    const size = readNumber(block, 124, 12)
-    if (type === "x" || type === "g" || type === "L" || type === "K") {
-      if (size > 1024 * 1024) throw new TarRefused("an oversized extended header")
-      collecting = { header: Buffer.from(block), size, type, chunks: [], got: 0 }
-      return
-    }
-    const prefix = block.toString("utf8", 345, 500).replace(/\0.*$/s, "")
-    const short = block.toString("utf8", 0, 100).replace(/\0.*$/s, "")
-    const name = paxPath ?? longName ?? (prefix === "" ? short : `${prefix}/${short}`)
-    const link = paxLink ?? longLink ?? block.toString("utf8", 157, 257).replace(/\0.*$/s, "")
-    const ids = paxIds
-    longName = undefined
-    longLink = undefined
-    paxPath = undefined
-    paxLink = undefined
-    paxIds = { uid: undefined, gid: undefined }
-    const why = badName(name.replace(/^\.\//, ""))
-    if (why !== undefined) throw new TarRefused(`member ${JSON.stringify(name)} has ${why}`)
-    // A hard link's target is a member of the same tree; a symlink may point anywhere inside its root.
-    const linkWhy = type === "1" ? badName(link.replace(/^\.\//, "")) : undefined
-    if (linkWhy !== undefined) throw new TarRefused(`hard link ${JSON.stringify(name)} has a target with ${linkWhy}`)
-    const out = Buffer.from(block)
-    // Ids a pax header gave (already moved) win over the header's fields, which then hold anything.
-    writeNumber(out, 108, 8, ids.uid ?? move(readNumber(block, 108, 8)))
-    writeNumber(out, 116, 8, ids.gid ?? move(readNumber(block, 116, 8)))
-    // Owner names would let tar map ids by name on the extracting host: ids only.
-    out.fill(0, 265, 329)
-    setChecksum(out)
-    push(out)
-    skip = type === "0" || type === "\0" || type === "7" ? padded(size) : 0
-  }
-
-  const finishExtended = (push: (b: Buffer) => void): void => {
-    const c = collecting!
-    collecting = undefined
-    const data = Buffer.concat(c.chunks).subarray(0, c.size)
-    if (c.type === "L") longName = data.toString("utf8").replace(/\0.*$/s, "")
-    if (c.type === "K") longLink = data.toString("utf8").replace(/\0.*$/s, "")
-    let body: Buffer = data
-    if (c.type === "x" || c.type === "g") {
-      const shifted = shiftPax(data, move)
-      body = shifted.data
-      if (c.type === "x") {
-        paxPath = shifted.path
-        paxLink = shifted.linkpath
-        paxIds = { uid: shifted.uid, gid: shifted.gid }
-      }
-    }
-    const head = Buffer.from(c.header)
-    writeNumber(head, 124, 12, body.length)
-    setChecksum(head)
-    push(head)
-    const padding = padded(body.length) - body.length
-    push(Buffer.concat([body, Buffer.alloc(padding)]))
-  }
-
   return new Transform({
     transform(chunk: Buffer, _enc, done: TransformCallback) {
       try {
-        let buf: Buffer = pending.length === 0 ? chunk : Buffer.concat([pending, chunk])
         const out: Array<Buffer> = []
-        const push = (b: Buffer) => void out.push(b)
-        while (buf.length > 0) {
-          if (ended) {
-            push(buf)
-            buf = Buffer.alloc(0)
-            break
-          }
-          if (skip > 0) {
-            const n = Math.min(skip, buf.length)
-            push(buf.subarray(0, n))
-            buf = buf.subarray(n)
-            skip -= n
-            continue
-          }
-          if (collecting !== undefined) {
-            const want = padded(collecting.size) - collecting.got
-            const n = Math.min(want, buf.length)
-            collecting.chunks.push(buf.subarray(0, n))
-            collecting.got += n
-            buf = buf.subarray(n)
-            if (collecting.got === padded(collecting.size)) finishExtended(push)
-            continue
-          }
-          if (buf.length < BLOCK) break
-          header(buf.subarray(0, BLOCK), push)
-          buf = buf.subarray(BLOCK)
-        }
-        pending = Buffer.from(buf)
+        const rest = consume(s, s.pending.length === 0 ? chunk : Buffer.concat([s.pending, chunk]), (b) => void out.push(b))
+        s.pending = Buffer.from(rest)
         done(null, out.length === 0 ? undefined : Buffer.concat(out))
       } catch (e) {
         done(e instanceof Error ? e : new TarRefused(String(e)))
       }
     },
     flush(done: TransformCallback) {
-      if (!ended) done(new TarRefused("the tar stream ends without its end marker"))
-      else done(null, pending.length === 0 ? undefined : pending)
+      if (!s.ended) done(new TarRefused("the tar stream ends without its end marker"))
+      else done(null, s.pending.length === 0 ? undefined : s.pending)
     }
   })
 }
