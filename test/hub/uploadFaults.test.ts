@@ -91,7 +91,8 @@ describe("fast upload under hub faults", () => {
         yield* fastUpload(session, file(`f${i}.log`, data), "cli-build/f3", `f${i}.log`, { blocksize: MiB })
         assert.isTrue(fake.state.upload(`cli-build/f3/f${i}.log`)!.equals(data), `file ${i} (${size} bytes)\n${proxy.summary()}`)
       }
-      assert.isAtLeast(proxy.stats().faulted, 5, proxy.summary())
+      // About a third of some 35 requests is faulted; at least 2 (a random seed gives fewer once in ~10^4 runs).
+      assert.isAtLeast(proxy.stats().faulted, 2, proxy.summary())
     })))
 
   it.live("a file checkUpload finds short (the hub lost part of it) goes up again, verified", () =>
