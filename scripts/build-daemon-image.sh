@@ -141,8 +141,14 @@ cp package.json package-lock.json "$STAGE/app/"
 # Production dependencies, installed by npm under Node 24 so native addons are built for it;
 # node-gyp takes the headers from the node package (no download).
 log "npm ci --omit=dev under Node $NODE_VERSION"
-npm_cli=$(npm root -g)/npm/bin/npm-cli.js
-[ -f "$npm_cli" ] || die "cannot find npm's npm-cli.js under $(npm root -g)"
+# The npm on PATH, whichever node runs it: `npm root -g` follows the running node's prefix, which
+# is not npm's home when Node 24 came from the npm registry (scripts/lib/prepare.sh).
+npm_cli=""
+for c in "$(readlink -f "$(command -v npm)")" "$(dirname "$(readlink -f "$(command -v npm)")")/../lib/node_modules/npm/bin/npm-cli.js" \
+         "$(npm root -g)/npm/bin/npm-cli.js" /usr/lib/node_modules/npm/bin/npm-cli.js /usr/share/nodejs/npm/bin/npm-cli.js; do
+  case "$c" in *npm-cli.js) [ -f "$c" ] && { npm_cli=$c; break; } ;; esac
+done
+[ -n "$npm_cli" ] || die "cannot find npm's npm-cli.js (npm on PATH: $(command -v npm))"
 (cd "$STAGE/app" && PATH="$STAGE/node/bin:$PATH" npm_config_nodedir="$STAGE/node" \
   "$NODE24" "$npm_cli" ci --omit=dev --no-audit --no-fund --prefer-offline --loglevel=error) \
   > "$WORK/npm.log" 2>&1 || { tail -n 30 "$WORK/npm.log" >&2; die "npm ci failed (log $WORK/npm.log)"; }
