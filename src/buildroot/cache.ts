@@ -2,7 +2,8 @@
  * The cache of populated buildroots (DESIGN §5): one directory per key (repo id, arch, group,
  * bootstrap image, dnf.conf + macros, id map) holding `root/`, the rpmdb listing and `meta.json`.
  * A repo id names an immutable package set, so a filled root serves every later task of that repo
- * read-only. Bounded to `max` entries and `maxBytes` bytes by least recent use; entries of repos
+ * read-only. Bounded to `max` entries and `maxBytes` bytes by least recent use — over them only
+ * while the entries are in use: a fill evicts, and so does the end of a use; entries of repos
  * the hub no longer keeps READY are removed.
  *
  * Several daemons on one machine may share the directory (each its own workdir): everything that
@@ -278,6 +279,28 @@ const evict = (c: Cache) =>
     yield* emptyTrash(c)
   })
 
+/**
+ * Entry `key` in use for the life of the scope: its use lock held shared. When the use ends and
+ * the cache is over its bounds, eviction runs (off the task's path): a fill's own eviction skips
+ * entries in use, here or in another process, so without this a cache could stay over its bounds
+ * once every user has gone.
+ */
+const useScoped = (c: Cache, key: string) =>
+  Effect.gen(function*() {
+    // Added first, so it runs after the lock below is released (finalizers run in reverse).
+    yield* Effect.addFinalizer(() => c.background(evictIfOver(c)))
+    yield* lockScoped(useLock(c, key), "shared")
+  })
+
+/** Eviction, when the entries are more than `max` or (with `maxBytes`) bigger. */
+const evictIfOver = (c: Cache) =>
+  Effect.gen(function*() {
+    const entries = (yield* readdir(c.dir)).filter((n) => !n.startsWith(".") && KEY.test(n))
+    const over = entries.length > c.max ||
+      (c.maxBytes > 0 && (yield* list(c)).reduce((acc, e) => acc + (e.meta.bytes ?? 0), 0) > c.maxBytes)
+    if (over) yield* evict(c)
+  }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("buildroot cache: eviction after a use", cause)))
+
 /** After a fill, off the task's path: the entry's size, its data flushed to disk, then eviction. */
 const settle = (c: Cache, key: string) =>
   Effect.gen(function*() {
@@ -337,7 +360,7 @@ const acquire = <E>(c: Cache, key: string, meta: Omit<CacheMeta, "key" | "create
     if (!KEY.test(key)) return yield* new BuildrootSetupError({ message: `buildroot cache: invalid key ${JSON.stringify(key)}` })
     yield* ensureDirs(c)
     if (c.max <= 0) return yield* oneOff(c, key, fill)
-    yield* lockScoped(useLock(c, key), "shared")
+    yield* useScoped(c, key)
     const cached = yield* readEntry(c, key, true)
     if (cached !== undefined) return cached
     const filled = yield* Effect.scoped(Effect.gen(function*() {
@@ -375,7 +398,7 @@ const prune = <E>(c: Cache, stale: (meta: CacheMeta) => Effect.Effect<boolean, E
 const hold = (c: Cache, key: string) =>
   Effect.gen(function*() {
     if (!KEY.test(key) || c.max <= 0) return undefined
-    yield* lockScoped(useLock(c, key), "shared")
+    yield* useScoped(c, key)
     return yield* readEntry(c, key, true)
   })
 

@@ -44,6 +44,23 @@ describe("buildroot cache", () => {
       assert.deepStrictEqual((yield* cache.list).map((e) => e.key), ["k4"])
     }).pipe(Effect.scoped))
 
+  it.live("over its bound only while entries are in use: the end of a use evicts what is then unused", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir("adjutant-cache-")
+      const cache = makeCache(dir, 1)
+      const count = { n: 0 }
+      const first = yield* Scope.make()
+      const second = yield* Scope.make()
+      yield* cache.acquire("k1", meta(1), fill(count)).pipe(Scope.extend(first))
+      yield* cache.acquire("k2", meta(2), fill(count)).pipe(Scope.extend(second))
+      // k2's fill could not evict k1, in use: two entries in a cache of one.
+      assert.deepStrictEqual((yield* cache.list).map((e) => e.key).sort(), ["k1", "k2"])
+      yield* Scope.close(first, Exit.void)
+      assert.deepStrictEqual((yield* cache.list).map((e) => e.key), ["k2"])
+      yield* Scope.close(second, Exit.void)
+      assert.deepStrictEqual((yield* cache.list).map((e) => e.key), ["k2"])
+    }).pipe(Effect.scoped))
+
   it.live("with max 0 a root is filled for each use and removed afterwards", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir("adjutant-cache-")
