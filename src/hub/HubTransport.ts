@@ -8,7 +8,7 @@
  * Node cannot do, so the hub answers 403 (§12). Under TLS 1.2 Apache renegotiates instead,
  * which Node supports.
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
 import { Context, Duration, Effect, Layer } from "effect"
 import { constants as cryptoConstants } from "node:crypto"
 import * as fs from "node:fs"
