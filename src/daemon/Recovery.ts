@@ -197,9 +197,19 @@ export const removeTaskDir = Effect.fnUntraced(function*(dir: string) {
   if (released.failed.length > 0) return yield* Effect.fail(released.failed.join("; "))
 })
 
-/** `dir` empty and unused (removeTaskDir, then made again); fails with the reason. */
+/**
+ * `dir` empty and unused (removeTaskDir, then made again); fails with the reason. A task's first
+ * run finds no directory, and nothing can be mounted below a path that does not exist: the
+ * scan of the mount table and the loop devices is for a directory an earlier run left.
+ */
 export const clearTaskDir = (dir: string): Effect.Effect<string, string> =>
-  Effect.zipRight(removeTaskDir(dir), Effect.tryPromise({ try: () => fsp.mkdir(dir, { recursive: true }).then(() => dir), catch: (e) => `mkdir ${dir}: ${message(e)}` }))
+  Effect.flatMap(
+    Effect.promise(() => fsp.lstat(dir).then(() => true, () => false)),
+    (exists) => Effect.zipRight(
+      exists ? removeTaskDir(dir) : Effect.void,
+      Effect.tryPromise({ try: () => fsp.mkdir(dir, { recursive: true }).then(() => dir), catch: (e) => `mkdir ${dir}: ${message(e)}` })
+    )
+  )
 
 /** Where a daemon's leftovers can be. */
 export interface RecoveryOptions {
