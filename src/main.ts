@@ -10,19 +10,19 @@ import { invocationOf, renderHelp } from "./cli/help.js"
 // The command line as far as which command runs and whether help is asked (no dependencies).
 const invocation = invocationOf(process.argv.slice(2))
 
-// V8 sizes its heaps for throughput by default; a daemon that mostly waits on the hub does not
-// need that, and this keeps its peak RSS about a third lower (measured by the daemon-overhead
-// bench). It must be set before the modules below are loaded, hence the dynamic imports. Only the
-// daemon gets it: the commands (build-local, check-config, the admin commands) are short-lived,
-// and the smaller heap costs them about 0.2 s of garbage collection while the modules load.
-if (invocation.command === "" && !invocation.help) setFlagsFromString("--optimize-for-size")
-
 // `--help` is ours (src/cli/help.ts): plain text, every flag described, printed before anything
 // else is loaded.
 if (invocation.help) {
   process.stdout.write(renderHelp(invocation.command))
   process.exit(0)
 }
+
+// V8 sizes its heaps for throughput by default; a daemon that mostly waits on the hub does not
+// need that, and this keeps its peak RSS about a third lower (measured by the daemon-overhead
+// bench). It must be set before the modules below are loaded, hence the dynamic imports. Only the
+// daemon gets it: the commands (build-local, check-config, the admin commands) are short-lived,
+// and the smaller heap costs them about 0.2 s of garbage collection while the modules load.
+if (invocation.command === "") setFlagsFromString("--optimize-for-size")
 
 const { Command } = await import("@effect/cli")
 const { defaultTeardown } = await import("@effect/platform/Runtime")
@@ -116,11 +116,10 @@ const root = Command.make("koji-adjutant", { flags: kojidOptions }, ({ flags }) 
 const cli = Command.run(root, { name: "koji-adjutant", version })
 
 // Every failure is reported once, in the configured log format (src/cli/fatal.ts), with no
-// pretty logger or JSON dump.
-
-// Exit explicitly once the program is done: kept-alive hub connections or a podman socket must
-// not hold a finished daemon (kojid calls sys.exit too). A command that set `process.exitCode`
-// (build-local: 1 after printing its error, 130 after an interrupt) exits with it.
+// pretty logger or JSON dump. Exit explicitly once the program is done: kept-alive hub
+// connections or a podman socket must not hold a finished daemon (kojid calls sys.exit too). A
+// command that set `process.exitCode` (build-local: 1 after printing its error, 130 after an
+// interrupt) exits with it.
 cli(process.argv).pipe(
   topLevel(invocation, (e) => (e instanceof DaemonExit ? e.code : undefined)),
   Effect.provide(NodeContext.layer),

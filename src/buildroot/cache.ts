@@ -260,14 +260,18 @@ const updateMeta = (c: Cache, key: string, patch: (meta: CacheMeta) => CacheMeta
     })
   }))
 
-/** Drops least recently used entries beyond `max` entries or `maxBytes` bytes that no process uses. */
-const evict = (c: Cache) =>
+/** Whether `count` entries of `bytes` bytes exceed the cache's bounds. */
+const overBounds = (c: Cache, count: number, bytes: number) => count > c.max || (c.maxBytes > 0 && bytes > c.maxBytes)
+
+const bytesOf = (entries: ReadonlyArray<ListedEntry>) => entries.reduce((acc, e) => acc + (e.meta.bytes ?? 0), 0)
+
+/** Drops least recently used entries of `entries` (as listed) beyond the bounds that no process uses. */
+const evictListed = (c: Cache, entries: ReadonlyArray<ListedEntry>) =>
   Effect.gen(function*() {
-    const entries = yield* list(c)
     let count = entries.length
-    let bytes = entries.reduce((acc, e) => acc + (e.meta.bytes ?? 0), 0)
+    let bytes = bytesOf(entries)
     for (const e of entries) {
-      if (count <= c.max && (c.maxBytes <= 0 || bytes <= c.maxBytes)) break
+      if (!overBounds(c, count, bytes)) break
       const why = e.complete
         ? `evicted (repo ${e.meta.repoId} ${e.meta.tagName}/${e.meta.brArch}, ${count} entries, ${bytes} bytes)`
         : "incomplete entry"
@@ -279,27 +283,24 @@ const evict = (c: Cache) =>
     yield* emptyTrash(c)
   })
 
+/** Drops least recently used entries beyond `max` entries or `maxBytes` bytes that no process uses. */
+const evict = (c: Cache) => Effect.flatMap(list(c), (entries) => evictListed(c, entries))
+
 /**
  * Entry `key` in use for the life of the scope: its use lock held shared. When the use ends and
  * the cache is over its bounds, eviction runs (off the task's path): a fill's own eviction skips
  * entries in use, here or in another process, so without this a cache could stay over its bounds
- * once every user has gone.
+ * once every user has gone. Within the bounds, nothing more is done (no trash or lock sweep).
  */
 const useScoped = (c: Cache, key: string) =>
   Effect.gen(function*() {
     // Added first, so it runs after the lock below is released (finalizers run in reverse).
-    yield* Effect.addFinalizer(() => c.background(evictIfOver(c)))
+    yield* Effect.addFinalizer(() =>
+      c.background(Effect.flatMap(list(c), (entries) => (overBounds(c, entries.length, bytesOf(entries)) ? evictListed(c, entries) : Effect.void)).pipe(
+        Effect.catchAllCause((cause) => Effect.logWarning("buildroot cache: eviction after a use", cause))
+      )))
     yield* lockScoped(useLock(c, key), "shared")
   })
-
-/** Eviction, when the entries are more than `max` or (with `maxBytes`) bigger. */
-const evictIfOver = (c: Cache) =>
-  Effect.gen(function*() {
-    const entries = (yield* readdir(c.dir)).filter((n) => !n.startsWith(".") && KEY.test(n))
-    const over = entries.length > c.max ||
-      (c.maxBytes > 0 && (yield* list(c)).reduce((acc, e) => acc + (e.meta.bytes ?? 0), 0) > c.maxBytes)
-    if (over) yield* evict(c)
-  }).pipe(Effect.catchAllCause((cause) => Effect.logWarning("buildroot cache: eviction after a use", cause)))
 
 /** After a fill, off the task's path: the entry's size, its data flushed to disk, then eviction. */
 const settle = (c: Cache, key: string) =>

@@ -203,13 +203,10 @@ export const removeTaskDir = Effect.fnUntraced(function*(dir: string) {
  * scan of the mount table and the loop devices is for a directory an earlier run left.
  */
 export const clearTaskDir = (dir: string): Effect.Effect<string, string> =>
-  Effect.flatMap(
-    Effect.promise(() => fsp.lstat(dir).then(() => true, () => false)),
-    (exists) => Effect.zipRight(
-      exists ? removeTaskDir(dir) : Effect.void,
-      Effect.tryPromise({ try: () => fsp.mkdir(dir, { recursive: true }).then(() => dir), catch: (e) => `mkdir ${dir}: ${message(e)}` })
-    )
-  )
+  Effect.gen(function*() {
+    if (yield* Effect.promise(() => fsp.lstat(dir).then(() => true, () => false))) yield* removeTaskDir(dir)
+    return yield* Effect.tryPromise({ try: () => fsp.mkdir(dir, { recursive: true }).then(() => dir), catch: (e) => `mkdir ${dir}: ${message(e)}` })
+  })
 
 /** Where a daemon's leftovers can be. */
 export interface RecoveryOptions {
